@@ -1,0 +1,58 @@
+# Short verbs for the whole project. `make demo` and `make test` do all their own set-up.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+SCENARIO ?= healthy
+EPISODES ?= 2000
+
+.PHONY: install install-serve prometheus test test-all lint typecheck demo bench train export evaluate
+
+# Everything: serving deps, the `train` extra (torch pinned to the CPU build) and the dev tools.
+install:
+	$(PIP) install --quiet -e '.[train,dev]'
+
+# Only what the decision service needs (no torch, no stable-baselines3, no gymnasium).
+install-serve:
+	$(PIP) install --quiet -e .
+
+# Prometheus from the system's package manager, where it has apt.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	  else \
+	    echo "Prometheus is missing: install it (https://prometheus.io/download/) and put it on PATH"; exit 1; \
+	  fi; }
+
+# The test command the README documents; CI runs exactly this.
+test: install prometheus
+	$(PYTHON) -m pytest
+
+# Also the slow tests (training smoke runs, long evaluations).
+test-all: install prometheus
+	$(PYTHON) -m pytest -m ''
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+
+typecheck:
+	$(PYTHON) -m mypy
+
+demo: install prometheus
+	$(PYTHON) -m demo_apps.demo --scenario $(SCENARIO)
+
+bench: install prometheus
+	$(PYTHON) benchmarks/bench_features.py
+	$(PYTHON) benchmarks/bench_service.py
+
+train: install
+	$(PYTHON) -m training.train --config training/configs/dqn.yaml
+
+export: install
+	$(PYTHON) -m export --run runs/dqn --out models/canary-dqn.onnx
+
+evaluate: install
+	$(PYTHON) -m training.evaluate --scenarios scenarios --episodes $(EPISODES) \
+	  --json models/evaluation/report.json --episodes-csv models/evaluation/episodes.csv.gz \
+	  --plot models/evaluation/report.png

@@ -1,0 +1,1 @@
+"""The decision service: Prometheus → features → ONNX policy → guardrails → decision."""

@@ -1,0 +1,254 @@
+"""The observation vector: one module owns its feature names, order and normalisation.
+
+The simulator (``training.env``), the exporter (``export``) and the live service all build
+observations here, from the same plain data object, :class:`MetricsSnapshot`. The ONNX model
+carries :data:`FEATURE_NAMES` and :data:`FEATURE_SPEC_VERSION` in its metadata, and the service
+refuses a model whose names differ.
+
+What a snapshot holds is what Prometheus can give for the canary and the stable version:
+
+* ``canary`` / ``stable``: the last analysis window (requests, errors, p50 and p95 latency);
+* ``canary_cumulative`` / ``stable_cumulative``: the canary's whole life so far (counts since its
+  pods appeared, selected by its pod-template hash) and the stable version over the same span.
+  This is the accumulated evidence that lets the service stay stateless (DESIGN §7).
+
+Missing data is never replaced by a made-up number: :func:`build_observation` raises
+:class:`MissingMetricError` naming what is missing, and the caller answers ``hold``. The one
+substitution it makes is with *measured* data: when the stable version served no request in the
+last window (the canary is at 100 %), stable's window is its measurement over the canary's life.
+
+Helper transforms (all bounded, so one feature can never dominate the network's input):
+
+* ``rate(r)  = (log10(r + 1e-4) + 4) / 4``   maps an error rate 0 … 1 to 0 … 1 (log scale, so
+  0.1 %, 1 % and 10 % are evenly spaced);
+* ``slo(x)   = clip(x / SLO, 0, 5)``         a latency relative to the latency SLO;
+* ``lg2(a/b) = clip(log2(a / b), -3, 3)``    a ratio of two latencies;
+* ``z``: the pooled two-proportion z-score of canary vs stable errors (0 when neither version had
+  an error: the rates are then equal), divided by 5 and clipped to -2 … 2;
+* ``llr``: the sequential log-likelihood ratio of "the canary's error rate is twice stable's"
+  against "equal", conditional on the errors seen (each error is the canary's with probability
+  n_c/(n_c+n_s) under equality), divided by 10 and clipped to -2 … 2.
+
+=====  =============================  ==========================================================
+index  name                           value
+=====  =============================  ==========================================================
+0      step_weight                    canary traffic weight of the current step, percent / 100
+1      measurements_at_step           measurements already taken at this step, min(m, 10) / 10
+2      canary_window_requests         log10(1 + canary requests in the window) / 4, ≤ 1.5
+3      canary_error_rate              rate(canary window error rate)
+4      stable_error_rate              rate(stable window error rate)
+5      canary_p50_latency             slo(canary window p50)
+6      canary_p95_latency             slo(canary window p95)
+7      stable_p50_latency             slo(stable window p50)
+8      stable_p95_latency             slo(stable window p95)
+9      canary_error_trend             rate(canary window) - rate(canary over its life)
+10     canary_p95_trend               (canary window p95 - canary life p95) / SLO, -5 … 5
+11     canary_total_requests          log10(1 + canary requests over its life) / 5, ≤ 1.5
+12     error_ratio_total              log2 of canary/stable error rate over the canary's life
+                                      (+0.5 error / +1 request continuity correction), / 5, ±1
+13     error_z_total                  z(canary life vs stable same span)
+14     error_llr_total                llr(canary life vs stable same span)
+15     p95_ratio_total                lg2(canary life p95 / stable same-span p95)
+16     p50_ratio_total                lg2(canary life p50 / stable same-span p50)
+17     error_z_window                 z(canary window vs stable window)
+18     stable_error_vs_history        rate(stable window) - rate(stable over the span): a shared
+                                      incident (noisy neighbour) shows here, not in the ratios
+19     stable_p95_vs_history          lg2(stable window p95 / stable span p95)
+=====  =============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+FEATURE_SPEC_VERSION: Final = "1"
+
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    "step_weight",
+    "measurements_at_step",
+    "canary_window_requests",
+    "canary_error_rate",
+    "stable_error_rate",
+    "canary_p50_latency",
+    "canary_p95_latency",
+    "stable_p50_latency",
+    "stable_p95_latency",
+    "canary_error_trend",
+    "canary_p95_trend",
+    "canary_total_requests",
+    "error_ratio_total",
+    "error_z_total",
+    "error_llr_total",
+    "p95_ratio_total",
+    "p50_ratio_total",
+    "error_z_window",
+    "stable_error_vs_history",
+    "stable_p95_vs_history",
+)
+N_FEATURES: Final = len(FEATURE_NAMES)
+
+#: Bounds of every feature, in order; the gymnasium observation space uses them.
+FEATURE_LOW: Final = np.array(
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -5, 0, -1, -2, -2, -3, -3, -2, -1, -3], dtype=np.float32
+)
+FEATURE_HIGH: Final = np.array(
+    [1, 1, 1.5, 1, 1, 5, 5, 5, 5, 1, 5, 1.5, 1, 2, 2, 3, 3, 2, 1, 3], dtype=np.float32
+)
+
+#: Measurements per step that the features distinguish (the template's ``count``).
+MEASUREMENTS_SCALE: Final = 10
+#: The ratio the sequential likelihood-ratio feature tests against equality.
+LLR_ALTERNATIVE_RATIO: Final = 2.0
+_RATE_FLOOR: Final = 1e-4
+
+
+class MissingMetricError(ValueError):
+    """A metric the observation needs is absent (no requests, NaN, empty Prometheus result)."""
+
+    def __init__(self, metric: str, detail: str) -> None:
+        super().__init__(f"{metric}: {detail}")
+        self.metric = metric
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class VersionMetrics:
+    """What Prometheus reports for one version over one span of time.
+
+    Latencies are ``None`` when the version served no request in the span (Prometheus then
+    returns NaN or nothing): there is no latency to report, and none is invented.
+    """
+
+    requests: float
+    errors: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Everything one decision is built from (see the module docstring)."""
+
+    step_weight: float
+    measurements_at_step: int
+    canary: VersionMetrics
+    stable: VersionMetrics
+    canary_cumulative: VersionMetrics
+    stable_cumulative: VersionMetrics
+
+
+def _finite(value: float | None, metric: str) -> float:
+    if value is None or not math.isfinite(value):
+        raise MissingMetricError(metric, "no value (no requests in the span, or NaN)")
+    return float(value)
+
+
+def _counted(version: VersionMetrics, metric: str) -> tuple[float, float, float, float]:
+    """Requests, errors, p50, p95 of a span that must hold at least one request."""
+    requests = _finite(version.requests, f"{metric}.requests")
+    errors = _finite(version.errors, f"{metric}.errors")
+    if requests <= 0:
+        raise MissingMetricError(f"{metric}.requests", "no requests in the span")
+    if errors < 0 or errors > requests:
+        raise MissingMetricError(f"{metric}.errors", f"{errors} errors for {requests} requests")
+    p50 = _finite(version.latency_p50_ms, f"{metric}.latency_p50_ms")
+    p95 = _finite(version.latency_p95_ms, f"{metric}.latency_p95_ms")
+    if p50 <= 0 or p95 <= 0:
+        raise MissingMetricError(f"{metric}.latency", "latency quantiles must be positive")
+    return requests, errors, p50, p95
+
+
+def _rate(r: float) -> float:
+    return (math.log10(r + _RATE_FLOOR) + 4.0) / 4.0
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return lo if x < lo else hi if x > hi else x
+
+
+def two_proportion_z(e_c: float, n_c: float, e_s: float, n_s: float) -> float:
+    """Pooled two-proportion z-score of canary vs stable error rates (0 with no errors at all)."""
+    pooled = (e_c + e_s) / (n_c + n_s)
+    if pooled <= 0.0 or pooled >= 1.0:
+        return 0.0
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_s))
+    return (e_c / n_c - e_s / n_s) / se
+
+
+def error_llr(
+    e_c: float, n_c: float, e_s: float, n_s: float, ratio: float = LLR_ALTERNATIVE_RATIO
+) -> float:
+    """Log-likelihood ratio of "canary error rate = ratio × stable's" vs "equal".
+
+    Conditional on the errors seen, each error belongs to the canary with probability
+    ``n_c / (n_c + n_s)`` under equality and ``ratio·n_c / (ratio·n_c + n_s)`` under the
+    alternative; the statistic is the sum of log-ratios (the SPRT statistic).
+    """
+    pi0 = n_c / (n_c + n_s)
+    pi1 = ratio * n_c / (ratio * n_c + n_s)
+    return e_c * math.log(pi1 / pi0) + e_s * math.log((1.0 - pi1) / (1.0 - pi0))
+
+
+def stable_reference(snapshot: MetricsSnapshot) -> VersionMetrics:
+    """Stable's window, or its measurement over the canary's life when it served no request
+    in the window (the canary is at 100 %)."""
+    return snapshot.stable if snapshot.stable.requests > 0 else snapshot.stable_cumulative
+
+
+def build_observation(snapshot: MetricsSnapshot, slo_latency_ms: float) -> npt.NDArray[np.float32]:
+    """The normalised observation vector (order :data:`FEATURE_NAMES`).
+
+    Raises :class:`MissingMetricError` if a metric it needs is missing.
+    """
+    if not math.isfinite(slo_latency_ms) or slo_latency_ms <= 0:
+        raise ValueError(f"slo_latency_ms must be positive, got {slo_latency_ms}")
+    weight = _finite(snapshot.step_weight, "step_weight")
+    if not 0.0 <= weight <= 100.0:
+        raise ValueError(f"step_weight must be within 0..100, got {weight}")
+    n_c, e_c, c50, c95 = _counted(snapshot.canary, "canary")
+    n_s, e_s, s50, s95 = _counted(stable_reference(snapshot), "stable")
+    nc_t, ec_t, ct50, ct95 = _counted(snapshot.canary_cumulative, "canary_cumulative")
+    ns_t, es_t, st50, st95 = _counted(snapshot.stable_cumulative, "stable_cumulative")
+    measurements = max(0, int(snapshot.measurements_at_step))
+
+    canary_rate, stable_rate = e_c / n_c, e_s / n_s
+    canary_total_rate, stable_total_rate = ec_t / nc_t, es_t / ns_t
+    ratio_total = ((ec_t + 0.5) / (nc_t + 1.0)) / ((es_t + 0.5) / (ns_t + 1.0))
+
+    values = (
+        weight / 100.0,
+        min(measurements, MEASUREMENTS_SCALE) / MEASUREMENTS_SCALE,
+        min(math.log10(1.0 + n_c) / 4.0, 1.5),
+        _rate(canary_rate),
+        _rate(stable_rate),
+        _clip(c50 / slo_latency_ms, 0.0, 5.0),
+        _clip(c95 / slo_latency_ms, 0.0, 5.0),
+        _clip(s50 / slo_latency_ms, 0.0, 5.0),
+        _clip(s95 / slo_latency_ms, 0.0, 5.0),
+        _rate(canary_rate) - _rate(canary_total_rate),
+        _clip((c95 - ct95) / slo_latency_ms, -5.0, 5.0),
+        min(math.log10(1.0 + nc_t) / 5.0, 1.5),
+        _clip(math.log2(ratio_total) / 5.0, -1.0, 1.0),
+        _clip(two_proportion_z(ec_t, nc_t, es_t, ns_t) / 5.0, -2.0, 2.0),
+        _clip(error_llr(ec_t, nc_t, es_t, ns_t) / 10.0, -2.0, 2.0),
+        _clip(math.log2(ct95 / st95), -3.0, 3.0),
+        _clip(math.log2(ct50 / st50), -3.0, 3.0),
+        _clip(two_proportion_z(e_c, n_c, e_s, n_s) / 5.0, -2.0, 2.0),
+        _rate(stable_rate) - _rate(stable_total_rate),
+        _clip(math.log2(s95 / st95), -3.0, 3.0),
+    )
+    return np.asarray(values, dtype=np.float32)
+
+
+def named(observation: npt.NDArray[np.float32]) -> dict[str, float]:
+    """The observation as ``{feature name: value}`` (for explainable answers and logs)."""
+    return {name: round(float(v), 6) for name, v in zip(FEATURE_NAMES, observation, strict=True)}

@@ -1,0 +1,128 @@
+"""Guardrails: pure functions that may override the policy, each naming itself.
+
+They run after the policy, in this order, and the first that applies wins:
+
+==========================  ==========================================================  =========
+guardrail                   when                                                        answer
+==========================  ==========================================================  =========
+``no_data``                 a metric the observation needs is missing (the canary       hold
+                            served no request in the window, Prometheus gave NaN)
+``hard_slo_breach``         with at least ``min_breach_requests`` canary requests in     abort
+                            the window: its error rate ≥ ``hard_error_rate`` and ≥
+                            ``relative_factor`` × stable's, or its p95 ≥
+                            ``hard_latency_slo_factor`` × SLO and ≥
+                            ``relative_factor`` × stable's p95. Relative to stable, so
+                            an incident hitting both versions does not abort a canary
+``insufficient_evidence``   fewer than ``min_canary_requests`` canary requests over its   hold
+                            life: neither promote nor abort on a handful of requests
+==========================  ==========================================================  =========
+
+No guardrail ever answers ``promote``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from decision_service.actions import Action
+from decision_service.features import MetricsSnapshot, MissingMetricError, stable_reference
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailConfig:
+    """Limits of the guardrails (see the module docstring)."""
+
+    min_canary_requests: int = 20
+    min_breach_requests: int = 20
+    hard_error_rate: float = 0.25
+    hard_latency_slo_factor: float = 3.0
+    relative_factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.min_canary_requests < 0 or self.min_breach_requests < 1:
+            raise ValueError("request minimums must be >= 0 (breach: >= 1)")
+        if not 0.0 < self.hard_error_rate <= 1.0:
+            raise ValueError(f"hard_error_rate must be within (0, 1], got {self.hard_error_rate}")
+        if self.hard_latency_slo_factor <= 0 or self.relative_factor < 1.0:
+            raise ValueError("hard_latency_slo_factor must be > 0 and relative_factor >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Guarded:
+    """The final decision, which guardrail (if any) set it, and one human sentence."""
+
+    decision: Action
+    guardrail: str | None
+    reason: str
+
+
+def no_data(error: MissingMetricError) -> Guarded:
+    """The answer when the observation cannot be built: hold, never a guess."""
+    return Guarded("hold", "no_data", f"Not enough data to decide ({error}); holding.")
+
+
+def _hard_breach(
+    snapshot: MetricsSnapshot, slo_latency_ms: float, config: GuardrailConfig
+) -> str | None:
+    canary, stable = snapshot.canary, stable_reference(snapshot)
+    if canary.requests < config.min_breach_requests:
+        return None
+    canary_rate, stable_rate = canary.error_rate, stable.error_rate
+    if (
+        canary_rate is not None
+        and stable_rate is not None
+        and canary_rate >= config.hard_error_rate
+        and canary_rate >= config.relative_factor * stable_rate
+    ):
+        return (
+            f"canary error rate {canary_rate:.1%} breaches the hard limit "
+            f"{config.hard_error_rate:.1%} (stable {stable_rate:.1%})"
+        )
+    c95, s95 = canary.latency_p95_ms, stable.latency_p95_ms
+    if (
+        c95 is not None
+        and s95 is not None
+        and c95 >= config.hard_latency_slo_factor * slo_latency_ms
+        and c95 >= config.relative_factor * s95
+    ):
+        return (
+            f"canary p95 {c95:.0f} ms breaches {config.hard_latency_slo_factor:g}x the "
+            f"{slo_latency_ms:g} ms SLO (stable {s95:.0f} ms)"
+        )
+    return None
+
+
+def apply_guardrails(
+    proposed: Action,
+    snapshot: MetricsSnapshot,
+    slo_latency_ms: float,
+    config: GuardrailConfig,
+) -> Guarded:
+    """Apply the guardrails to the policy's ``proposed`` decision (no I/O, no state)."""
+    breach = _hard_breach(snapshot, slo_latency_ms, config)
+    if breach is not None:
+        return Guarded("abort", "hard_slo_breach", f"Aborting: {breach}.")
+    total = snapshot.canary_cumulative.requests
+    if total < config.min_canary_requests and proposed != "hold":
+        return Guarded(
+            "hold",
+            "insufficient_evidence",
+            f"The policy proposed {proposed}, but the canary has served only {total:.0f} "
+            f"requests (< {config.min_canary_requests}); holding for more evidence.",
+        )
+    return Guarded(proposed, None, _describe(proposed, snapshot))
+
+
+def _describe(decision: Action, snapshot: MetricsSnapshot) -> str:
+    canary, stable = snapshot.canary_cumulative, snapshot.stable_cumulative
+    c_rate, s_rate = canary.error_rate, stable.error_rate
+    rates = (
+        f"canary {c_rate:.2%} errors over {canary.requests:.0f} requests vs stable {s_rate:.2%}"
+        if c_rate is not None and s_rate is not None
+        else "error rates unavailable"
+    )
+    c95, s95 = canary.latency_p95_ms, stable.latency_p95_ms
+    latency = (
+        f"p95 {c95:.0f} ms vs {s95:.0f} ms" if c95 is not None and s95 is not None else "no p95"
+    )
+    return f"Policy chose {decision}: {rates}; {latency} since the canary started."

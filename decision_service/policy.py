@@ -1,0 +1,136 @@
+"""The ONNX policy: load once, check it matches the feature module, answer Q-values.
+
+The model file is the one ``python -m export`` writes. Its metadata must name the features
+(:data:`decision_service.features.FEATURE_NAMES`, same order), the feature-spec version and the
+actions (:data:`decision_service.actions.ACTION_NAMES`); a model that does not match is refused
+with :class:`PolicyLoadError`, so a service never serves decisions from a misread observation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from decision_service.actions import ACTION_NAMES, Action
+from decision_service.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
+
+#: The shipped model, trained by ``python -m training.train`` and exported by ``python -m export``.
+DEFAULT_MODEL_PATH: Final = Path(__file__).resolve().parent.parent / "models" / "canary-dqn.onnx"
+
+INPUT_NAME: Final = "observation"
+OUTPUT_NAME: Final = "q_values"
+
+# Metadata keys written by the exporter.
+META_FEATURE_NAMES: Final = "feature_names"
+META_ACTION_NAMES: Final = "action_names"
+META_FEATURE_SPEC_VERSION: Final = "feature_spec_version"
+META_TRAINING_CONFIG_SHA256: Final = "training_config_sha256"
+META_MODEL_NAME: Final = "model_name"
+
+
+class PolicyLoadError(RuntimeError):
+    """The model file is missing, unreadable or does not match this service's features."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    sha256: str
+    path: str
+    feature_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    feature_spec_version: str
+    training_config_sha256: str
+
+    @property
+    def label(self) -> str:
+        """``<name>@<sha256 prefix>``, as the decision API reports it."""
+        return f"{self.name}@{self.sha256[:12]}"
+
+
+def _metadata_list(meta: dict[str, str], key: str, path: Path) -> tuple[str, ...]:
+    if key not in meta:
+        raise PolicyLoadError(f"{path}: metadata '{key}' is missing (not exported by `export`?)")
+    try:
+        value = json.loads(meta[key])
+    except json.JSONDecodeError as exc:
+        raise PolicyLoadError(f"{path}: metadata '{key}' is not JSON: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyLoadError(f"{path}: metadata '{key}' must be a JSON list of strings")
+    return tuple(value)
+
+
+class OnnxPolicy:
+    """A loaded, validated ONNX Q-network (one onnxruntime session, reused for every call)."""
+
+    def __init__(self, path: str | Path, *, intra_op_threads: int = 1) -> None:
+        model_path = Path(path)
+        try:
+            data = model_path.read_bytes()
+        except OSError as exc:
+            raise PolicyLoadError(f"{model_path}: cannot read model: {exc.strerror}") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise PolicyLoadError(f"{model_path}: not a loadable ONNX model: {exc}") from exc
+        meta = dict(self._session.get_modelmeta().custom_metadata_map)
+        features = _metadata_list(meta, META_FEATURE_NAMES, model_path)
+        actions = _metadata_list(meta, META_ACTION_NAMES, model_path)
+        version = meta.get(META_FEATURE_SPEC_VERSION, "")
+        if features != FEATURE_NAMES:
+            missing = sorted(set(FEATURE_NAMES) - set(features))
+            extra = sorted(set(features) - set(FEATURE_NAMES))
+            raise PolicyLoadError(
+                f"{model_path}: the model's feature names do not match this service's feature "
+                f"module (missing {missing}, unexpected {extra}, or a different order)"
+            )
+        if version != FEATURE_SPEC_VERSION:
+            raise PolicyLoadError(
+                f"{model_path}: feature-spec version {version!r} != {FEATURE_SPEC_VERSION!r}"
+            )
+        if actions != ACTION_NAMES:
+            raise PolicyLoadError(f"{model_path}: action names {actions} != {ACTION_NAMES}")
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name for o in self._session.get_outputs()}
+        if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+            raise PolicyLoadError(
+                f"{model_path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}'"
+            )
+        width = inputs[INPUT_NAME].shape[-1]
+        if isinstance(width, int) and width != N_FEATURES:
+            raise PolicyLoadError(f"{model_path}: input width {width} != {N_FEATURES} features")
+        self.info = ModelInfo(
+            name=meta.get(META_MODEL_NAME, model_path.stem),
+            sha256=hashlib.sha256(data).hexdigest(),
+            path=str(model_path),
+            feature_names=features,
+            action_names=actions,
+            feature_spec_version=version,
+            training_config_sha256=meta.get(META_TRAINING_CONFIG_SHA256, ""),
+        )
+
+    def q_values(self, observations: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Q-values, shape ``(batch, 3)``, for observations of shape ``(batch, N)`` or ``(N,)``."""
+        batch = np.asarray(observations, dtype=np.float32).reshape(-1, N_FEATURES)
+        result = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        return np.asarray(result, dtype=np.float32)
+
+    def decide(self, observation: npt.NDArray[np.float32]) -> tuple[Action, dict[str, float]]:
+        """The greedy action for one observation and its Q-values by action name."""
+        q = self.q_values(observation)[0]
+        named = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
+        return ACTION_NAMES[int(np.argmax(q))], named
