@@ -1,0 +1,191 @@
+"""The demo web app, run as ``stable`` (v1.0) or ``canary`` (v2.0) by ``APP_TYPE``.
+
+Its behaviour comes from a scenario file (``SCENARIO``: a shipped name such as ``buggy`` or a
+path), through :mod:`demo_apps.behaviour`: every ``GET /`` spends the latency the scenario
+draws (a real ``asyncio.sleep``) and fails with a real HTTP 500 at the scenario's error rate.
+
+=====================  =====================================================================
+``GET /``              the work: 200 ``{"version", "track"}`` or 500 ``{"error"}``
+``GET /metrics``       Prometheus text: ``http_requests_total{code,version,track}`` and the
+                       ``http_request_duration_seconds{version,track}`` histogram with
+                       :data:`decision_service.histogram.LATENCY_BUCKETS_SECONDS` (the
+                       simulator's buckets, so live and simulated quantiles carry the same
+                       bucket error); with ``Accept: application/json`` the seed's summary
+                       ``{version, scenario, total_requests, error_count, error_rate,
+                       avg_latency_ms}``
+``GET /healthz``       liveness, with the scenario and the pod-template hash
+=====================  =====================================================================
+
+The app does not label its own series with the pod-template hash: as in Kubernetes, Prometheus
+attaches ``rollouts_pod_template_hash`` to the target (a relabel rule there, a static label in
+the local stack's generated config), so the same queries work in both places.
+
+Settings (environment): ``APP_TYPE``, ``SCENARIO``, ``SEED``, ``TIME_SCALE`` (scenario seconds
+per wall second), ``INTERVAL_SECONDS`` (scenario seconds per weather draw), ``CLOCK_START``
+(unix time shared by both apps; default: start-up), ``POD_TEMPLATE_HASH``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS
+from decision_service.scenarios import resolve_scenario
+from demo_apps.behaviour import DEFAULT_INTERVAL_SECONDS, LiveBehaviour, Track
+
+VERSIONS: dict[Track, str] = {"stable": "1.0", "canary": "2.0"}
+
+
+class AppSettings(BaseSettings):
+    """Everything the app reads from its environment (nothing else reads it)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    app_type: Track = Field(description="Which version this process is: stable or canary.")
+    scenario: str = Field("healthy", description="Shipped scenario name or a scenario file path.")
+    seed: int = Field(0, ge=0, description="Episode draw; both apps of a run share it.")
+    time_scale: float = Field(1.0, gt=0, description="Scenario seconds per wall-clock second.")
+    interval_seconds: float = Field(
+        DEFAULT_INTERVAL_SECONDS, gt=0, description="Scenario seconds per spike/incident draw."
+    )
+    clock_start: float | None = Field(None, description="Unix time of scenario time zero.")
+    pod_template_hash: str = Field("", description="Reported in /healthz and the summary.")
+
+
+@dataclass
+class Totals:
+    """Running sums for the JSON summary."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_seconds: float = 0.0
+
+
+@dataclass
+class AppState:
+    settings: AppSettings
+    behaviour: LiveBehaviour
+    registry: CollectorRegistry
+    requests_total: Counter
+    duration: Histogram
+    totals: Totals = field(default_factory=Totals)
+
+    @property
+    def version(self) -> str:
+        return VERSIONS[self.settings.app_type]
+
+
+def build_state(settings: AppSettings) -> AppState:
+    scenario = resolve_scenario(settings.scenario)
+    started = settings.clock_start if settings.clock_start is not None else time.time()
+    behaviour = LiveBehaviour(
+        scenario,
+        settings.app_type,
+        seed=settings.seed,
+        started_at=started,
+        time_scale=settings.time_scale,
+        interval_seconds=settings.interval_seconds,
+    )
+    registry = CollectorRegistry(auto_describe=True)
+    requests_total = Counter(
+        "http_requests_total",
+        "Requests served by the demo app, by HTTP status code.",
+        ["code", "version", "track"],
+        registry=registry,
+    )
+    duration = Histogram(
+        "http_request_duration_seconds",
+        "Time spent serving a request, seconds.",
+        ["version", "track"],
+        buckets=LATENCY_BUCKETS_SECONDS,
+        registry=registry,
+    )
+    version, track = VERSIONS[settings.app_type], settings.app_type
+    # Declare the label values up front so every series exists (at 0) from the first scrape:
+    # `increase()` then counts the first error instead of losing it to a series' birth.
+    for code in ("200", "500"):
+        requests_total.labels(code, version, track)
+    duration.labels(version, track)
+    return AppState(settings, behaviour, registry, requests_total, duration)
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.demo
+    return state
+
+
+State = Annotated[AppState, Depends(_state)]
+
+
+def create_app(settings: AppSettings | None = None) -> FastAPI:
+    """The app factory; ``settings`` default to the environment."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.demo = build_state(settings or AppSettings())  # type: ignore[call-arg]
+        yield
+
+    app = FastAPI(title="k8s-rollout-agent demo app", lifespan=lifespan)
+
+    @app.get("/")
+    async def serve(state: State) -> Response:
+        started = time.perf_counter()
+        behaviour = state.behaviour.at(time.time())
+        outcome = state.behaviour.sample(behaviour)
+        await asyncio.sleep(outcome.latency_seconds)
+        track, version = state.settings.app_type, state.version
+        code = "500" if outcome.error else "200"
+        elapsed = time.perf_counter() - started
+        state.requests_total.labels(code, version, track).inc()
+        state.duration.labels(version, track).observe(elapsed)
+        totals = state.totals
+        totals.requests += 1
+        totals.errors += outcome.error
+        totals.latency_seconds += elapsed
+        if outcome.error:
+            return JSONResponse(
+                {"error": f"{track} v{version} failed (scenario {state.behaviour.scenario.name})"},
+                status_code=500,
+            )
+        return JSONResponse({"version": version, "track": track})
+
+    @app.get("/metrics")
+    async def metrics(request: Request, state: State) -> Response:
+        if "application/json" in request.headers.get("accept", ""):
+            totals = state.totals
+            n = totals.requests
+            return JSONResponse(
+                {
+                    "version": f"{state.version}-{state.settings.app_type}",
+                    "scenario": state.behaviour.scenario.name,
+                    "total_requests": n,
+                    "error_count": totals.errors,
+                    "error_rate": totals.errors / n if n else 0.0,
+                    "avg_latency_ms": 1000.0 * totals.latency_seconds / n if n else 0.0,
+                }
+            )
+        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz(state: State) -> dict[str, str]:
+        return {
+            "status": "ok",
+            "track": state.settings.app_type,
+            "version": state.version,
+            "scenario": state.behaviour.scenario.name,
+            "pod_template_hash": state.settings.pod_template_hash,
+        }
+
+    return app
