@@ -1,0 +1,464 @@
+"""The Helm chart: `helm lint` and a render of every ci/*-values.yaml through Helm's own Go SDK
+(helm-python-sdk), every rendered object validated — built-in kinds against Kubernetes' OpenAPI
+schemas (kubernetes-validate), the ClusterAnalysisTemplate against Argo Rollouts' CRD, the
+ServiceMonitor structurally — and the contracts the rest of the project relies on (DESIGN §3
+template shape, the service's env var names, the hardening of the pod).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import REPO_ROOT, argo_crds_dir
+
+CHART_DIR = REPO_ROOT / "helm" / "k8s-rollout-agent"
+CI_VALUES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
+RELEASE = "rollout-agent"
+NAMESPACE = "platform"
+# Oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and a current one.
+KUBE_VERSIONS = ("1.25", "1.33")
+BUILT_IN_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Secret",
+    "Service",
+    "ServiceAccount",
+}
+# The decision service's public configuration interface (decision_service Settings).
+SERVICE_ENV_VARS = {
+    "MODEL_PATH",
+    "SLO_LATENCY",
+    "PROMETHEUS_URL",
+    "PROMETHEUS_TIMEOUT_SECONDS",
+    "API_TOKEN",
+    "API_TOKEN_FILE",
+    "DRY_RUN",
+    "DRY_RUN_ANSWER",
+    "QUERY_PRESET",
+    "QUERY_TEMPLATES_FILE",
+    "ANALYSIS_WINDOW",
+    "GUARDRAIL_MIN_CANARY_REQUESTS",
+    "GUARDRAIL_MIN_BREACH_REQUESTS",
+    "GUARDRAIL_HARD_ERROR_RATE",
+    "GUARDRAIL_HARD_LATENCY_SLO_FACTOR",
+    "GUARDRAIL_RELATIVE_FACTOR",
+    "LOG_LEVEL",
+}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@cache
+def chart() -> helm_python.Chart:
+    return helm_python.Chart.load(CHART_DIR)
+
+
+def load_values(path: Path) -> dict[str, Any]:
+    return helm_python.values_from_yaml(path.read_text())
+
+
+def render(
+    values: dict[str, Any], name: str = RELEASE, namespace: str = NAMESPACE
+) -> dict[str, str]:
+    """Template path -> rendered text, as `helm template` would produce it."""
+    return chart().render(values, name=name, namespace=namespace)
+
+
+def objects(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def ci_docs(filename: str) -> list[dict[str, Any]]:
+    """The objects rendered from one ci/*-values.yaml."""
+    return objects(render(load_values(CHART_DIR / "ci" / filename)))
+
+
+def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    return pod["containers"][0]
+
+
+def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Every env var the container gets: its env list plus the settings ConfigMap (envFrom)."""
+    ctr = container(docs)
+    env = {item["name"]: item.get("value", "") for item in ctr.get("env", [])}
+    for source in ctr.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
+        env.update(cm["data"])
+    return env
+
+
+@cache
+def crd_schema(filename: str) -> dict[str, Any]:
+    crd = yaml.safe_load((argo_crds_dir() / filename).read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
+    return version["schema"]["openAPIV3Schema"]
+
+
+# Only the ServiceMonitor fields the chart writes (the Prometheus Operator CRD is not vendored).
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "namespaceSelector": {
+                    "type": "object",
+                    "properties": {"matchNames": {"type": "array", "items": {"type": "string"}}},
+                },
+                "selector": {
+                    "type": "object",
+                    "required": ["matchLabels"],
+                    "properties": {"matchLabels": {"type": "object", "minProperties": 1}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def validate_object(doc: dict[str, Any]) -> None:
+    kind = doc["kind"]
+    if kind in BUILT_IN_KINDS:
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    elif kind == "ClusterAnalysisTemplate":
+        jsonschema.validate(doc, crd_schema("cluster-analysis-template-crd.yaml"))
+    elif kind == "ServiceMonitor":
+        jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
+    else:
+        pytest.fail(f"the chart rendered a {kind} that no test validates")
+
+
+def test_ci_values_files_exist() -> None:
+    names = {path.name for path in CI_VALUES}
+    assert {"default-values.yaml", "all-features-values.yaml"} <= names
+    assert len(names) >= 5
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
+def test_lint_is_clean(values_file: Path) -> None:
+    report = helm_python.lint(CHART_DIR, load_values(values_file), strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert report["errors"] == [] and problems == [], report
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
+def test_every_rendered_object_is_valid(values_file: Path) -> None:
+    docs = objects(render(load_values(values_file)))
+    assert docs
+    for doc in docs:
+        validate_object(doc)
+        assert DNS_LABEL.match(doc["metadata"]["name"]), doc["metadata"]["name"]
+        assert len(doc["metadata"]["name"]) <= 63
+        if doc["kind"] != "ClusterAnalysisTemplate":
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
+
+
+def test_ci_values_render_every_template() -> None:
+    """Together the ci files switch on every template, so no template escapes validation."""
+    rendered_somewhere: set[str] = set()
+    for values_file in CI_VALUES:
+        for path, text in render(load_values(values_file)).items():
+            if text.strip():
+                rendered_somewhere.add(Path(path).name)
+    templates = {p.name for p in (CHART_DIR / "templates").iterdir() if not p.name.startswith("_")}
+    assert templates - rendered_somewhere == set()
+
+
+def test_validation_catches_a_broken_object() -> None:
+    """The validators used above do reject bad objects (a test that cannot fail proves nothing)."""
+    docs = ci_docs("all-features-values.yaml")
+    service = only(docs, "Service")
+    service["spec"]["ports"][0]["port"] = "eighty"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_object(service)
+    template = only(docs, "ClusterAnalysisTemplate")
+    template["spec"]["metrics"][0]["provider"]["web"]["timeoutSeconds"] = "five"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_object(template)
+
+
+def test_no_token_source_fails_with_instructions() -> None:
+    """The chart ships no default token: without a choice the render stops and says what to set."""
+    with pytest.raises(helm_python.HelmRenderError, match=r"auth\.existingSecret"):
+        render({})
+    assert chart().values["auth"]["token"] == ""
+
+
+def test_analysis_template_has_the_design_shape() -> None:
+    docs = ci_docs("default-values.yaml")
+    template = only(docs, "ClusterAnalysisTemplate")
+    assert template["apiVersion"] == "argoproj.io/v1alpha1"
+    args = {arg["name"]: arg for arg in template["spec"]["args"]}
+    assert set(args) == {
+        "namespace",
+        "rollout",
+        "canary-hash",
+        "stable-hash",
+        "step-weight",
+        "api-token",
+    }
+    fullname = f"{RELEASE}-k8s-rollout-agent"
+    assert args["api-token"]["valueFrom"] == {
+        "secretKeyRef": {"name": f"{fullname}-token", "key": "token"}
+    }
+    (metric,) = template["spec"]["metrics"]
+    assert {k: v for k, v in metric.items() if k != "provider"} == {
+        "name": "rl-decision",
+        "interval": "30s",
+        "count": 10,
+        "consecutiveSuccessLimit": 1,
+        "failureLimit": 0,
+        "inconclusiveLimit": 10,
+        "consecutiveErrorLimit": 4,
+        "successCondition": 'result.decision == "promote"',
+        "failureCondition": 'result.decision == "abort"',
+    }
+    assert metric["provider"] == {
+        "web": {
+            "method": "POST",
+            "url": f"http://{fullname}.{NAMESPACE}.svc:8080/v1/decide",
+            "timeoutSeconds": 5,
+            "headers": [{"key": "Authorization", "value": "Bearer {{args.api-token}}"}],
+            "jsonBody": {
+                "namespace": "{{args.namespace}}",
+                "rollout": "{{args.rollout}}",
+                "canary_hash": "{{args.canary-hash}}",
+                "stable_hash": "{{args.stable-hash}}",
+                "step_weight": "{{args.step-weight}}",
+            },
+            "jsonPath": "{$}",
+        }
+    }
+
+
+def test_analysis_template_follows_an_existing_secret() -> None:
+    docs = ci_docs("existing-secret-values.yaml")
+    template = only(docs, "ClusterAnalysisTemplate")
+    token_arg = next(a for a in template["spec"]["args"] if a["name"] == "api-token")
+    assert token_arg["valueFrom"]["secretKeyRef"] == {
+        "name": "rollout-agent-token",
+        "key": "api-token",
+    }
+
+
+def test_pod_is_hardened_and_probed() -> None:
+    docs = ci_docs("default-values.yaml")
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    ctr = container(docs)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["automountServiceAccountToken"] is False
+    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+    assert ctr["securityContext"]["allowPrivilegeEscalation"] is False
+    assert ctr["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(ctr["resources"]["requests"])
+    assert "memory" in ctr["resources"]["limits"]
+    assert ctr["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert ctr["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert ctr["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {"name": "tmp", "mountPath": "/tmp"} in ctr["volumeMounts"]
+    service = only(docs, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert (
+        service["spec"]["selector"] == only(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    )
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
+def test_token_reaches_the_service_as_a_mounted_file(values_file: Path) -> None:
+    values = load_values(values_file)
+    docs = objects(render(values))
+    env = env_of(docs)
+    assert "API_TOKEN" not in env, "the token must never sit in an env var or ConfigMap"
+    token_path = Path(env["API_TOKEN_FILE"])
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "api-token")
+    assert mount["readOnly"] is True and str(token_path.parent) == mount["mountPath"]
+    volume = next(
+        v
+        for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "api-token"
+    )
+    auth = values["auth"]
+    key = auth.get("secretKey", "token")
+    assert volume["secret"]["items"] == [{"key": key, "path": token_path.name}]
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    if auth.get("existingSecret"):
+        assert secrets == []
+        assert volume["secret"]["secretName"] == auth["existingSecret"]
+    else:
+        (secret,) = secrets
+        assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+        token = base64.b64decode(secret["data"][key]).decode()
+        if auth.get("token"):
+            assert token == auth["token"]
+        else:
+            assert re.fullmatch(r"[A-Za-z0-9]{48}", token)
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
+def test_env_names_are_the_services_public_interface(values_file: Path) -> None:
+    values = load_values(values_file)
+    env = env_of(objects(render(values)))
+    chart_env = set(env) - {e["name"] for e in values.get("extraEnv", [])}
+    assert chart_env <= SERVICE_ENV_VARS, chart_env - SERVICE_ENV_VARS
+    assert {"PROMETHEUS_URL", "SLO_LATENCY", "QUERY_PRESET", "DRY_RUN", "API_TOKEN_FILE"} <= set(
+        env
+    )
+    assert env["DRY_RUN"] in {"true", "false"}
+    assert float(env["SLO_LATENCY"]) > 0
+
+
+def test_settings_follow_the_values() -> None:
+    values = load_values(CHART_DIR / "ci" / "all-features-values.yaml")
+    env = env_of(objects(render(values)))
+    assert env["PROMETHEUS_URL"] == "https://prometheus.monitoring.svc:9090"
+    assert env["PROMETHEUS_TIMEOUT_SECONDS"] == "1.5"
+    assert float(env["SLO_LATENCY"]) == 150.0
+    assert env["QUERY_PRESET"] == "ingress-nginx"
+    assert env["ANALYSIS_WINDOW"] == "1m"
+    assert env["GUARDRAIL_HARD_ERROR_RATE"] == "0.2"
+    assert env["GUARDRAIL_MIN_CANARY_REQUESTS"] == "50"
+    assert env["LOG_LEVEL"] == "debug"
+
+
+def test_user_query_templates_are_mounted() -> None:
+    values = load_values(CHART_DIR / "ci" / "all-features-values.yaml")
+    docs = objects(render(values))
+    env = env_of(docs)
+    queries = next(d for d in docs if d["metadata"]["name"].endswith("-queries"))
+    assert (
+        queries["data"]["query-templates.yaml"].strip()
+        == values["config"]["queryTemplates"].strip()
+    )
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "query-templates")
+    assert env["QUERY_TEMPLATES_FILE"] == f"{mount['mountPath']}/query-templates.yaml"
+    assert "QUERY_TEMPLATES_FILE" not in env_of(ci_docs("default-values.yaml"))
+
+
+def test_dry_run_reaches_the_service() -> None:
+    env = env_of(ci_docs("dry-run-values.yaml"))
+    assert (env["DRY_RUN"], env["DRY_RUN_ANSWER"]) == ("true", "hold")
+
+
+@pytest.mark.parametrize(
+    ("values_file", "model_path", "volume_source"),
+    [
+        ("default-values.yaml", None, None),
+        ("custom-model-values.yaml", "/models/custom/canary-dqn.onnx", "configMap"),
+        ("model-volume-values.yaml", "/models/custom/canary-dqn-v2.onnx", "persistentVolumeClaim"),
+    ],
+)
+def test_model_source(values_file: str, model_path: str | None, volume_source: str | None) -> None:
+    """The image's shipped model by default (no MODEL_PATH), else the mounted user model."""
+    docs = ci_docs(values_file)
+    env = env_of(docs)
+    assert env.get("MODEL_PATH") == model_path
+    volumes = {
+        v["name"]: v for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    if volume_source is None:
+        assert "model" not in volumes
+    else:
+        assert volume_source in volumes["model"]
+        mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "model")
+        assert model_path is not None and model_path.startswith(mount["mountPath"] + "/")
+
+
+def test_optional_objects_follow_their_switches() -> None:
+    default = {d["kind"] for d in ci_docs("default-values.yaml")}
+    assert default == {
+        "ServiceAccount",
+        "Secret",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ClusterAnalysisTemplate",
+    }
+    docs = ci_docs("all-features-values.yaml")
+    assert {"HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy"} <= {
+        d["kind"] for d in docs
+    }
+    assert "replicas" not in only(docs, "Deployment")["spec"], "the HPA owns the replica count"
+    policy = only(docs, "NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert any(p.get("port") == 53 for rule in policy["egress"] for p in rule.get("ports", []))
+    monitor = only(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    dry_run = {d["kind"] for d in ci_docs("dry-run-values.yaml")}
+    assert "ClusterAnalysisTemplate" not in dry_run and "PodDisruptionBudget" not in dry_run
+
+
+def test_names_are_cut_at_63_characters() -> None:
+    release = "a-release-name-as-long-as-helm-allows-fifty-three-chr"
+    assert len(release) == 53
+    docs = objects(render({"auth": {"generateToken": True}}, name=release))
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        assert len(name) <= 63 and DNS_LABEL.match(name), name
+    fullname = f"{release}-k8s-rollout-agent"[:63]
+    assert only(docs, "Deployment")["metadata"]["name"] == fullname
+    assert only(docs, "Secret")["metadata"]["name"] == f"{fullname[:57]}-token"
+
+
+def test_release_named_after_the_chart_is_not_repeated() -> None:
+    docs = objects(render({"auth": {"generateToken": True}}, name="k8s-rollout-agent"))
+    assert only(docs, "Deployment")["metadata"]["name"] == "k8s-rollout-agent"
+    assert only(docs, "ClusterAnalysisTemplate")["metadata"]["name"] == "k8s-rollout-agent"
+
+
+def test_notes_tell_how_to_reference_the_template() -> None:
+    notes = render(load_values(CHART_DIR / "ci" / "all-features-values.yaml"))[
+        "k8s-rollout-agent/templates/NOTES.txt"
+    ]
+    assert "templateName: rl-canary-decision" in notes
+    assert "clusterScope: true" in notes
+    assert "podTemplateHashValue: Latest" in notes and "podTemplateHashValue: Stable" in notes
+    assert "kubectl argo rollouts promote" in notes and "kubectl argo rollouts abort" in notes
+    assert 'Secret "rollout-agent-token"' in notes
