@@ -203,7 +203,7 @@ def test_analysis_template_is_design_section_3() -> None:
     assert args["interval"]["value"] == "30s"  # the seed's STEP_INTERVAL
     assert args["count"]["value"] == "10"  # the seed's MAX_STEPS, per step
     assert args["api-token"]["valueFrom"] == {
-        "secretKeyRef": {"name": "rollout-agent-api-token", "key": "token"}
+        "secretKeyRef": {"name": "k8s-rollout-agent-token", "key": "token"}
     }
 
 
