@@ -233,27 +233,30 @@ def test_analysis_template_has_the_design_shape() -> None:
     docs = ci_docs("default-values.yaml")
     template = only(docs, "ClusterAnalysisTemplate")
     assert template["apiVersion"] == "argoproj.io/v1alpha1"
+    assert template["metadata"]["name"] == "rl-canary-analysis"
     args = {arg["name"]: arg for arg in template["spec"]["args"]}
-    assert set(args) == {
-        "namespace",
-        "rollout",
-        "canary-hash",
-        "stable-hash",
-        "step-weight",
-        "api-token",
-    }
     fullname = f"{RELEASE}-k8s-rollout-agent"
-    assert args["api-token"]["valueFrom"] == {
-        "secretKeyRef": {"name": f"{fullname}-token", "key": "token"}
+    assert args == {
+        "namespace": {"name": "namespace"},
+        "rollout": {"name": "rollout"},
+        "canary-hash": {"name": "canary-hash"},
+        "stable-hash": {"name": "stable-hash"},
+        "step-weight": {"name": "step-weight"},
+        "interval": {"name": "interval", "value": "30s"},
+        "count": {"name": "count", "value": "10"},
+        "api-token": {
+            "name": "api-token",
+            "valueFrom": {"secretKeyRef": {"name": f"{fullname}-token", "key": "token"}},
+        },
     }
     (metric,) = template["spec"]["metrics"]
     assert {k: v for k, v in metric.items() if k != "provider"} == {
         "name": "rl-decision",
-        "interval": "30s",
-        "count": 10,
+        "interval": "{{args.interval}}",
+        "count": "{{args.count}}",
         "consecutiveSuccessLimit": 1,
         "failureLimit": 0,
-        "inconclusiveLimit": 10,
+        "inconclusiveLimit": "{{args.count}}",
         "consecutiveErrorLimit": 4,
         "successCondition": 'result.decision == "promote"',
         "failureCondition": 'result.decision == "abort"',
@@ -274,6 +277,23 @@ def test_analysis_template_has_the_design_shape() -> None:
             "jsonPath": "{$}",
         }
     }
+
+
+def test_analysis_template_matches_the_rollouts_manifest() -> None:
+    """Installed as the manifests expect (`helm install k8s-rollout-agent ... -n rollout-agent`),
+    the chart's template is rollouts/cluster-analysis-template.yaml: one template, two ways."""
+    manifest = REPO_ROOT / "rollouts" / "cluster-analysis-template.yaml"
+    if not manifest.is_file():
+        pytest.skip("rollouts/cluster-analysis-template.yaml is not there yet")
+    expected = yaml.safe_load(manifest.read_text())
+    docs = objects(
+        render(
+            {"auth": {"generateToken": True}}, name="k8s-rollout-agent", namespace="rollout-agent"
+        )
+    )
+    template = only(docs, "ClusterAnalysisTemplate")
+    assert template["metadata"]["name"] == expected["metadata"]["name"]
+    assert template["spec"] == expected["spec"]
 
 
 def test_analysis_template_follows_an_existing_secret() -> None:
@@ -450,7 +470,7 @@ def test_names_are_cut_at_63_characters() -> None:
 def test_release_named_after_the_chart_is_not_repeated() -> None:
     docs = objects(render({"auth": {"generateToken": True}}, name="k8s-rollout-agent"))
     assert only(docs, "Deployment")["metadata"]["name"] == "k8s-rollout-agent"
-    assert only(docs, "ClusterAnalysisTemplate")["metadata"]["name"] == "k8s-rollout-agent"
+    assert only(docs, "Secret")["metadata"]["name"] == "k8s-rollout-agent-token"
 
 
 def test_notes_tell_how_to_reference_the_template() -> None:
@@ -458,6 +478,7 @@ def test_notes_tell_how_to_reference_the_template() -> None:
         "k8s-rollout-agent/templates/NOTES.txt"
     ]
     assert "templateName: rl-canary-decision" in notes
+    assert "every 20s; after 15 holds" in notes
     assert "clusterScope: true" in notes
     assert "podTemplateHashValue: Latest" in notes and "podTemplateHashValue: Stable" in notes
     assert "kubectl argo rollouts promote" in notes and "kubectl argo rollouts abort" in notes

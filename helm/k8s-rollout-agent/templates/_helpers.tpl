@@ -117,7 +117,7 @@ MODEL_PATH to set, or empty to keep the image's default (the shipped model).
 Name of the ClusterAnalysisTemplate.
 */}}
 {{- define "k8s-rollout-agent.analysisTemplateName" -}}
-{{- default (include "k8s-rollout-agent.fullname" .) .Values.analysisTemplate.name | trunc 63 | trimSuffix "-" }}
+{{- default (include "k8s-rollout-agent.fullname" .) .Values.analysisTemplate.name | trunc 253 }}
 {{- end }}
 
 {{/*
