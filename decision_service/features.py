@@ -19,7 +19,7 @@ last window (the canary is at 100 %), stable's window is its measurement over th
 
 Helper transforms (all bounded, so one feature can never dominate the network's input):
 
-* ``rate(r)  = (log10(r + 1e-4) + 4) / 4``   maps an error rate 0 … 1 to 0 … 1 (log scale, so
+* ``rate(r)  = min((log10(r + 1e-4) + 4) / 4, 1)`` maps an error rate 0 … 1 to 0 … 1 (log scale, so
   0.1 %, 1 % and 10 % are evenly spaced);
 * ``slo(x)   = clip(x / SLO, 0, 5)``         a latency relative to the latency SLO;
 * ``lg2(a/b) = clip(log2(a / b), -3, 3)``    a ratio of two latencies;
@@ -168,7 +168,7 @@ def _counted(version: VersionMetrics, metric: str) -> tuple[float, float, float,
 
 
 def _rate(r: float) -> float:
-    return (math.log10(r + _RATE_FLOOR) + 4.0) / 4.0
+    return min((math.log10(r + _RATE_FLOOR) + 4.0) / 4.0, 1.0)
 
 
 def _clip(x: float, lo: float, hi: float) -> float:

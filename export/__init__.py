@@ -1,0 +1,1 @@
+"""SB3 Q-network → ONNX, with the metadata the service checks, and a parity check."""

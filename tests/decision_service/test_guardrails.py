@@ -1,0 +1,74 @@
+"""Guardrails are pure functions; each override names itself and none ever promotes."""
+
+from __future__ import annotations
+
+import pytest
+
+from decision_service.features import MissingMetricError, VersionMetrics
+from decision_service.guardrails import GuardrailConfig, apply_guardrails, no_data
+from tests.decision_service.test_features import snapshot, version
+
+SLO = 200.0
+CONFIG = GuardrailConfig()
+
+
+@pytest.mark.parametrize(
+    ("proposed", "canary", "stable", "total", "expected", "guardrail"),
+    [
+        # policy answers pass through when nothing applies
+        ("promote", version(200, 1), version(800, 4), version(2000, 10), "promote", None),
+        ("hold", version(200, 1), version(800, 4), version(2000, 10), "hold", None),
+        ("abort", version(200, 1), version(800, 4), version(2000, 10), "abort", None),
+        # hard error breach, relative to stable: abort whatever the policy says
+        ("promote", version(200, 80), version(800, 4), version(2000, 100), "abort",
+         "hard_slo_breach"),
+        # the same error rate on stable too (an incident on both): no breach
+        ("promote", version(200, 80), version(800, 300), version(2000, 100), "promote", None),
+        # hard latency breach: p95 >= 3x SLO and >= 2x stable's
+        ("hold", version(200, 1, 300, 700), version(800, 4), version(2000, 10), "abort",
+         "hard_slo_breach"),
+        # a breach on too few requests is not evidence
+        ("promote", version(10, 9), version(800, 4), version(2000, 100), "promote", None),
+        # too little evidence over the canary's life: neither promote nor abort
+        ("promote", version(5, 0), version(800, 4), version(10, 0), "hold", "insufficient_evidence"),
+        ("abort", version(5, 1), version(800, 4), version(10, 1), "hold", "insufficient_evidence"),
+        ("hold", version(5, 0), version(800, 4), version(10, 0), "hold", None),
+    ],
+)  # fmt: skip
+def test_guardrail_table(proposed, canary, stable, total, expected, guardrail) -> None:
+    result = apply_guardrails(
+        proposed, snapshot(canary=canary, stable=stable, canary_cumulative=total), SLO, CONFIG
+    )
+    assert (result.decision, result.guardrail) == (expected, guardrail)
+    assert result.reason
+    if guardrail:
+        assert guardrail.split("_")[0] in result.reason.lower() or result.decision in result.reason.lower()
+
+
+def test_no_guardrail_ever_promotes_on_its_own() -> None:
+    for proposed in ("hold", "abort"):
+        for canary in (version(200, 80), version(5, 0), version(200, 1)):
+            result = apply_guardrails(proposed, snapshot(canary=canary), SLO, CONFIG)
+            assert result.decision != "promote"
+
+
+def test_no_data_holds() -> None:
+    result = no_data(MissingMetricError("canary.requests", "no requests in the span"))
+    assert (result.decision, result.guardrail) == ("hold", "no_data")
+    assert "canary.requests" in result.reason
+
+
+def test_stable_at_zero_traffic_uses_its_span() -> None:
+    full = snapshot(step_weight=100, canary=version(500, 250),
+                    stable=VersionMetrics(0, 0, None, None))  # fmt: skip
+    assert apply_guardrails("promote", full, SLO, CONFIG).guardrail == "hard_slo_breach"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"hard_error_rate": 0.0}, {"hard_error_rate": 1.5}, {"relative_factor": 0.5},
+     {"min_breach_requests": 0}, {"hard_latency_slo_factor": -1}],
+)  # fmt: skip
+def test_config_validation(kwargs) -> None:
+    with pytest.raises(ValueError):
+        GuardrailConfig(**kwargs)

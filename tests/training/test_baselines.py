@@ -1,0 +1,60 @@
+"""The classical baselines decide the clear cases the way their rules say."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from decision_service.scenarios import load_scenario
+from tests.conftest import SCENARIOS_DIR
+from training.baselines import (
+    BASELINES,
+    MannWhitneyJudge,
+    SequentialErrorTest,
+    StaticThreshold,
+    make_baseline,
+)
+from training.env import EnvConfig
+from training.evaluation import run_episode
+
+
+def outcomes(agent, name: str, n: int = 40) -> Counter:
+    scenario = load_scenario(SCENARIOS_DIR / f"{name}.yaml")
+    return Counter(run_episode(agent, scenario, seed, EnvConfig()).outcome for seed in range(n))
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        StaticThreshold(max_error_rate=0.03, max_p95_slo_factor=2.0),
+        MannWhitneyJudge(marginal=50),
+        SequentialErrorTest(ratio=2.0, alpha=0.05, beta=0.2),
+    ],
+    ids=lambda a: a.name,
+)
+def test_buggy_is_aborted_and_healthy_mostly_promoted(agent) -> None:
+    assert outcomes(agent, "buggy")["aborted"] >= 38
+    assert outcomes(agent, "healthy")["promoted"] >= 20
+
+
+def test_static_threshold_cannot_see_a_small_regression() -> None:
+    # 1 % errors against a 5 % limit: the typical template promotes a 2x regression
+    assert outcomes(StaticThreshold(max_error_rate=0.05), "small_error_regression")["promoted"] >= 35
+
+
+def test_sequential_test_waits_for_evidence() -> None:
+    decided = outcomes(SequentialErrorTest(alpha=0.01, beta=0.01), "low_traffic", 20)
+    assert decided["paused"] >= 10
+
+
+def test_mann_whitney_holds_without_samples() -> None:
+    judge = MannWhitneyJudge(min_scrapes=10**6)
+    assert outcomes(judge, "healthy", 5) == Counter({"paused": 5})
+
+
+def test_registry_and_grids() -> None:
+    assert set(BASELINES) == {"static_threshold", "mann_whitney", "sequential"}
+    for name, cls in BASELINES.items():
+        agent = make_baseline(name, {k: v[0] for k, v in cls.GRID.items()})
+        assert agent.name == name

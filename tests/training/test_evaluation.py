@@ -1,0 +1,73 @@
+"""The evaluation CLI: same seeds for every agent, the JSON and CSV contracts."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from decision_service.policy import DEFAULT_MODEL_PATH
+from tests.conftest import SCENARIOS_DIR
+from training import evaluate
+from training.evaluation import STAT_KEYS, EpisodeRecord, episode_seed, paired_difference, stats
+
+CSV_COLUMNS = ["scenario", "truth", "seed", "agent", "outcome", "blast_radius", "decisions",
+               "objective"]  # fmt: skip
+
+
+def test_seeds_are_stable_and_distinct() -> None:
+    assert episode_seed("buggy", 3) == episode_seed("buggy", 3)
+    assert episode_seed("buggy", 3) != episode_seed("healthy", 3)
+    assert episode_seed("buggy", 3, "tune") != episode_seed("buggy", 3)
+
+
+def _record(agent: str, seed: int, objective: float, outcome: str = "promoted",
+            truth: str = "good") -> EpisodeRecord:  # fmt: skip
+    return EpisodeRecord("s", truth, seed, agent, outcome, 0, 7, objective, 0)
+
+
+def test_stats_and_paired_difference() -> None:
+    records = [_record("a", i, 1.0) for i in range(10)] + [
+        _record("b", i, 0.5 if i % 2 else 0.7, "aborted") for i in range(10)
+    ]
+    s = stats([r for r in records if r.agent == "b"])
+    assert s["healthy_abort_rate"] == 1.0 and s["decisions_to_promote_mean"] is None
+    diff = paired_difference(records, "a", "b")
+    assert diff["mean"] == pytest.approx(0.4)
+    assert diff["ci_low"] < 0.4 < diff["ci_high"] and diff["n"] == 10
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="the shipped model is not built yet")
+def test_cli_writes_the_contract(tmp_path: Path) -> None:
+    out, rows = tmp_path / "report.json", tmp_path / "episodes.csv.gz"
+    code = evaluate.main([
+        "--scenarios", str(SCENARIOS_DIR / "buggy.yaml"),
+        "--scenarios", str(SCENARIOS_DIR / "healthy.yaml"),
+        "--episodes", "6", "--json", str(out), "--episodes-csv", str(rows),
+        "--plot", str(tmp_path / "p.png"), "--markdown", str(tmp_path / "t.md"), "--workers", "1",
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["episodes_per_scenario"] == 6
+    agents = {"policy", "static_threshold", "mann_whitney", "sequential"}
+    assert set(report["scenarios"]) == {"buggy", "healthy"}
+    for entry in report["scenarios"].values():
+        assert entry["truth"] in {"good", "bad"}
+        assert set(entry["agents"]) == agents
+        for values in entry["agents"].values():
+            assert list(values) == list(STAT_KEYS)
+    assert set(report["overall"]) == agents
+    with gzip.open(rows, "rt") as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == CSV_COLUMNS
+        table = list(reader)
+    assert len(table) == 2 * 6 * 4
+    # every agent ran the same seeds
+    seeds = {a: sorted(r["seed"] for r in table if r["agent"] == a) for a in agents}
+    assert len({tuple(v) for v in seeds.values()}) == 1
+    assert {r["outcome"] for r in table} <= {"promoted", "aborted", "paused"}
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert "| buggy |" in (tmp_path / "t.md").read_text()

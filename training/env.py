@@ -1,0 +1,290 @@
+"""A gymnasium environment of one canary rollout, decided one analysis interval at a time.
+
+## Description
+
+Argo Rollouts moves traffic to a canary through a schedule of weights (default 5, 10, 20, 40,
+60, 80, 100 %). At every step it measures the canary for one analysis interval and asks for a
+decision. The agent answers as the decision service would: ``hold`` (measure again at this
+weight), ``promote`` (next step; past the last step the rollout completes) or ``abort`` (all
+traffic back to stable). The world is a scenario (:mod:`decision_service.scenarios`) drawn
+per episode; traffic and metrics are sampled by :mod:`training.simulator`. The agent never sees
+the ground truth.
+
+## Action space
+
+``Discrete(3)``: the API's answers, in :data:`decision_service.actions.ACTION_NAMES` order.
+
+| action | name    | effect                                                                 |
+|--------|---------|------------------------------------------------------------------------|
+| 0      | hold    | one more interval at this weight (Argo: Inconclusive measurement)      |
+| 1      | promote | next weight; at the last step the rollout completes (promoted)         |
+| 2      | abort   | rollback; the episode ends (aborted)                                    |
+
+## Observation space
+
+``Box(20,)``: :func:`decision_service.features.build_observation` of the snapshot after the
+last interval; its docstring has the table. Bounds from ``FEATURE_LOW``/``FEATURE_HIGH``.
+
+## Missing data
+
+The live service answers ``hold`` without consulting the policy when a metric is missing (the
+canary served no request in the window). The environment does the same: such an interval is
+an automatic hold (it costs time and patience like any other), and the agent is asked only
+when an observation can be built. With ``guardrails`` set, the policy's answer also passes
+through :func:`decision_service.guardrails.apply_guardrails`, exactly as in the service.
+
+## Rewards — the one objective every agent is scored on
+
+Per interval (measurement): ``-COST_PER_DECISION`` (time), and for a bad canary
+``-BLAST_COST × canary requests / expected requests per interval`` (requests served by a bad
+canary; 1.0 means one interval of all traffic). At the end:
+
+| outcome                      | good canary            | bad canary             |
+|------------------------------|------------------------|------------------------|
+| promoted past the last step  | ``+REWARD_PROMOTE_GOOD`` | ``-COST_BAD_PROMOTION`` |
+| aborted                      | ``-COST_FALSE_ABORT``  | ``+REWARD_ABORT_BAD``  |
+| paused (patience exhausted)  | ``-COST_PAUSE``        | ``-COST_PAUSE``        |
+
+A bad promotion costs most, a false abort next; a pause (a human must look) costs less than
+either but more than holding a few intervals. The episode objective, ``info["objective"]`` at
+the end, is the sum of all these, including the costs of the intervals measured before the
+first decision (identical in expectation for every agent).
+
+## Starting state
+
+Weight = the first of the schedule; one interval is simulated before the first observation.
+
+## Episode end
+
+*Termination*: abort, promotion past the last step, or a pause — ``patience`` measurements at
+one step all answered ``hold`` (Argo's ``count``/``inconclusiveLimit``: the rollout pauses for a
+human, counted as the end). There is no truncation: patience bounds every episode at
+``len(weights) × patience`` intervals.
+
+``info`` carries ``decision`` (after guardrails) and ``proposed`` and, at the end, ``outcome``,
+``truth``, ``scenario``, ``decisions`` (measurements), ``holds`` (of them, answered hold),
+``blast_radius`` (requests served by a bad canary) and
+``objective``. The properties ``snapshot`` (the metrics behind the observation) and
+``recent_intervals`` (the intervals simulated since the last decision, for baselines that
+judge raw samples) give the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+
+from decision_service.actions import ACTION_NAMES, Action
+from decision_service.features import (
+    FEATURE_HIGH,
+    FEATURE_LOW,
+    MetricsSnapshot,
+    MissingMetricError,
+    build_observation,
+)
+from decision_service.guardrails import GuardrailConfig, apply_guardrails
+from decision_service.scenarios import Scenario
+from training.simulator import Interval, RolloutSimulator
+
+DEFAULT_WEIGHTS: Final = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)
+
+COST_PER_DECISION: Final = 0.02
+BLAST_COST: Final = 2.0
+REWARD_PROMOTE_GOOD: Final = 1.0
+REWARD_ABORT_BAD: Final = 1.0
+COST_BAD_PROMOTION: Final = 10.0
+COST_FALSE_ABORT: Final = 5.0
+COST_PAUSE: Final = 1.0
+
+#: Draws the scenario of the next episode from the environment's generator.
+ScenarioSource = Callable[[np.random.Generator], Scenario]
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Rollout shape and timing (the Rollout's steps and the AnalysisTemplate's metric)."""
+
+    weights: tuple[float, ...] = DEFAULT_WEIGHTS
+    patience: int = 10
+    interval_seconds: float = 30.0
+    slo_latency_ms: float = 200.0
+    guardrails: GuardrailConfig | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.weights or any(not 0 < w <= 100 for w in self.weights):
+            raise ValueError(f"weights must be within (0, 100], got {self.weights}")
+        if list(self.weights) != sorted(self.weights):
+            raise ValueError("weights must increase")
+        if self.patience < 1 or self.interval_seconds <= 0 or self.slo_latency_ms <= 0:
+            raise ValueError("patience, interval_seconds and slo_latency_ms must be positive")
+
+
+def library_source(scenarios: Sequence[Scenario]) -> ScenarioSource:
+    """Draw uniformly from a fixed list of scenarios."""
+    if not scenarios:
+        raise ValueError("no scenarios")
+    items = list(scenarios)
+
+    def source(rng: np.random.Generator) -> Scenario:
+        return items[int(rng.integers(len(items)))]
+
+    return source
+
+
+class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
+    """One canary rollout (see the module docstring for the full specification)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium convention)
+
+    def __init__(self, source: ScenarioSource | Sequence[Scenario], config: EnvConfig | None = None):
+        super().__init__()
+        self.config = config or EnvConfig()
+        self._source = source if callable(source) else library_source(source)
+        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
+        self.observation_space = gym.spaces.Box(FEATURE_LOW, FEATURE_HIGH, dtype=np.float32)
+        self._sim: RolloutSimulator | None = None
+        self._truth_bad = False
+        self._step_index = 0
+        self._measurements = 0
+        self._decisions = 0
+        self._holds = 0
+        self._blast = 0
+        self._objective = 0.0
+        self._snapshot: MetricsSnapshot | None = None
+        self._intervals: list[Interval] = []
+
+    # -- episode mechanics ---------------------------------------------------------------
+
+    @property
+    def weight(self) -> float:
+        return self.config.weights[self._step_index]
+
+    @property
+    def snapshot(self) -> MetricsSnapshot | None:
+        """The metrics behind the current observation."""
+        return self._snapshot
+
+    @property
+    def recent_intervals(self) -> list[Interval]:
+        """The intervals simulated since the last decision (raw samples for baselines)."""
+        return self._intervals
+
+    @property
+    def scenario(self) -> Scenario:
+        assert self._sim is not None
+        return self._sim.scenario
+
+    def _measure(self) -> tuple[float, npt.NDArray[np.float32] | None, str | None]:
+        """Simulate intervals until an observation exists or patience runs out.
+
+        Returns the interval costs, the observation (``None`` if the rollout paused) and the
+        outcome (``"paused"`` or ``None``).
+        """
+        assert self._sim is not None
+        cost = 0.0
+        self._intervals = []
+        while True:
+            interval = self._sim.next_interval(self.weight)
+            self._intervals.append(interval)
+            self._decisions += 1
+            cost -= COST_PER_DECISION
+            if self._truth_bad:
+                self._blast += interval.canary.requests
+                cost -= BLAST_COST * interval.canary.requests / max(interval.expected_requests, 1.0)
+            snapshot = self._sim.snapshot(self._measurements)
+            self._snapshot = snapshot
+            try:
+                observation = build_observation(snapshot, self.config.slo_latency_ms)
+            except MissingMetricError:
+                # The service's `no_data` answer: an automatic hold.
+                self._measurements += 1
+                self._holds += 1
+                if self._measurements >= self.config.patience:
+                    return cost - COST_PAUSE, None, "paused"
+                continue
+            return cost, np.clip(observation, FEATURE_LOW, FEATURE_HIGH), None
+
+    def _final_info(self, outcome: str) -> dict[str, Any]:
+        return {
+            "outcome": outcome,
+            "truth": "bad" if self._truth_bad else "good",
+            "scenario": self.scenario.name,
+            "decisions": self._decisions,
+            "holds": self._holds,
+            "blast_radius": self._blast,
+            "objective": self._objective,
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        allow_terminal = bool(options and options.get("allow_terminal"))
+        for _ in range(100):
+            scenario = self._source(self.np_random)
+            self._sim = RolloutSimulator(scenario, self.np_random, self.config.interval_seconds)
+            self._truth_bad = scenario.truth == "bad"
+            self._step_index = 0
+            self._measurements = 0
+            self._decisions = 0
+            self._holds = 0
+            self._blast = 0
+            cost, observation, outcome = self._measure()
+            self._objective = cost
+            if observation is not None:
+                return observation, {}
+            if allow_terminal:
+                # Paused before the canary ever produced an observation (almost no traffic).
+                assert outcome is not None
+                final = np.zeros(self.observation_space.shape, dtype=np.float32)
+                return final, self._final_info(outcome)
+            # Training: the agent could not have acted; draw the next episode instead.
+        raise RuntimeError("100 draws in a row paused before any observation: no canary traffic")
+
+    def step(
+        self, action: int
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        if self._sim is None or self._snapshot is None:
+            raise RuntimeError("call reset() first")
+        proposed: Action = ACTION_NAMES[int(action)]
+        decision = proposed
+        if self.config.guardrails is not None:
+            decision = apply_guardrails(
+                proposed, self._snapshot, self.config.slo_latency_ms, self.config.guardrails
+            ).decision
+        reward = 0.0
+        outcome: str | None = None
+        if decision == "abort":
+            reward += REWARD_ABORT_BAD if self._truth_bad else -COST_FALSE_ABORT
+            outcome = "aborted"
+        elif decision == "promote":
+            if self._step_index == len(self.config.weights) - 1:
+                reward += -COST_BAD_PROMOTION if self._truth_bad else REWARD_PROMOTE_GOOD
+                outcome = "promoted"
+            else:
+                self._step_index += 1
+                self._measurements = 0
+        else:
+            self._measurements += 1
+            self._holds += 1
+            if self._measurements >= self.config.patience:
+                reward -= COST_PAUSE
+                outcome = "paused"
+        observation: npt.NDArray[np.float32] | None = None
+        if outcome is None:
+            cost, observation, outcome = self._measure()
+            reward += cost
+        self._objective += reward
+        if outcome is not None:
+            final = np.zeros(self.observation_space.shape, dtype=np.float32)
+            return (observation if observation is not None else final), reward, True, False, (
+                self._final_info(outcome) | {"decision": decision, "proposed": proposed}
+            )
+        assert observation is not None
+        return observation, reward, False, False, {"decision": decision, "proposed": proposed}

@@ -1,0 +1,208 @@
+"""Traffic and metrics of a canary rollout, sampled the way production produces them.
+
+Per analysis interval, at the current canary weight ``w`` (percent):
+
+* total requests ``N ~ Poisson(rps × interval)``; the canary gets ``Binomial(N, w/100)``;
+* errors of each version are ``Binomial(requests, error_rate)`` with the version's error rate
+  for this interval (scenario, drift by the canary's age, spikes, shared incidents);
+* latency is log-normal per request (median ``p50``, sigma ``spread``); the interval's requests
+  fall into the Prometheus histogram buckets of :mod:`decision_service.histogram` by a
+  multinomial draw, and p50/p95 are read back with ``histogram_quantile``, so few requests give
+  noisy quantiles exactly as in production;
+* each interval is also split into :data:`SUB_BUCKETS` scrapes (request and error counts, mean
+  latency) — the per-scrape samples a Kayenta-style judge compares.
+
+The simulator keeps the canary's counts over its life and stable's over the same span, and
+builds the :class:`~decision_service.features.MetricsSnapshot` the live service would build.
+Nothing here knows the ground truth's *label*; the environment does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import ndtr
+
+from decision_service.features import MetricsSnapshot, VersionMetrics
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
+from decision_service.scenarios import (
+    Conditions,
+    EpisodeParameters,
+    Scenario,
+    VersionBehaviour,
+)
+
+#: Scrapes per analysis interval (the per-interval samples of the statistical judge).
+SUB_BUCKETS = 6
+_BOUNDS_MS = np.asarray(LATENCY_BUCKETS_SECONDS) * 1000.0
+_LOG_BOUNDS = np.log(_BOUNDS_MS)
+_BOUNDS_LIST = [float(b) for b in _BOUNDS_MS]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInterval:
+    """One version's traffic during one interval."""
+
+    requests: int
+    errors: int
+    buckets: IntArray  # latency histogram, per bucket (not cumulative), last = +Inf
+    scrape_requests: IntArray  # per scrape
+    scrape_errors: IntArray
+    scrape_mean_latency_ms: FloatArray  # NaN where a scrape had no request
+    behaviour: VersionBehaviour
+
+    @property
+    def scrape_error_rates(self) -> FloatArray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(
+                self.scrape_requests > 0,
+                self.scrape_errors / np.maximum(self.scrape_requests, 1),
+                np.nan,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """Both versions' traffic during one interval at ``weight`` percent."""
+
+    index: int
+    weight: float
+    canary: VersionInterval
+    stable: VersionInterval
+    expected_requests: float  # rps × interval: the scale of the blast-radius cost
+
+
+def _latency_bucket_probabilities(behaviour: VersionBehaviour) -> FloatArray:
+    z = (_LOG_BOUNDS - math.log(behaviour.latency_p50_ms)) / behaviour.latency_spread
+    cdf = ndtr(z)
+    probs = np.empty(len(cdf) + 1)
+    probs[0] = cdf[0]
+    probs[1:-1] = np.diff(cdf)
+    probs[-1] = 1.0 - cdf[-1]
+    return np.clip(probs, 0.0, 1.0)
+
+
+def sample_version(
+    requests: int, behaviour: VersionBehaviour, rng: np.random.Generator
+) -> VersionInterval:
+    """Errors, latency histogram and per-scrape samples for ``requests`` requests."""
+    scrape_requests = rng.multinomial(requests, np.full(SUB_BUCKETS, 1.0 / SUB_BUCKETS))
+    scrape_errors = rng.binomial(scrape_requests, behaviour.error_rate)
+    probs = _latency_bucket_probabilities(behaviour)
+    buckets = rng.multinomial(requests, probs / probs.sum())
+    sigma = behaviour.latency_spread
+    mean = behaviour.latency_p50_ms * math.exp(sigma * sigma / 2.0)
+    std = mean * math.sqrt(math.expm1(sigma * sigma))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scrape_latency = np.where(
+            scrape_requests > 0,
+            rng.normal(mean, std / np.sqrt(np.maximum(scrape_requests, 1))),
+            np.nan,
+        )
+    return VersionInterval(
+        requests=int(requests),
+        errors=int(scrape_errors.sum()),
+        buckets=buckets,
+        scrape_requests=scrape_requests,
+        scrape_errors=scrape_errors,
+        scrape_mean_latency_ms=np.maximum(scrape_latency, 0.0),
+        behaviour=behaviour,
+    )
+
+
+class _Totals:
+    """Counts accumulated over a span: requests, errors, latency histogram."""
+
+    __slots__ = ("buckets", "errors", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.buckets = np.zeros(len(_BOUNDS_MS) + 1, dtype=np.int64)
+
+    def add(self, version: VersionInterval) -> None:
+        self.requests += version.requests
+        self.errors += version.errors
+        self.buckets += version.buckets
+
+
+def version_metrics(requests: int, errors: int, buckets: IntArray) -> VersionMetrics:
+    """What Prometheus reports for a span, latency quantiles via ``histogram_quantile``."""
+    cumulative = np.cumsum(buckets).tolist()
+    return VersionMetrics(
+        requests=float(requests),
+        errors=float(errors),
+        latency_p50_ms=histogram_quantile(0.50, _BOUNDS_LIST, cumulative),
+        latency_p95_ms=histogram_quantile(0.95, _BOUNDS_LIST, cumulative),
+    )
+
+
+def _window(version: VersionInterval) -> VersionMetrics:
+    return version_metrics(version.requests, version.errors, version.buckets)
+
+
+class RolloutSimulator:
+    """The world of one episode: a scenario draw, its weather, and the counts so far."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        rng: np.random.Generator,
+        interval_seconds: float,
+    ) -> None:
+        self.scenario = scenario
+        self.params = EpisodeParameters.draw(scenario, rng)
+        self._conditions = Conditions(self.params, scenario, rng)
+        self._rng = rng
+        self.interval_seconds = interval_seconds
+        self.intervals = 0
+        self._canary_total = _Totals()
+        self._stable_total = _Totals()
+        self.last: Interval | None = None
+
+    @property
+    def expected_requests(self) -> float:
+        return self.params.requests_per_second * self.interval_seconds
+
+    def next_interval(self, weight: float) -> Interval:
+        """Simulate one analysis interval with ``weight`` percent of traffic on the canary."""
+        self._conditions.advance()
+        age_minutes = (self.intervals + 0.5) * self.interval_seconds / 60.0
+        rng = self._rng
+        total = int(rng.poisson(self.expected_requests))
+        canary_requests = int(rng.binomial(total, weight / 100.0))
+        conditions = self._conditions
+        canary = sample_version(
+            canary_requests,
+            self.params.canary(age_minutes, conditions.spike, conditions.incident),
+            rng,
+        )
+        stable = sample_version(
+            total - canary_requests, self.params.stable(conditions.incident), rng
+        )
+        self._canary_total.add(canary)
+        self._stable_total.add(stable)
+        interval = Interval(self.intervals, weight, canary, stable, self.expected_requests)
+        self.intervals += 1
+        self.last = interval
+        return interval
+
+    def snapshot(self, measurements_at_step: int) -> MetricsSnapshot:
+        """The metrics snapshot after the last interval (what the live service would read)."""
+        if self.last is None:
+            raise RuntimeError("no interval simulated yet")
+        c, s = self._canary_total, self._stable_total
+        return MetricsSnapshot(
+            step_weight=self.last.weight,
+            measurements_at_step=measurements_at_step,
+            canary=_window(self.last.canary),
+            stable=_window(self.last.stable),
+            canary_cumulative=version_metrics(c.requests, c.errors, c.buckets),
+            stable_cumulative=version_metrics(s.requests, s.errors, s.buckets),
+        )

@@ -1,0 +1,278 @@
+"""Train the canary policy: SB3 DQN in the simulator, keeping the best model.
+
+    python -m training.train --config training/configs/dqn.yaml [--total-timesteps N] [--seed S]
+
+Reads top to bottom: config → seeding → environment → model → training with periodic
+evaluation (greedy policy on the scenario library, fixed seeds) → the best model, the config
+it used and the evaluation curve in ``runs/<run_name>/``. Then ``python -m export`` turns the
+best model into the ONNX file the service loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from stable_baselines3 import DQN
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm import tqdm
+
+from decision_service.guardrails import GuardrailConfig
+from decision_service.scenarios import Scenario, load_scenarios
+from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
+from training.evaluation import episode_seed
+from training.generator import random_scenario
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnvSection(_Strict):
+    weights: list[float] = Field([5, 10, 20, 40, 60, 80, 100], description="Rollout steps, %.")
+    patience: int = Field(10, ge=1, description="Measurements per step before a pause.")
+    interval_seconds: float = Field(30.0, gt=0, description="Analysis interval.")
+    slo_latency_ms: float = Field(200.0, gt=0, description="Latency SLO the features use.")
+
+
+class GuardrailSection(_Strict):
+    min_canary_requests: int = Field(20, ge=0, description="Evidence before promote/abort.")
+    min_breach_requests: int = Field(20, ge=1, description="Evidence for a hard breach.")
+    hard_error_rate: float = Field(0.25, gt=0, le=1, description="Hard error-rate limit.")
+    hard_latency_slo_factor: float = Field(3.0, gt=0, description="Hard p95 limit, × SLO.")
+    relative_factor: float = Field(2.0, ge=1, description="Breach must be this × stable's.")
+
+
+class DQNSection(_Strict):
+    learning_rate: float = Field(3e-4, gt=0, description="Adam step size.")
+    buffer_size: int = Field(500_000, ge=1000, description="Replay buffer capacity.")
+    learning_starts: int = Field(20_000, ge=0, description="Steps before learning begins.")
+    batch_size: int = Field(256, ge=1, description="Replay minibatch size.")
+    gamma: float = Field(0.99, gt=0, le=1, description="Discount factor.")
+    train_freq: int = Field(4, ge=1, description="Environment steps per update.")
+    gradient_steps: int = Field(1, ge=1, description="Gradient steps per update.")
+    target_update_interval: int = Field(5000, ge=1, description="Steps between target syncs.")
+    n_steps: int = Field(3, ge=1, description="n-step returns (credit for runs of holds).")
+    exploration_fraction: float = Field(0.3, gt=0, le=1, description="Share of the run spent "
+                                        "annealing epsilon.")  # fmt: skip
+    exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="Epsilon at start.")
+    exploration_final_eps: float = Field(0.02, ge=0, le=1, description="Epsilon at the end.")
+    net_arch: list[int] = Field([128, 128], description="Hidden layer widths of the Q-network.")
+
+
+class ExplorationSection(_Strict):
+    action_probabilities: list[float] = Field(
+        [0.6, 0.33, 0.07], description="hold/promote/abort probabilities of a random action."
+    )
+
+
+class EvaluationSection(_Strict):
+    every_steps: int = Field(50_000, ge=1000, description="Steps between evaluations.")
+    episodes_per_scenario: int = Field(60, ge=1, description="Episodes per library scenario.")
+
+
+class TrainConfig(_Strict):
+    """The whole training run (``training/configs/dqn.yaml``)."""
+
+    run_name: str = Field("dqn", pattern=r"^[A-Za-z0-9_.-]+$", description="Output folder name.")
+    seed: int = Field(7, description="Seeds Python, NumPy, torch, the env and SB3.")
+    total_timesteps: int = Field(1_500_000, ge=1000, description="Environment steps.")
+    torch_threads: int = Field(1, ge=1, description="A second thread does not help this MLP.")
+    scenarios: str = Field("scenarios", description="Library file or folder.")
+    library_fraction: float = Field(0.3, ge=0, le=1, description="Share of library episodes.")
+    env: EnvSection = Field(default_factory=EnvSection)
+    guardrails: GuardrailSection = Field(default_factory=GuardrailSection)
+    dqn: DQNSection = Field(default_factory=DQNSection)
+    exploration: ExplorationSection = Field(default_factory=ExplorationSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(
+            weights=tuple(self.env.weights),
+            patience=self.env.patience,
+            interval_seconds=self.env.interval_seconds,
+            slo_latency_ms=self.env.slo_latency_ms,
+            guardrails=GuardrailConfig(**self.guardrails.model_dump()),
+        )
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    return TrainConfig.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+
+def config_sha256(config: TrainConfig) -> str:
+    """Hash of the config as written next to the model (the ONNX metadata carries it)."""
+    return hashlib.sha256(dump_config(config).encode()).hexdigest()
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def mixed_source(library: list[Scenario], library_fraction: float) -> ScenarioSource:
+    """Library scenarios with probability ``library_fraction``, else a randomised one."""
+
+    def source(rng: np.random.Generator) -> Scenario:
+        if library and rng.random() < library_fraction:
+            return library[int(rng.integers(len(library)))]
+        return random_scenario(rng)
+
+    return source
+
+
+class HoldExploringDQN(DQN):
+    """DQN whose random actions follow ``action_probabilities`` (mostly hold), not uniform."""
+
+    def __init__(self, *args: Any, action_probabilities: list[float], **kwargs: Any) -> None:
+        probs = np.asarray(action_probabilities, dtype=np.float64)
+        self._explore_probs = probs / probs.sum()
+        self._explore_rng = np.random.default_rng(kwargs.get("seed"))
+        super().__init__(*args, **kwargs)
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        if not deterministic and self._explore_rng.random() < self.exploration_rate:
+            batch = observation.shape[0] if observation.ndim > 1 else None
+            size = batch if batch is not None else None
+            action = self._explore_rng.choice(len(self._explore_probs), size=size,
+                                              p=self._explore_probs)  # fmt: skip
+            return np.asarray(action), state
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+def evaluate_greedy(
+    model: DQN, scenarios: list[Scenario], episodes: int, config: EnvConfig
+) -> tuple[float, dict[str, float]]:
+    """Mean objective of the greedy policy per scenario (fixed validation seeds)."""
+    per_scenario: dict[str, float] = {}
+    for scenario in scenarios:
+        env = CanaryRolloutEnv([scenario], config)
+        total = 0.0
+        for i in range(episodes):
+            obs, info = env.reset(seed=episode_seed(scenario.name, i, "validation"),
+                                  options={"allow_terminal": True})  # fmt: skip
+            while "outcome" not in info:
+                q = model.q_net(torch.as_tensor(obs[None, :]))
+                obs, _, _, _, info = env.step(int(q.argmax(dim=1).item()))
+            total += info["objective"]
+        per_scenario[scenario.name] = total / episodes
+    return float(np.mean(list(per_scenario.values()))), per_scenario
+
+
+class EvalCallback(BaseCallback):
+    """Evaluate every ``every`` steps; keep the best model; log the curve; show progress."""
+
+    def __init__(self, config: TrainConfig, scenarios: list[Scenario], out: Path) -> None:
+        super().__init__()
+        self.cfg, self.scenarios, self.out = config, scenarios, out
+        self.best = -np.inf
+        self.rows: list[dict[str, Any]] = []
+        self.bar: tqdm | None = None
+        self.started = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.cfg.total_timesteps, unit="step", smoothing=0.05)
+
+    def _on_step(self) -> bool:
+        assert self.bar is not None
+        self.bar.update(1)
+        if self.num_timesteps % self.cfg.evaluation.every_steps == 0:
+            self._evaluate()
+        return True
+
+    def _evaluate(self) -> None:
+        with torch.no_grad():
+            score, per = evaluate_greedy(self.model, self.scenarios,
+                                         self.cfg.evaluation.episodes_per_scenario,
+                                         self.cfg.env_config())  # fmt: skip
+        row = {"step": self.num_timesteps, "seconds": round(time.perf_counter() - self.started),
+               "objective_mean": round(score, 4)} | {k: round(v, 4) for k, v in per.items()}  # fmt: skip
+        self.rows.append(row)
+        improved = score > self.best
+        if improved:
+            self.best = score
+            self.model.save(self.out / "best_model.zip")
+        assert self.bar is not None
+        self.bar.write(f"step {self.num_timesteps}: validation objective {score:.3f}"
+                       f"{' (best so far, saved)' if improved else ''}")  # fmt: skip
+        with (self.out / "evaluations.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def _on_training_end(self) -> None:
+        self._evaluate()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
+    out = runs_dir / config.run_name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(config))
+
+    # Seeding: one block, every generator.
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.torch_threads)
+
+    library = load_scenarios(config.scenarios)
+    env = CanaryRolloutEnv(mixed_source(library, config.library_fraction), config.env_config())
+    env.reset(seed=config.seed)
+    env.action_space.seed(config.seed)
+    dqn = config.dqn.model_dump()
+    net_arch = dqn.pop("net_arch")
+    model = HoldExploringDQN(
+        "MlpPolicy",
+        env,
+        policy_kwargs={"net_arch": net_arch},
+        action_probabilities=config.exploration.action_probabilities,
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+        **dqn,
+    )
+    callback = EvalCallback(config, library, out)
+    started = time.perf_counter()
+    model.learn(total_timesteps=config.total_timesteps, callback=callback)
+    model.save(out / "final_model.zip")
+    minutes = (time.perf_counter() - started) / 60
+    print(f"trained {config.total_timesteps} steps in {minutes:.1f} min; best validation "
+          f"objective {callback.best:.3f}; best model: {out / 'best_model.zip'}")  # fmt: skip
+    return out / "best_model.zip"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the canary DQN policy.")
+    parser.add_argument("--config", default="training/configs/dqn.yaml")
+    parser.add_argument("--total-timesteps", type=int, help="override the config")
+    parser.add_argument("--seed", type=int, help="override the config")
+    parser.add_argument("--run-name", help="override the config")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    overrides = {k: v for k, v in {"total_timesteps": args.total_timesteps, "seed": args.seed,
+                                    "run_name": args.run_name}.items() if v is not None}  # fmt: skip
+    if overrides:
+        config = TrainConfig.model_validate(config.model_dump() | overrides)
+    train(config, args.runs_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
