@@ -1,0 +1,356 @@
+"""The local rollout driver: runs a Rollout from ``rollouts/`` the way the Argo controller would.
+
+It reads the Rollout's canary steps and the AnalysisTemplate each analysis step names, resolves
+and substitutes the args (:mod:`demo_apps.argo`), and drives the local stack:
+
+=====================  ======================================================================
+step                   what the driver does
+=====================  ======================================================================
+``setWeight: w``       tells the traffic router (the demo's load generator) to send w % to
+                       the canary
+``analysis``           runs the AnalysisRun: measurements every ``interval`` until the metric
+                       is assessed. **Successful** → next step; **Failed** or **Error** →
+                       abort (weight 0: all traffic to stable); **Inconclusive** → paused
+                       until a human sends ``promote`` (skip this step) or ``abort``
+``pause``              waits ``duration`` (or, without one, for ``promote``)
+=====================  ======================================================================
+
+After the last step the canary is promoted (weight 100). A ``promote`` or ``abort`` command
+sent while an analysis runs acts at once, as ``kubectl argo rollouts promote|abort`` would.
+Commands arrive on a :class:`CommandQueue` fed by stdin and/or a control file
+(:func:`watch_control_file`), or directly by tests.
+
+Everything the manifests ask for is checked before the first step runs, so an unsupported
+condition or a missing arg fails fast with a message naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import httpx
+
+from demo_apps.argo import (
+    DEFAULT_ERROR_RETRY_SECONDS,
+    ArgContext,
+    ManifestError,
+    Manifests,
+    MetricResult,
+    Obj,
+    Phase,
+    WebMetric,
+    assess,
+    measure,
+    next_measurement_delay,
+    parse_duration,
+    resolve_args,
+    substitute,
+)
+
+Command = Literal["promote", "abort"]
+COMMANDS: tuple[Command, ...] = ("promote", "abort")
+Outcome = Literal["promoted", "aborted", "paused"]
+
+
+class CommandQueue:
+    """``promote``/``abort`` commands from the user, in arrival order."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Command] = queue.Queue()
+
+    def put(self, command: str) -> None:
+        word = command.strip().lower()
+        if word not in COMMANDS:
+            raise ValueError(f"unknown command '{command.strip()}': use promote or abort")
+        self._queue.put(word)  # type: ignore[arg-type]
+
+    def wait(self, timeout: float | None) -> Command | None:
+        """The next command, or ``None`` after ``timeout`` seconds (``None``: forever)."""
+        try:
+            if timeout is not None and timeout <= 0:
+                return self._queue.get_nowait()
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def read_commands(stream: TextIO, commands: CommandQueue, on_error: Callable[[str], None]) -> None:
+    """Feed lines of ``stream`` (e.g. stdin) into ``commands`` until it ends (run in a thread)."""
+    for line in stream:
+        if line.strip():
+            try:
+                commands.put(line)
+            except ValueError as exc:
+                on_error(str(exc))
+
+
+def watch_control_file(
+    path: Path,
+    commands: CommandQueue,
+    stop: threading.Event,
+    on_error: Callable[[str], None],
+    poll_seconds: float = 0.2,
+) -> None:
+    """Turn each write of ``promote``/``abort`` to ``path`` into a command (run in a thread).
+
+    The file is removed once read, so ``echo promote > FILE`` works once per write.
+    """
+    while not stop.wait(poll_seconds):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        path.unlink(missing_ok=True)
+        try:
+            commands.put(text)
+        except ValueError as exc:
+            on_error(str(exc))
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the driver did or saw, for live progress and the timeline."""
+
+    kind: str  # start, weight, analysis, measurement, analysis_done, paused, command, verdict
+    time: float
+    step: int | None
+    weight: int
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the rollout ended."""
+
+    outcome: Outcome
+    reason: str
+    weight: int
+    step: int | None
+    measurements: int
+
+
+@dataclass(frozen=True)
+class _Step:
+    index: int
+    kind: Literal["setWeight", "analysis", "pause"]
+    weight: int
+    pause_seconds: float | None = None
+    metric: WebMetric | None = None
+    template: str = ""
+
+
+class RolloutDriver:
+    """Drives one canary rollout of a Rollout manifest (see the module docstring)."""
+
+    def __init__(
+        self,
+        manifests: Manifests,
+        *,
+        client: httpx.Client,
+        set_weight: Callable[[int], None],
+        stable_hash: str,
+        canary_hash: str,
+        rollout_name: str | None = None,
+        secrets: Mapping[tuple[str, str], str] | None = None,
+        arg_overrides: Mapping[str, str] | None = None,
+        host_overrides: Mapping[str, str] | None = None,
+        commands: CommandQueue | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        error_retry_seconds: float = DEFAULT_ERROR_RETRY_SECONDS,
+        pause_timeout_seconds: float | None = None,
+    ) -> None:
+        rollout = (
+            manifests.get("Rollout", rollout_name) if rollout_name else manifests.only("Rollout")
+        )
+        self.name = rollout["metadata"]["name"]
+        self.namespace = rollout["metadata"].get("namespace", "default")
+        self._client = client
+        self._set_weight = set_weight
+        self._secrets = dict(secrets or {})
+        self._host_overrides = dict(host_overrides or {})
+        self._commands = commands or CommandQueue()
+        self._on_event = on_event or (lambda event: None)
+        self._clock = clock
+        self._error_retry = error_retry_seconds
+        self._pause_timeout = pause_timeout_seconds
+        self._context = ArgContext(
+            rollout_name=self.name,
+            namespace=self.namespace,
+            stable_hash=stable_hash,
+            canary_hash=canary_hash,
+            secrets=self._secrets,
+        )
+        self.steps = self._plan(manifests, rollout, dict(arg_overrides or {}))
+        self.weight = 0
+        self._measurements = 0
+
+    # -- planning: everything is resolved before the first step --------------------------
+
+    def _plan(self, manifests: Manifests, rollout: Obj, overrides: dict[str, str]) -> list[_Step]:
+        canary = rollout.get("spec", {}).get("strategy", {}).get("canary")
+        if not canary or not canary.get("steps"):
+            raise ManifestError(f"Rollout {self.name}: no canary steps")
+        steps: list[_Step] = []
+        weight = 0
+        for index, raw in enumerate(canary["steps"]):
+            (kind,) = raw.keys() if len(raw) == 1 else (None,)
+            if kind == "setWeight":
+                weight = int(raw["setWeight"])
+                steps.append(_Step(index, "setWeight", weight))
+            elif kind == "pause":
+                duration = (raw["pause"] or {}).get("duration")
+                seconds = None if duration is None else _pause_seconds(duration)
+                steps.append(_Step(index, "pause", weight, pause_seconds=seconds))
+            elif kind == "analysis":
+                template, metric = self._analysis(manifests, raw["analysis"], weight, overrides)
+                steps.append(_Step(index, "analysis", weight, metric=metric, template=template))
+            else:
+                raise ManifestError(
+                    f"Rollout {self.name} step {index}: {sorted(raw)} is not supported "
+                    "(setWeight, pause and analysis are)"
+                )
+        return steps
+
+    def _analysis(
+        self, manifests: Manifests, analysis: Obj, weight: int, overrides: dict[str, str]
+    ) -> tuple[str, WebMetric]:
+        refs = analysis.get("templates", [])
+        if len(refs) != 1:
+            raise ManifestError("an analysis step must name exactly one template here")
+        ref = refs[0]
+        kind = "ClusterAnalysisTemplate" if ref.get("clusterScope") else "AnalysisTemplate"
+        template = manifests.get(kind, ref["templateName"])
+        metrics = template["spec"].get("metrics", [])
+        if len(metrics) != 1:
+            raise ManifestError(f"{kind} {ref['templateName']}: the driver runs one metric")
+        context = dataclasses.replace(self._context, canary_weight=weight)
+        args = resolve_args(
+            template["spec"].get("args", []), analysis.get("args", []), context, overrides
+        )
+        return ref["templateName"], WebMetric.parse(substitute(metrics[0], args))
+
+    # -- running -------------------------------------------------------------------------
+
+    def _emit(self, kind: str, step: int | None, message: str, **data: Any) -> None:
+        self._on_event(Event(kind, self._clock(), step, self.weight, message, data))
+
+    def _route(self, weight: int, step: int | None) -> None:
+        self.weight = weight
+        self._set_weight(weight)
+        self._emit("weight", step, f"canary weight {weight} %")
+
+    def _end(self, outcome: Outcome, reason: str, step: int | None) -> Verdict:
+        if outcome == "aborted":
+            self._route(0, step)
+        elif outcome == "promoted":
+            self._route(100, step)
+        verdict = Verdict(outcome, reason, self.weight, step, self._measurements)
+        self._emit("verdict", step, f"{outcome}: {reason}", outcome=outcome, reason=reason)
+        return verdict
+
+    def _command(self, command: Command, step: int) -> None:
+        self._emit("command", step, f"user command: {command}", command=command)
+
+    def run(self) -> Verdict:
+        """Run every step; returns the verdict (promoted, aborted or paused)."""
+        self._emit("start", None, f"rollout {self.namespace}/{self.name}: {len(self.steps)} steps")
+        self._route(0, None)
+        for step in self.steps:
+            if step.kind == "setWeight":
+                self._route(step.weight, step.index)
+            elif step.kind == "pause":
+                command = self._commands.wait(step.pause_seconds or self._pause_timeout)
+                if command == "abort":
+                    self._command(command, step.index)
+                    return self._end("aborted", "aborted by the user during a pause", step.index)
+                if command is None and step.pause_seconds is None:
+                    return self._end("paused", "paused, no promote came", step.index)
+            else:
+                assert step.metric is not None
+                phase, message, command = self._run_analysis(step, step.metric)
+                if command == "abort":
+                    return self._end("aborted", "aborted by the user", step.index)
+                if command == "promote":
+                    continue
+                if phase in ("Failed", "Error"):
+                    return self._end("aborted", f"analysis {phase}: {message}", step.index)
+                if phase == "Inconclusive":
+                    verdict = self._pause(step, message)
+                    if verdict is not None:
+                        return verdict
+        return self._end("promoted", "all steps completed", len(self.steps) - 1)
+
+    def _pause(self, step: _Step, message: str) -> Verdict | None:
+        self._emit(
+            "paused",
+            step.index,
+            "paused (InconclusiveAnalysisRun): send `promote` to skip this step or `abort`",
+            reason=message,
+        )
+        command = self._commands.wait(self._pause_timeout)
+        if command is None:
+            return self._end(
+                "paused", f"analysis Inconclusive ({message}); no human answered", step.index
+            )
+        self._command(command, step.index)
+        if command == "abort":
+            return self._end("aborted", "aborted by the user after a pause", step.index)
+        return None
+
+    def _run_analysis(
+        self, step: _Step, metric: WebMetric
+    ) -> tuple[Phase | None, str, Command | None]:
+        self._emit("analysis", step.index, f"analysis {step.template} at {step.weight} %")
+        result = MetricResult()
+        if metric.initial_delay_seconds > 0:
+            command = self._commands.wait(metric.initial_delay_seconds)
+            if command is not None:
+                self._command(command, step.index)
+                return None, "", command
+        while True:
+            measurement = measure(
+                metric,
+                self._client,
+                clock=self._clock,
+                secrets=self._secrets.values(),
+                host_overrides=self._host_overrides,
+            )
+            result.record(measurement)
+            self._measurements += 1
+            value = measurement.value if isinstance(measurement.value, dict) else {}
+            self._emit(
+                "measurement",
+                step.index,
+                f"{measurement.phase}: "
+                + (str(value.get("reason", "")) or measurement.message or str(measurement.value)),
+                phase=measurement.phase,
+                decision=value.get("decision"),
+                reason=value.get("reason"),
+                guardrail=value.get("guardrail"),
+                error=measurement.message or None,
+                number=len(result.measurements),
+            )
+            phase, message = assess(metric, result)
+            if phase is not None:
+                self._emit("analysis_done", step.index, f"analysis {phase}: {message}", phase=phase)
+                return phase, message, None
+            delay = next_measurement_delay(metric, measurement, self._error_retry)
+            command = self._commands.wait(max(0.0, measurement.finished_at + delay - self._clock()))
+            if command is not None:
+                self._command(command, step.index)
+                return None, "", command
+
+
+def _pause_seconds(duration: Any) -> float:
+    """A pause ``duration``: an integer (seconds) or a duration string."""
+    text = str(duration)
+    return float(text) if text.isdigit() else parse_duration(text)

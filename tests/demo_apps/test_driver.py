@@ -1,0 +1,295 @@
+"""The local rollout driver's state machine, against a scripted decision endpoint over HTTP.
+
+The real manifests in rollouts/base drive every test here (with the interval scaled down by an
+arg, as the demo does), so the driver is tested on what it will run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from demo_apps.argo import ManifestError, Manifests, UnsupportedExpression
+from demo_apps.driver import CommandQueue, Event, RolloutDriver, Verdict, watch_control_file
+from tests.conftest import REPO_ROOT
+from tests.demo_apps.fake_decision import FakeDecisionService, Reply, decision, serve
+
+BASE = REPO_ROOT / "rollouts" / "base"
+TOKEN = "s3cret-token"
+SECRET = {("k8s-rollout-agent-token", "token"): TOKEN}
+TEMPLATE_HOST = "k8s-rollout-agent.rollout-agent.svc:8080"
+WEIGHTS = [5, 10, 20, 40, 60, 80, 100]
+
+
+class Run:
+    """One driver run: its verdict, the weights it set, its events, and the fake's requests."""
+
+    def __init__(
+        self, fake: FakeDecisionService, verdict: Verdict, weights: list[int], events: list[Event]
+    ):
+        self.fake = fake
+        self.verdict = verdict
+        self.weights = weights
+        self.events = events
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def drive(
+    script: list[Reply] | Callable[[dict[str, Any]], Reply],
+    *,
+    manifests: Manifests | None = None,
+    interval: str = "20ms",
+    count: str = "10",
+    react: Callable[[Event, CommandQueue], None] | None = None,
+    commands: CommandQueue | None = None,
+    pause_timeout: float | None = 5.0,
+) -> Run:
+    fake = FakeDecisionService(script)
+    weights: list[int] = []
+    events: list[Event] = []
+    queue = commands or CommandQueue()
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if react:
+            react(event, queue)
+
+    with serve(fake), httpx.Client() as client:
+        driver = RolloutDriver(
+            manifests or Manifests.load(BASE),
+            client=client,
+            set_weight=weights.append,
+            stable_hash="stab1e",
+            canary_hash="can4ry",
+            secrets=SECRET,
+            arg_overrides={"interval": interval, "count": count},
+            host_overrides={TEMPLATE_HOST: fake.url},
+            commands=queue,
+            on_event=on_event,
+            error_retry_seconds=0.01,
+            pause_timeout_seconds=pause_timeout,
+        )
+        verdict = driver.run()
+    return Run(fake, verdict, weights, events)
+
+
+def test_promote_at_every_step_walks_the_manifest_weights_to_100() -> None:
+    run = drive([decision("promote") for _ in WEIGHTS])
+    assert run.verdict.outcome == "promoted"
+    assert run.weights == [0, *WEIGHTS, 100]
+    assert run.verdict.measurements == len(WEIGHTS)
+    bodies = [r["body"] for r in run.fake.requests]
+    assert [b["step_weight"] for b in bodies] == [str(w) for w in WEIGHTS]
+    assert bodies[0] == {
+        "namespace": "rollout-demo",
+        "rollout": "demo-app",
+        "canary_hash": "can4ry",
+        "stable_hash": "stab1e",
+        "step_weight": "5",
+    }
+    request = run.fake.requests[0]
+    assert request["path"] == "/v1/decide"
+    assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_abort_at_the_first_analysis_sends_all_traffic_back_to_stable() -> None:
+    run = drive([decision("abort", "canary error rate 20 %")])
+    assert run.verdict.outcome == "aborted"
+    assert run.weights == [0, 5, 0]
+    assert run.verdict.step == 1
+    assert "failed (1) > failureLimit (0)" in run.verdict.reason
+    (measurement,) = run.of("measurement")
+    assert measurement.data["decision"] == "abort"
+    assert measurement.data["reason"] == "canary error rate 20 %"
+
+
+def test_holds_are_measured_again_every_interval_until_a_promote() -> None:
+    script = [decision("hold"), decision("hold"), decision("promote")] * len(WEIGHTS)
+    run = drive(script, interval="50ms")
+    assert run.verdict.outcome == "promoted"
+    assert run.verdict.measurements == 3 * len(WEIGHTS)
+    gaps = [b - a for a, b in zip(run.fake.times, run.fake.times[1:], strict=False)]
+    within_step = [g for i, g in enumerate(gaps) if i % 3 != 2]
+    assert min(within_step) >= 0.045  # the scaled interval is honoured between measurements
+
+
+def test_abort_after_some_good_steps_stops_at_that_step() -> None:
+    script = [decision("promote")] * 3 + [decision("hold"), decision("abort")]
+    run = drive(script)
+    assert run.verdict.outcome == "aborted"
+    assert run.weights == [0, 5, 10, 20, 40, 0]
+
+
+def test_patience_exhausted_pauses_and_waits_for_a_human_promote() -> None:
+    count = 4
+    script = [decision("hold")] * count + [decision("promote")] * (len(WEIGHTS) - 1)
+
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "paused":
+            queue.put("promote")
+
+    run = drive(script, count=str(count), react=human)
+    assert run.verdict.outcome == "promoted"
+    (paused,) = run.of("paused")
+    assert paused.weight == 5
+    assert "count (4) reached" in paused.data["reason"]
+    assert [e.data["command"] for e in run.of("command")] == ["promote"]
+    # promote skips the inconclusive step: the next request is already at the next weight
+    assert [r["body"]["step_weight"] for r in run.fake.requests][count] == "10"
+
+
+def test_a_human_abort_after_the_pause_rolls_back() -> None:
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "paused":
+            queue.put("abort")
+
+    run = drive([decision("hold")] * 3, count="3", react=human)
+    assert run.verdict.outcome == "aborted"
+    assert run.weights == [0, 5, 0]
+
+
+def test_without_an_answer_the_rollout_stays_paused() -> None:
+    run = drive([decision("hold")] * 3, count="3", pause_timeout=0.05)
+    assert run.verdict.outcome == "paused"
+    assert run.weights == [0, 5]  # Argo leaves the weight where it was while paused
+    assert "Inconclusive" in run.verdict.reason
+
+
+def test_consecutive_errors_beyond_the_limit_abort() -> None:
+    run = drive([Reply(503, {"error": "prometheus unreachable"})] * 5)
+    assert run.verdict.outcome == "aborted"
+    assert "consecutiveErrors (5) > consecutiveErrorLimit (4)" in run.verdict.reason
+    assert len(run.fake.requests) == 5
+    assert all(e.data["phase"] == "Error" for e in run.of("measurement"))
+    assert "503" in run.of("measurement")[0].data["error"]
+
+
+def test_errors_within_the_limit_are_retried_and_a_promote_still_counts() -> None:
+    script = [Reply(503, {"error": "x"})] * 4 + [decision("promote")] * len(WEIGHTS)
+    run = drive(script)
+    assert run.verdict.outcome == "promoted"
+
+
+def test_a_body_without_the_decision_is_inconclusive_and_bad_json_is_an_error() -> None:
+    script = [Reply(200, {"unexpected": 1}), Reply(200, b"not json"), decision("abort")]
+    run = drive(script)
+    phases = [e.data["phase"] for e in run.of("measurement")]
+    assert phases == ["Inconclusive", "Error", "Failed"]
+
+
+def test_a_command_during_an_analysis_acts_at_once() -> None:
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "measurement" and event.data["number"] == 2:
+            queue.put("abort")
+
+    run = drive(lambda body: decision("hold"), react=human, interval="30ms")
+    assert run.verdict.outcome == "aborted"
+    assert len(run.fake.requests) == 2
+
+
+def test_the_token_never_appears_in_events() -> None:
+    run = drive([Reply(401, {"detail": f"bad token {TOKEN}"})] * 5)
+    assert run.verdict.outcome == "aborted"
+    text = " ".join(e.message + str(dict(e.data)) for e in run.events)
+    assert TOKEN not in text
+    assert "*****" in text
+
+
+def test_control_file_commands(tmp_path: Path) -> None:
+    queue, stop = CommandQueue(), threading.Event()
+    errors: list[str] = []
+    control = tmp_path / "control"
+    thread = threading.Thread(
+        target=watch_control_file, args=(control, queue, stop, errors.append, 0.01), daemon=True
+    )
+    thread.start()
+    try:
+        control.write_text("promote\n")
+        assert queue.wait(2.0) == "promote"
+        control.write_text("rollback")
+        assert queue.wait(0.3) is None
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+    assert errors == ["unknown command 'rollback': use promote or abort"]
+    assert not control.exists()
+
+
+# -- refusing what it does not implement, before anything runs --------------------------
+
+
+def _manifests_with(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Manifests:
+    for name in ("rollout.yaml", "analysis-template.yaml"):
+        doc = yaml.safe_load((BASE / name).read_text())
+        if doc["kind"] == "AnalysisTemplate":
+            edit(doc)
+        (tmp_path / name).write_text(yaml.safe_dump(doc))
+    return Manifests.load(tmp_path)
+
+
+def _set_condition(expression: str) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["spec"]["metrics"][0]["successCondition"] = expression
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["len(result) > 0", 'result.decision in ["promote"]', "result.decision == other", "true"],
+)
+def test_an_unsupported_condition_is_refused_before_any_weight_is_set(
+    tmp_path: Path, expression: str
+) -> None:
+    manifests = _manifests_with(tmp_path, _set_condition(expression))
+    weights: list[int] = []
+    with pytest.raises(UnsupportedExpression, match="condition"), httpx.Client() as client:
+        RolloutDriver(
+            manifests,
+            client=client,
+            set_weight=weights.append,
+            stable_hash="a",
+            canary_hash="b",
+            secrets=SECRET,
+        )
+    assert weights == []
+
+
+def test_a_missing_secret_or_provider_is_refused(tmp_path: Path) -> None:
+    with (
+        pytest.raises(ManifestError, match="no Secret 'k8s-rollout-agent-token'"),
+        httpx.Client() as c,
+    ):
+        RolloutDriver(
+            Manifests.load(BASE), client=c, set_weight=print, stable_hash="a", canary_hash="b"
+        )
+
+    def prometheus(doc: dict[str, Any]) -> None:
+        doc["spec"]["metrics"][0]["provider"] = {"prometheus": {"query": "up"}}
+
+    manifests = _manifests_with(tmp_path, prometheus)
+    with pytest.raises(ManifestError, match="web provider only"), httpx.Client() as c:
+        RolloutDriver(
+            manifests, client=c, set_weight=print, stable_hash="a", canary_hash="b", secrets=SECRET
+        )
+
+
+def test_an_override_must_name_a_declared_arg() -> None:
+    with pytest.raises(ManifestError, match="'intervall'"), httpx.Client() as c:
+        RolloutDriver(
+            Manifests.load(BASE),
+            client=c,
+            set_weight=print,
+            stable_hash="a",
+            canary_hash="b",
+            secrets=SECRET,
+            arg_overrides={"intervall": "1s"},
+        )
