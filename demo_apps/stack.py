@@ -205,6 +205,9 @@ class LocalStack:
             name, argv, self._env(env), self.config.run_dir / "logs" / f"{name}.log"
         )
         self.processes.append(process.start())
+        # For whoever must check that nothing outlives the stack (tests, a curious user).
+        pids = {p.name: p.pid for p in self.processes}
+        (self.config.run_dir / "pids.json").write_text(json.dumps(pids, indent=2))
         return process
 
     # -- lifecycle -----------------------------------------------------------------------
