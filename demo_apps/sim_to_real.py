@@ -1,0 +1,231 @@
+"""Sim-to-real check: the same scenario files in the simulator and live, decisions compared.
+
+``python -m demo_apps.sim_to_real --scenarios scenarios/healthy.yaml ... [--episodes 200]
+[--live-runs 1] [--json out.json]`` runs every scenario
+
+* in the simulator (:class:`training.env.CanaryRolloutEnv`, the Rollout's weights, the
+  template's patience, guardrails on as in the service) with the ONNX policy, ``--episodes``
+  seeded episodes; and
+* live (:func:`demo_apps.demo.run_demo`: real apps, Prometheus, decision service, the project's
+  manifests), ``--live-runs`` runs with seeds 1, 2, ...
+
+and prints, per scenario:
+
+=====================  ====================================================================
+``sim outcomes``       share of simulated episodes promoted / aborted / paused
+``live outcomes``      the live runs' verdicts
+``outcome agreement``  mean over live runs of the share of simulated episodes that ended the
+                       same way
+``decision agreement`` mean over the live policy decisions (``no_data`` holds and errors
+                       left out, as the simulator never asks the policy then) of the share of
+                       simulated decisions *at the same canary weight* that were the same
+``decision mix``       hold / promote / abort shares, simulated vs live
+=====================  ====================================================================
+
+Live and simulated time differ in one known way: the live interval is compressed (3 s for
+the template's 30 s) and so holds ~10x fewer requests per decision; the scenario clock
+(drift, spikes) is compressed by the same factor, traffic is not (see ``demo_apps.demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decision_service.actions import ACTION_NAMES
+from decision_service.guardrails import GuardrailConfig
+from decision_service.scenarios import Scenario, load_scenario, scenario_files
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SEED_SCENARIOS = [
+    REPO_ROOT / "scenarios" / f"{name}.yaml" for name in ("healthy", "buggy", "degrading", "flaky")
+]
+OUTCOMES = ("promoted", "aborted", "paused")
+
+#: The policy as the simulator calls it: observation → action index.
+Policy = Callable[[np.ndarray], int]
+
+
+@dataclass
+class RunRecord:
+    """One rollout, simulated or live: how it ended and the policy's decisions by weight."""
+
+    outcome: str
+    final_weight: float
+    decisions: list[tuple[float, str]] = field(default_factory=list)
+
+
+def rollout_shape() -> tuple[tuple[float, ...], int]:
+    """The weights and the patience (``count``) of the project's Rollout and template."""
+    from demo_apps.argo import Manifests
+
+    manifests = Manifests.load(REPO_ROOT / "rollouts" / "base")
+    steps = manifests.only("Rollout")["spec"]["strategy"]["canary"]["steps"]
+    weights = tuple(float(s["setWeight"]) for s in steps if "setWeight" in s)
+    args = manifests.only("AnalysisTemplate")["spec"]["args"]
+    count = next(int(a["value"]) for a in args if a["name"] == "count")
+    return weights, count
+
+
+def simulate(
+    scenario: Scenario, policy: Policy, episodes: int, *, seed: int = 0
+) -> list[RunRecord]:
+    """``episodes`` simulated rollouts of ``scenario`` decided by ``policy``."""
+    from training.env import CanaryRolloutEnv, EnvConfig
+
+    weights, patience = rollout_shape()
+    config = EnvConfig(weights=weights, patience=patience, guardrails=GuardrailConfig())
+    env = CanaryRolloutEnv([scenario], config)
+    records = []
+    for episode in range(episodes):
+        observation, info = env.reset(seed=seed + episode, options={"allow_terminal": True})
+        record = RunRecord(outcome="", final_weight=env.weight)
+        while "outcome" not in info:
+            weight = env.weight
+            observation, _, _, _, info = env.step(policy(observation))
+            record.decisions.append((weight, info["decision"]))
+        record.outcome = info["outcome"]
+        record.final_weight = env.weight
+        records.append(record)
+    return records
+
+
+def live_record(events: Iterable[Any], outcome: str, final_weight: float) -> RunRecord:
+    """A live run's record from the driver's events (policy decisions only)."""
+    record = RunRecord(outcome=outcome, final_weight=final_weight)
+    for event in events:
+        data = event.data
+        if event.kind != "measurement" or data.get("decision") not in ACTION_NAMES:
+            continue
+        if data.get("guardrail") == "no_data":
+            continue
+        record.decisions.append((float(event.weight), str(data["decision"])))
+    return record
+
+
+@dataclass
+class Agreement:
+    scenario: str
+    sim_outcomes: dict[str, float]
+    live_outcomes: list[str]
+    outcome_agreement: float
+    decision_agreement: float | None
+    sim_decision_mix: dict[str, float]
+    live_decision_mix: dict[str, float]
+    live_decisions: int
+    sim_episodes: int
+
+
+def _mix(decisions: Iterable[str]) -> dict[str, float]:
+    counts = Counter(decisions)
+    total = sum(counts.values())
+    return {a: (counts[a] / total if total else 0.0) for a in ACTION_NAMES}
+
+
+def compare(scenario: str, sim: Sequence[RunRecord], live: Sequence[RunRecord]) -> Agreement:
+    """The agreement numbers of one scenario (see the module docstring)."""
+    outcomes = Counter(r.outcome for r in sim)
+    sim_share = {o: outcomes[o] / len(sim) for o in OUTCOMES}
+    by_weight: dict[float, Counter[str]] = defaultdict(Counter)
+    for record in sim:
+        for weight, decision in record.decisions:
+            by_weight[weight][decision] += 1
+    scores = []
+    for record in live:
+        for weight, decision in record.decisions:
+            seen = by_weight.get(weight)
+            if seen:
+                scores.append(seen[decision] / sum(seen.values()))
+            else:
+                scores.append(0.0)  # the simulator never got to this weight
+    return Agreement(
+        scenario=scenario,
+        sim_outcomes=sim_share,
+        live_outcomes=[r.outcome for r in live],
+        outcome_agreement=float(np.mean([sim_share.get(r.outcome, 0.0) for r in live])),
+        decision_agreement=float(np.mean(scores)) if scores else None,
+        sim_decision_mix=_mix(d for r in sim for _, d in r.decisions),
+        live_decision_mix=_mix(d for r in live for _, d in r.decisions),
+        live_decisions=len(scores),
+        sim_episodes=len(sim),
+    )
+
+
+def format_agreement(a: Agreement) -> str:
+    def mix(m: dict[str, float]) -> str:
+        return "/".join(f"{100 * m[k]:.0f}" for k in ACTION_NAMES)
+
+    sim = ", ".join(f"{o} {100 * s:.0f} %" for o, s in a.sim_outcomes.items())
+    decision = "n/a" if a.decision_agreement is None else f"{100 * a.decision_agreement:.0f} %"
+    return (
+        f"{a.scenario:<12s} sim ({a.sim_episodes} ep): {sim} | live: {', '.join(a.live_outcomes)}"
+        f" | outcome agreement {100 * a.outcome_agreement:.0f} %"
+        f" | decision agreement {decision} over {a.live_decisions} live decisions"
+        f" | mix hold/promote/abort sim {mix(a.sim_decision_mix)} live {mix(a.live_decision_mix)}"
+    )
+
+
+def onnx_policy(model_path: Path) -> Policy:
+    from decision_service.policy import OnnxPolicy
+
+    policy = OnnxPolicy(model_path)
+    return lambda observation: int(np.argmax(policy.q_values(observation)[0]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo_apps.sim_to_real", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--scenarios", nargs="+", type=Path, default=SEED_SCENARIOS)
+    parser.add_argument("--episodes", type=int, default=200, help="simulated episodes each")
+    parser.add_argument("--live-runs", type=int, default=1, help="live runs each (seeds 1..N)")
+    parser.add_argument("--interval", type=float, default=3.0, help="live analysis interval, s")
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "canary-dqn.onnx")
+    parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs" / "sim-to-real")
+    parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    args = parser.parse_args(argv)
+
+    from demo_apps.demo import DemoOptions, run_demo
+
+    policy = onnx_policy(args.model)
+    results = []
+    for file in _files(args.scenarios):
+        scenario = load_scenario(file)
+        sim = simulate(scenario, policy, args.episodes)
+        live = []
+        for seed in range(1, args.live_runs + 1):
+            result = run_demo(
+                DemoOptions(
+                    scenario=str(file),
+                    seed=seed,
+                    interval_seconds=args.interval,
+                    run_dir=args.run_dir / f"{scenario.name}-{seed}",
+                    model_path=str(args.model),
+                    plot=False,
+                ),
+                printer=None,
+            )
+            live.append(live_record(result.events, result.verdict.outcome, result.verdict.weight))
+        agreement = compare(scenario.name, sim, live)
+        results.append(agreement)
+        print(format_agreement(agreement), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(a) for a in results], indent=2))
+    return 0
+
+
+def _files(paths: Sequence[Path]) -> list[Path]:
+    return [f for p in paths for f in scenario_files(p)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
