@@ -483,3 +483,28 @@ def test_notes_tell_how_to_reference_the_template() -> None:
     assert "podTemplateHashValue: Latest" in notes and "podTemplateHashValue: Stable" in notes
     assert "kubectl argo rollouts promote" in notes and "kubectl argo rollouts abort" in notes
     assert 'Secret "rollout-agent-token"' in notes
+
+
+@pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
+def test_the_service_accepts_the_rendered_settings(values_file: Path, tmp_path: Path) -> None:
+    """The decision service's own Settings class parses what the chart hands it."""
+    settings_module = pytest.importorskip("decision_service.settings")
+    docs = ci_docs(values_file.name)
+    env = env_of(docs)
+    # Files the pod would have mounted: stand-ins with the rendered content where there is one.
+    token = tmp_path / "token"
+    token.write_text("a-token-for-the-test")
+    env["API_TOKEN_FILE"] = str(token)
+    if "QUERY_TEMPLATES_FILE" in env:
+        queries = next(d for d in docs if d["metadata"]["name"].endswith("-queries"))
+        templates = tmp_path / "query-templates.yaml"
+        templates.write_text(queries["data"]["query-templates.yaml"])
+        env["QUERY_TEMPLATES_FILE"] = str(templates)
+    if "MODEL_PATH" in env:
+        model = tmp_path / Path(env["MODEL_PATH"]).name
+        model.write_bytes(b"")
+        env["MODEL_PATH"] = str(model)
+    settings = settings_module.Settings(**{key.lower(): value for key, value in env.items()})
+    assert settings.bearer_token == "a-token-for-the-test"
+    assert settings.prometheus_url == env["PROMETHEUS_URL"].rstrip("/")
+    assert settings.dry_run is (env["DRY_RUN"] == "true")
