@@ -98,7 +98,8 @@ def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     pod = only(docs, "Deployment")["spec"]["template"]["spec"]
     assert len(pod["containers"]) == 1
-    return pod["containers"][0]
+    first: dict[str, Any] = pod["containers"][0]
+    return first
 
 
 def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -116,7 +117,8 @@ def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
 def crd_schema(filename: str) -> dict[str, Any]:
     crd = yaml.safe_load((argo_crds_dir() / filename).read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
-    return version["schema"]["openAPIV3Schema"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
 
 
 # Only the ServiceMonitor fields the chart writes (the Prometheus Operator CRD is not vendored).

@@ -31,7 +31,7 @@ VERSION_COMMENT = re.compile(r"#\s*v\d+(\.\d+)*")
 
 
 def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
+    data: dict[Any, Any] = yaml.safe_load(path.read_text())
     # YAML 1.1 reads the `on:` key as True.
     if True in data:
         data["on"] = data.pop(True)
@@ -43,7 +43,8 @@ def workflow(name: str) -> dict[str, Any]:
 
 
 def jobs(name: str) -> dict[str, dict[str, Any]]:
-    return workflow(name)["jobs"]
+    found: dict[str, dict[str, Any]] = workflow(name)["jobs"]
+    return found
 
 
 def steps(wf: dict[str, Any]) -> list[dict[str, Any]]:
