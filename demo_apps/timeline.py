@@ -55,7 +55,7 @@ def plot_timeline(
         3, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [1.2, 1, 1]}
     )
     weights = [(e.time - origin, e.weight) for e in events if e.kind == "weight"]
-    end = max([e.time - origin for e in events] + [1.0])
+    end = max([e.time - origin for e in events] + [float(max(buckets, default=1))])
     if weights:
         xs = [t for t, _ in weights] + [end]
         ys = [w for _, w in weights] + [weights[-1][1]]
