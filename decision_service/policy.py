@@ -132,5 +132,5 @@ class OnnxPolicy:
     def decide(self, observation: npt.NDArray[np.float32]) -> tuple[Action, dict[str, float]]:
         """The greedy action for one observation and its Q-values by action name."""
         q = self.q_values(observation)[0]
-        named = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
+        named: dict[str, float] = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
         return ACTION_NAMES[int(np.argmax(q))], named

@@ -111,29 +111,51 @@ class Stable(_Strict):
 
 
 class Drift(_Strict):
-    starts_after_minutes: NonNegative = Field(0.0, description="Canary age when drift begins.")
-    error_rate_per_minute: NonNegative = Field(0.0, description="Error rate added per minute.")
-    latency_ms_per_minute: NonNegative = Field(0.0, description="Median ms added per minute.")
+    starts_after_minutes: NonNegative = Field(
+        default=0.0, description="Canary age when drift begins."
+    )
+    error_rate_per_minute: NonNegative = Field(
+        default=0.0, description="Error rate added per minute."
+    )
+    latency_ms_per_minute: NonNegative = Field(
+        default=0.0, description="Median ms added per minute."
+    )
 
 
 class Spikes(_Strict):
-    probability: Probability = Field(0.0, description="Chance per interval of a canary spike.")
-    error_rate: Probability = Field(0.0, description="Error rate added during a spike.")
-    latency_multiplier: Positive = Field(1.0, description="Latency factor during a spike.")
+    probability: Probability = Field(
+        default=0.0, description="Chance per interval of a canary spike."
+    )
+    error_rate: Probability = Field(default=0.0, description="Error rate added during a spike.")
+    latency_multiplier: Positive = Field(default=1.0, description="Latency factor during a spike.")
 
 
 class SharedIncidents(_Strict):
-    probability: Probability = Field(0.0, description="Chance per interval that one starts.")
-    duration_intervals: Positive = Field(2.0, description="Length of an incident, intervals.")
-    error_rate: Probability = Field(0.0, description="Error rate added to both versions.")
-    latency_multiplier: Positive = Field(1.0, description="Latency factor on both versions.")
+    probability: Probability = Field(
+        default=0.0, description="Chance per interval that one starts."
+    )
+    duration_intervals: Positive = Field(
+        default=2.0, description="Length of an incident, intervals."
+    )
+    error_rate: Probability = Field(default=0.0, description="Error rate added to both versions.")
+    latency_multiplier: Positive = Field(
+        default=1.0, description="Latency factor on both versions."
+    )
 
 
 class Canary(_Strict):
-    error_multiplier: NonNegative = Field(1.0, description="Canary error = stable's * this + add.")
-    error_additive: Probability = Field(0.0, description="Added to the canary's error rate.")
-    latency_multiplier: Positive = Field(1.0, description="Canary p50 = stable's * this + add.")
-    latency_additive_ms: NonNegative = Field(0.0, description="Added to the canary's p50, ms.")
+    error_multiplier: NonNegative = Field(
+        default=1.0, description="Canary error = stable's * this + add."
+    )
+    error_additive: Probability = Field(
+        default=0.0, description="Added to the canary's error rate."
+    )
+    latency_multiplier: Positive = Field(
+        default=1.0, description="Canary p50 = stable's * this + add."
+    )
+    latency_additive_ms: NonNegative = Field(
+        default=0.0, description="Added to the canary's p50, ms."
+    )
     drift: Drift = Field(default_factory=Drift)
     spikes: Spikes = Field(default_factory=Spikes)
 
