@@ -1,0 +1,261 @@
+"""The HTTP routes: ``/v1/decide``, ``/v1/model``, ``/healthz``, ``/readyz``, ``/metrics``.
+
+Routes get what they need through typed dependencies (``StateDep``, ``PolicyDep``,
+``SourceDep``) from the :class:`ServiceState` the app's lifespan put on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from decision_service.decision import answer, evaluate
+from decision_service.features import MetricsSnapshot, MissingMetricError
+from decision_service.guardrails import GuardrailConfig
+from decision_service.logs import DECISION_LOGGER
+from decision_service.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
+from decision_service.policy import OnnxPolicy
+from decision_service.prometheus_source import PrometheusSource, PrometheusUnavailable, Target
+from decision_service.schemas import (
+    DecideRequestV1,
+    DecisionV1,
+    ErrorDetailV1,
+    ErrorV1,
+    HealthV1,
+    ModelV1,
+    PolicyV1,
+)
+from decision_service.settings import Settings
+from decision_service.step_memory import StepMemory
+
+log = logging.getLogger(__name__)
+decision_log = logging.getLogger(DECISION_LOGGER)
+
+
+@dataclass
+class ServiceState:
+    """Everything the routes share, built once per app by the lifespan."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    memory: StepMemory = field(default_factory=StepMemory)
+    policy: OnnxPolicy | None = None
+    policy_error: str | None = "not loaded yet"
+    source: PrometheusSource | None = None
+    guardrails: GuardrailConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guardrails = self.settings.guardrails()
+
+
+class ApiError(Exception):
+    """An error answer in the one JSON shape (:class:`ErrorV1`)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        error: str,
+        message: str,
+        details: list[ErrorDetailV1] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = ErrorV1(error=error, message=message, details=details)
+        self.headers = headers
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorV1, "description": "Missing or wrong bearer token."},
+    422: {"model": ErrorV1, "description": "Invalid request; no query was sent."},
+    503: {"model": ErrorV1, "description": "Prometheus or the model is unavailable; retry."},
+}
+
+# --------------------------------------------------------------------------- dependencies
+
+_bearer = HTTPBearer(auto_error=False, description="The token from API_TOKEN / API_TOKEN_FILE.")
+
+
+async def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+async def require_token(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries the configured bearer token (constant-time compare)."""
+    expected = state.settings.bearer_token
+    if expected is None:
+        return
+    presented = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "A valid bearer token is required (Authorization: Bearer <token>).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def get_policy(state: StateDep) -> OnnxPolicy:
+    if state.policy is None:
+        raise ApiError(503, "model_unavailable", f"The policy is not loaded: {state.policy_error}")
+    return state.policy
+
+
+async def get_source(state: StateDep) -> PrometheusSource:
+    if state.source is None:
+        raise ApiError(503, "not_ready", "The Prometheus client is not set up yet.")
+    return state.source
+
+
+PolicyDep = Annotated[OnnxPolicy, Depends(get_policy)]
+SourceDep = Annotated[PrometheusSource, Depends(get_source)]
+
+# --------------------------------------------------------------------------- routes
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
+ops = APIRouter(tags=["operations"])
+
+
+@v1.post("/decide", response_model=DecisionV1, tags=["decisions"])
+async def decide(
+    body: DecideRequestV1, state: StateDep, policy: PolicyDep, source: SourceDep
+) -> DecisionV1:
+    """Measure the canary against stable and answer ``promote``, ``hold`` or ``abort``."""
+    started = time.perf_counter()
+    settings = state.settings
+    key = StepMemory.key(body.namespace, body.rollout, body.canary_hash, body.step_weight)
+    taken = state.memory.taken(key)
+    target = Target(body.namespace, body.rollout, body.canary_hash, body.stable_hash, body.service)
+    snapshot: MetricsSnapshot | MissingMetricError
+    try:
+        snapshot = await source.snapshot(target, body.step_weight, taken)
+    except MissingMetricError as missing:
+        snapshot = missing
+    except PrometheusUnavailable as exc:
+        state.metrics.observe_prometheus_error(exc.kind)
+        decision_log.warning(
+            "decision failed",
+            extra={"fields": {**_request_fields(body), "error": exc.kind, "detail": exc.detail}},
+        )
+        raise ApiError(503, "prometheus_unavailable", str(exc)) from exc
+    queried = time.perf_counter()
+
+    slo = body.slo_latency_ms or settings.slo_latency
+    guardrails = state.guardrails
+    if body.hard_error_rate is not None:
+        guardrails = replace(guardrails, hard_error_rate=body.hard_error_rate)
+    evaluation = evaluate(snapshot, policy, slo, guardrails)
+    shown = answer(evaluation, settings.dry_run, settings.dry_run_answer)
+    state.memory.record(key)
+
+    real = evaluation.guarded
+    elapsed = time.perf_counter() - started
+    state.metrics.query_duration.observe(queried - started)
+    state.metrics.observe_decision(real.decision, real.guardrail, shown.dry_run, elapsed)
+    decision_log.info(
+        "decision",
+        extra={
+            "fields": {
+                **_request_fields(body),
+                "measurements_at_step": taken,
+                "decision": real.decision,
+                "guardrail": real.guardrail,
+                "reason": real.reason,
+                "proposed": evaluation.proposed,
+                "answer": shown.decision,
+                "dry_run": shown.dry_run,
+                "slo_latency_ms": slo,
+                "model": policy.info.label,
+                "q_values": evaluation.q_values,
+                "observation": evaluation.observation,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+        },
+    )
+    return DecisionV1(
+        decision=shown.decision,
+        reason=shown.reason,
+        guardrail=shown.guardrail,
+        policy=PolicyV1(model=policy.info.label, q_values=evaluation.q_values),
+        observation=evaluation.observation,
+        dry_run=shown.dry_run,
+    )
+
+
+@v1.get("/model", response_model=ModelV1, tags=["decisions"])
+async def model(policy: PolicyDep) -> ModelV1:
+    """The loaded policy: name, hash, feature and action names."""
+    info = policy.info
+    return ModelV1(
+        model=info.label,
+        name=info.name,
+        sha256=info.sha256,
+        path=info.path,
+        feature_spec_version=info.feature_spec_version,
+        feature_names=list(info.feature_names),
+        action_names=list(info.action_names),
+        training_config_sha256=info.training_config_sha256,
+    )
+
+
+@ops.get("/healthz", response_model=HealthV1)
+async def healthz() -> HealthV1:
+    """Liveness: the process answers."""
+    return HealthV1(status="ok")
+
+
+@ops.get("/readyz", response_model=HealthV1, responses={503: {"model": ErrorV1}})
+async def readyz(state: StateDep) -> HealthV1:
+    """Readiness: the model is loaded and Prometheus answers a query."""
+    problems: list[ErrorDetailV1] = []
+    if state.policy is None:
+        problems.append(ErrorDetailV1(field="model", problem=state.policy_error or "not loaded"))
+    if state.source is None:
+        problems.append(ErrorDetailV1(field="prometheus", problem="client not set up"))
+    else:
+        try:
+            await state.source.ready()
+        except PrometheusUnavailable as exc:
+            problems.append(ErrorDetailV1(field="prometheus", problem=str(exc)))
+    if problems:
+        raise ApiError(
+            503,
+            "not_ready",
+            "Not ready: " + "; ".join(f"{p.field}: {p.problem}" for p in problems),
+            details=problems,
+        )
+    return HealthV1(status="ok", checks={"model": "ok", "prometheus": "ok"})
+
+
+@ops.get("/metrics", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    """The service's own metrics, Prometheus text format."""
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _request_fields(body: DecideRequestV1) -> dict[str, Any]:
+    return {
+        "event": "decision",
+        "namespace": body.namespace,
+        "rollout": body.rollout,
+        "canary_hash": body.canary_hash,
+        "stable_hash": body.stable_hash,
+        "service": body.service,
+        "step_weight": body.step_weight,
+    }

@@ -1,0 +1,188 @@
+"""The API's request and response models (version 1) and its one error shape.
+
+Argo's ``web`` provider sends every ``jsonBody`` value as a string, so numbers are accepted as
+numeric strings. Label values must be valid Kubernetes names / label values: that syntax has
+no quote, backslash, brace or space, so a value can never change the meaning of a PromQL query.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from decision_service.actions import Action
+
+# Kubernetes syntax (apimachinery validation): DNS-1123 label, DNS-1123 subdomain,
+# DNS-1035 label (Service names) and label values.
+DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS1035_LABEL: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+LABEL_VALUE: Final = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+def _syntax(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _number(value: Any) -> Any:
+    """Numbers and numeric strings (Argo sends strings); never booleans."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("must be a number (or a numeric string)") from None
+    if isinstance(value, int | float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _blank_is_none(value: Any) -> Any:
+    """An empty optional arg (``"{{args.service}}"`` left empty) means "not given"."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) -> WithJsonSchema:
+    number: dict[str, Any] = {"type": "number", "maximum": maximum}
+    number["exclusiveMinimum" if exclusive_minimum else "minimum"] = minimum
+    return WithJsonSchema(
+        {"anyOf": [number, {"type": "string", "pattern": r"^\s*[-+0-9.eE]+\s*$"}]}
+    )
+
+
+Namespace = Annotated[
+    str,
+    Field(max_length=63, json_schema_extra={"pattern": DNS1123_LABEL}, examples=["shop"]),
+    _syntax(DNS1123_LABEL, "a Kubernetes namespace name (lower-case letters, digits and '-')"),
+]
+ObjectName = Annotated[
+    str,
+    Field(max_length=253, json_schema_extra={"pattern": DNS1123_SUBDOMAIN}, examples=["checkout"]),
+    _syntax(DNS1123_SUBDOMAIN, "a Kubernetes object name (lower-case letters, digits, '-', '.')"),
+]
+ServiceName = Annotated[
+    str,
+    Field(max_length=63, json_schema_extra={"pattern": DNS1035_LABEL}, examples=["checkout"]),
+    _syntax(DNS1035_LABEL, "a Kubernetes Service name (lower-case letters, digits and '-')"),
+]
+PodTemplateHash = Annotated[
+    str,
+    Field(max_length=63, json_schema_extra={"pattern": LABEL_VALUE}, examples=["6d4f8c9b7"]),
+    _syntax(
+        LABEL_VALUE,
+        "a Kubernetes label value (letters, digits, '-', '_', '.'; "
+        "starting and ending with a letter or digit)",
+    ),
+]
+Weight = Annotated[float, BeforeValidator(_number), Field(ge=0, le=100), _numeric(0, 100)]
+LatencyMs = Annotated[
+    float, BeforeValidator(_number), Field(gt=0, le=3_600_000), _numeric(0, 3_600_000, True)
+]
+ErrorRate = Annotated[float, BeforeValidator(_number), Field(gt=0, le=1), _numeric(0, 1, True)]
+
+
+class DecideRequestV1(BaseModel):
+    """``POST /v1/decide``: which canary, at which step (Argo's ``jsonBody``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: Namespace = Field(description="The Rollout's namespace.")
+    rollout: ObjectName = Field(description="The Rollout's name.")
+    canary_hash: PodTemplateHash = Field(
+        description="The canary's pod-template hash (valueFrom.podTemplateHashValue: Latest)."
+    )
+    stable_hash: PodTemplateHash = Field(
+        description="The stable version's pod-template hash (podTemplateHashValue: Stable)."
+    )
+    step_weight: Weight = Field(description="The canary's traffic weight at this step, 0-100.")
+    service: Annotated[ServiceName | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="Service name for presets that select by Service (default: rollout)."
+    )
+    slo_latency_ms: Annotated[LatencyMs | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="Latency SLO for this rollout, ms (default: SLO_LATENCY)."
+    )
+    hard_error_rate: Annotated[ErrorRate | None, BeforeValidator(_blank_is_none)] = Field(
+        None, description="Error rate that aborts this rollout (GUARDRAIL_HARD_ERROR_RATE)."
+    )
+
+    @model_validator(mode="after")
+    def _distinct_versions(self) -> DecideRequestV1:
+        if self.canary_hash == self.stable_hash:
+            raise ValueError(
+                "canary_hash and stable_hash are equal: there is no canary to analyse "
+                "(check the template's podTemplateHashValue args)"
+            )
+        return self
+
+
+class PolicyV1(BaseModel):
+    model: str = Field(description="<model name>@<sha256 prefix> of the ONNX policy.")
+    q_values: dict[str, float] | None = Field(
+        description="The policy's Q-value per action; null when it did not run (no data)."
+    )
+
+
+class DecisionV1(BaseModel):
+    """The answer (Argo reads ``result.decision``)."""
+
+    decision: Action
+    reason: str = Field(description="One human sentence.")
+    guardrail: str | None = Field(
+        description="Which override set the decision (no_data, hard_slo_breach, "
+        "insufficient_evidence, dry_run), or null when the policy's choice stands."
+    )
+    policy: PolicyV1
+    observation: dict[str, float] | None = Field(
+        description="The named observation the policy saw; null when it could not be built."
+    )
+    dry_run: bool
+
+
+class ModelV1(BaseModel):
+    """``GET /v1/model``."""
+
+    model: str
+    name: str
+    sha256: str
+    path: str
+    feature_spec_version: str
+    feature_names: list[str]
+    action_names: list[str]
+    training_config_sha256: str
+
+
+class HealthV1(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorDetailV1(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorV1(BaseModel):
+    """Every error answer (401, 404, 405, 422, 503, 500) has this shape."""
+
+    error: str = Field(description="Machine-readable code, e.g. invalid_request.")
+    message: str = Field(description="What went wrong, in one or two sentences.")
+    details: list[ErrorDetailV1] | None = None
