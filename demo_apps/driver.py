@@ -67,9 +67,11 @@ class CommandQueue:
 
     def put(self, command: str) -> None:
         word = command.strip().lower()
-        if word not in COMMANDS:
-            raise ValueError(f"unknown command '{command.strip()}': use promote or abort")
-        self._queue.put(word)  # type: ignore[arg-type]
+        for known in COMMANDS:
+            if word == known:
+                self._queue.put(known)
+                return
+        raise ValueError(f"unknown command '{command.strip()}': use promote or abort")
 
     def wait(self, timeout: float | None) -> Command | None:
         """The next command, or ``None`` after ``timeout`` seconds (``None``: forever)."""
