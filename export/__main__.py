@@ -1,6 +1,6 @@
 """``python -m export``: the best trained model → ONNX, then a torch/onnxruntime parity check.
 
-    python -m export --run runs/dqn --out models/canary-dqn.onnx
+python -m export --run runs/dqn --out models/canary-dqn.onnx
 """
 
 from __future__ import annotations
@@ -9,7 +9,15 @@ import argparse
 from pathlib import Path
 
 from decision_service.policy import OnnxPolicy
-from export.onnx_export import check_parity, config_hash_for, export_onnx, load_q_network
+from export.onnx_export import (
+    PARITY_ABS_TOLERANCE,
+    check_parity,
+    config_hash_for,
+    export_onnx,
+    load_q_network,
+    rollout_observations,
+    uniform_observations,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     network = load_q_network(model_zip)
     export_onnx(network, args.out, args.name, config_hash_for(model_zip))
     info = OnnxPolicy(args.out).info  # the service's own loader must accept it
-    parity = check_parity(network, args.out, args.parity_samples)
+    parity = check_parity(network, args.out, rollout_observations(args.parity_samples))
+    stress = check_parity(network, args.out, uniform_observations(args.parity_samples))
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes) as {info.label}")
-    print(f"parity on {parity.samples} observations: max |dQ| = {parity.max_abs_diff:.2e}, "
-          f"argmax mismatches = {parity.argmax_mismatches}")  # fmt: skip
-    if not parity.ok:
-        print("PARITY FAILED (needs max |dQ| <= 1e-5 and no argmax mismatch)")
+    print(
+        f"parity on {parity.samples} observations of simulated rollouts: "
+        f"max |dQ| = {parity.max_abs_diff:.2e}, argmax mismatches = {parity.argmax_mismatches}"
+    )
+    print(
+        f"stress on {stress.samples} observations uniform within the feature bounds: "
+        f"max |dQ| = {stress.max_abs_diff:.2e}, max |dQ|/max(1,|Q|) = "
+        f"{stress.max_scaled_diff:.2e}, argmax mismatches = {stress.argmax_mismatches}"
+    )
+    if not parity.ok or stress.argmax_mismatches or stress.max_scaled_diff > PARITY_ABS_TOLERANCE:
+        print(f"PARITY FAILED (needs max |dQ| <= {PARITY_ABS_TOLERANCE} and identical argmax)")
         return 1
     return 0
 

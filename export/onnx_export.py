@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from stable_baselines3 import DQN
 
@@ -47,7 +46,8 @@ class QNetwork(torch.nn.Module):
         self.q_net = model.q_net
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.q_net(observation)
+        q_values: torch.Tensor = self.q_net(observation)
+        return q_values
 
 
 def load_q_network(model_zip: str | Path) -> QNetwork:
@@ -70,7 +70,7 @@ def export_onnx(network: QNetwork, out: Path, model_name: str, config_sha256: st
     torch.onnx.export(
         network,
         (dummy,),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # a file-like object is accepted at run time
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
@@ -89,7 +89,9 @@ def export_onnx(network: QNetwork, out: Path, model_name: str, config_sha256: st
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = "k8s-rollout-agent canary policy: observation -> Q-values (hold, promote, abort)"
+    proto.doc_string = (
+        "k8s-rollout-agent canary policy: observation -> Q-values (hold, promote, abort)"
+    )
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(out), save_as_external_data=False)
@@ -98,26 +100,61 @@ def export_onnx(network: QNetwork, out: Path, model_name: str, config_sha256: st
 
 @dataclass(frozen=True)
 class Parity:
+    """torch vs onnxruntime on one set of observations."""
+
     samples: int
     max_abs_diff: float
+    max_scaled_diff: float  # |dQ| / max(1, |Q|): float32 resolution grows with |Q|
     argmax_mismatches: int
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= 1e-5 and self.argmax_mismatches == 0
+        return self.max_abs_diff <= PARITY_ABS_TOLERANCE and self.argmax_mismatches == 0
 
 
-def check_parity(network: QNetwork, onnx_path: Path, samples: int = 10_000, seed: int = 0) -> Parity:
-    """Compare torch and onnxruntime on ``samples`` random observations within the bounds."""
+PARITY_ABS_TOLERANCE = 1e-5
+
+
+def rollout_observations(samples: int, seed: int = 0) -> np.ndarray:
+    """Observations the service meets: states of simulated rollouts (library and randomised
+    scenarios, a random mostly-hold policy so every step and weight is visited)."""
+    from decision_service.scenarios import LIBRARY_DIR, load_scenarios
+    from training.env import CanaryRolloutEnv
+    from training.train import mixed_source
+
+    env = CanaryRolloutEnv(mixed_source(load_scenarios(LIBRARY_DIR), 0.3))
+    rng = np.random.default_rng(seed)
+    rows: list[np.ndarray] = []
+    episode = 0
+    while len(rows) < samples:
+        observation, _ = env.reset(seed=seed * 1_000_003 + episode)
+        episode += 1
+        done = False
+        while not done and len(rows) < samples:
+            rows.append(observation)
+            action = int(rng.choice(3, p=[0.6, 0.35, 0.05]))
+            observation, _, done, _, _ = env.step(action)
+    return np.asarray(rows, dtype=np.float32)
+
+
+def uniform_observations(samples: int, seed: int = 0) -> np.ndarray:
+    """Observations drawn uniformly within every feature's bounds (corners included)."""
     rng = np.random.default_rng(seed)
     obs = rng.uniform(FEATURE_LOW, FEATURE_HIGH, size=(samples, len(FEATURE_NAMES)))
-    obs = obs.astype(np.float32)
+    return obs.astype(np.float32)
+
+
+def check_parity(network: QNetwork, onnx_path: Path, observations: np.ndarray) -> Parity:
+    """Compare torch and onnxruntime (as the service configures it) on ``observations``."""
+    from decision_service.policy import OnnxPolicy
+
     with torch.no_grad():
-        expected = network(torch.as_tensor(obs)).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    actual = session.run([OUTPUT_NAME], {INPUT_NAME: obs})[0]
+        expected = network(torch.as_tensor(observations)).numpy()
+    actual = OnnxPolicy(onnx_path).q_values(observations)
+    diff = np.abs(expected - actual)
     return Parity(
-        samples=samples,
-        max_abs_diff=float(np.max(np.abs(expected - actual))),
+        samples=len(observations),
+        max_abs_diff=float(diff.max()),
+        max_scaled_diff=float((diff / np.maximum(1.0, np.abs(expected))).max()),
         argmax_mismatches=int(np.sum(expected.argmax(axis=1) != actual.argmax(axis=1))),
     )

@@ -41,7 +41,7 @@ from training.env import CanaryRolloutEnv
 class Agent(Protocol):
     """Anything that decides a rollout step by step."""
 
-    name: str
+    name: ClassVar[str]
 
     def reset(self) -> None: ...
 
@@ -70,11 +70,11 @@ class StaticThreshold:
 
     name: ClassVar[str] = "static_threshold"
     GRID: ClassVar[dict[str, list[Any]]] = {
-        "max_error_rate": [0.01, 0.02, 0.05, 0.1],
-        "max_p95_slo_factor": [1.0, 1.5, 2.0, 3.0],
+        "max_error_rate": [0.005, 0.01, 0.02, 0.05],
+        "max_p95_slo_factor": [0.75, 1.0, 1.5, 2.0],
         "failure_limit": [0, 1, 2],
-        "min_requests": [0, 50],
-        "consecutive_successes": [1, 2],
+        "min_requests": [50, 100],
+        "consecutive_successes": [1, 2, 3],
     }
 
     def __post_init__(self) -> None:
@@ -113,8 +113,8 @@ class MannWhitneyJudge:
 
     name: ClassVar[str] = "mann_whitney"
     GRID: ClassVar[dict[str, list[Any]]] = {
-        "effect_floor": [1.1, 1.25, 1.5],
-        "min_scrapes": [6, 12],
+        "effect_floor": [1.05, 1.1, 1.25],
+        "min_scrapes": [6, 12, 24],
         "marginal": [0, 50],
         "scope": ["step", "rollout"],
     }
@@ -188,10 +188,10 @@ class SequentialErrorTest:
     name: ClassVar[str] = "sequential"
     GRID: ClassVar[dict[str, list[Any]]] = {
         "ratio": [1.5, 2.0, 3.0],
-        "alpha": [0.01, 0.05],
-        "beta": [0.05, 0.2],
+        "alpha": [0.01, 0.05, 0.1],
+        "beta": [0.02, 0.05, 0.2],
         "reset_per_step": [True, False],
-        "latency_guard": [None, 1.25, 1.5],
+        "latency_guard": [None, 1.15, 1.25, 1.5],
     }
 
     def __post_init__(self) -> None:
@@ -236,7 +236,8 @@ BASELINES = {cls.name: cls for cls in (StaticThreshold, MannWhitneyJudge, Sequen
 
 def make_baseline(name: str, params: dict[str, Any] | None = None) -> Agent:
     """A baseline by its report name, with (tuned) parameters."""
-    return BASELINES[name](**(params or {}))
+    agent: Agent = BASELINES[name](**(params or {}))
+    return agent
 
 
 def baseline_params(agent: Any) -> dict[str, Any]:

@@ -142,11 +142,14 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (gymnasium convention)
 
-    def __init__(self, source: ScenarioSource | Sequence[Scenario], config: EnvConfig | None = None):
+    def __init__(
+        self, source: ScenarioSource | Sequence[Scenario], config: EnvConfig | None = None
+    ):
         super().__init__()
         self.config = config or EnvConfig()
         self._source = source if callable(source) else library_source(source)
-        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
+        # gymnasium types Env.action_space as Space[int]; Discrete samples numpy integers
+        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))  # type: ignore[assignment]
         self.observation_space = gym.spaces.Box(FEATURE_LOW, FEATURE_HIGH, dtype=np.float32)
         self._sim: RolloutSimulator | None = None
         self._truth_bad = False
@@ -242,7 +245,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             if allow_terminal:
                 # Paused before the canary ever produced an observation (almost no traffic).
                 assert outcome is not None
-                final = np.zeros(self.observation_space.shape, dtype=np.float32)
+                final = np.zeros(len(FEATURE_LOW), dtype=np.float32)
                 return final, self._final_info(outcome)
             # Training: the agent could not have acted; draw the next episode instead.
         raise RuntimeError("100 draws in a row paused before any observation: no canary traffic")
@@ -282,9 +285,13 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             reward += cost
         self._objective += reward
         if outcome is not None:
-            final = np.zeros(self.observation_space.shape, dtype=np.float32)
-            return (observation if observation is not None else final), reward, True, False, (
-                self._final_info(outcome) | {"decision": decision, "proposed": proposed}
+            final = np.zeros(len(FEATURE_LOW), dtype=np.float32)
+            return (
+                (observation if observation is not None else final),
+                reward,
+                True,
+                False,
+                (self._final_info(outcome) | {"decision": decision, "proposed": proposed}),
             )
         assert observation is not None
         return observation, reward, False, False, {"decision": decision, "proposed": proposed}

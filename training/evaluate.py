@@ -78,19 +78,26 @@ def markdown_table(report: dict[str, Any]) -> str:
 def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
     agents = list(report["overall"])
     header = f"{'scenario':24s} {'truth':5s} " + " ".join(f"{a:>18s}" for a in agents)
-    print("objective per episode (higher is better); [bad promoted | good aborted | paused]", file=out)
+    print(
+        "objective per episode (higher is better); [bad promoted | good aborted | paused]", file=out
+    )
     print(header, file=out)
-    rows = list(report["scenarios"].items()) + [("OVERALL", {"truth": "", "agents": report["overall"]})]
+    rows = [*report["scenarios"].items(), ("OVERALL", {"truth": "", "agents": report["overall"]})]
     for name, entry in rows:
         cells = []
         for agent in agents:
             s = entry["agents"][agent]
             wrong = s["bad_promotion_rate"] if entry["truth"] != "good" else s["healthy_abort_rate"]
-            cells.append(f"{s['objective_mean']:7.3f} {100 * wrong:4.1f}%/{100 * s['pause_rate']:4.1f}%")
+            cells.append(
+                f"{s['objective_mean']:7.3f} {100 * wrong:4.1f}%/{100 * s['pause_rate']:4.1f}%"
+            )
         print(f"{name:24s} {entry['truth']:5s} " + " ".join(f"{c:>18s}" for c in cells), file=out)
     for other, diff in report.get("paired_objective_vs_policy", {}).items():
-        print(f"policy - {other}: {diff['mean']:+.3f} (95 % CI {diff['ci_low']:+.3f} .. "
-              f"{diff['ci_high']:+.3f}, n={diff['n']})", file=out)  # fmt: skip
+        print(
+            f"policy - {other}: {diff['mean']:+.3f} (95 % CI {diff['ci_low']:+.3f} .. "
+            f"{diff['ci_high']:+.3f}, n={diff['n']})",
+            file=out,
+        )
     for key, value in report.get("acceptance", {}).items():
         print(f"acceptance {key}: {value}", file=out)
 
@@ -111,15 +118,22 @@ def plot(report: dict[str, Any], path: Path) -> None:
         objective = [report["scenarios"][s]["agents"][agent]["objective_mean"] for s in scenarios]
         wrong = [
             report["scenarios"][s]["agents"][agent][
-                "bad_promotion_rate" if report["scenarios"][s]["truth"] == "bad" else "healthy_abort_rate"
+                "bad_promotion_rate"
+                if report["scenarios"][s]["truth"] == "bad"
+                else "healthy_abort_rate"
             ]
             for s in scenarios
         ]
         axes[0].bar(x + i * width, objective, width, label=agent)
         axes[1].bar(x + i * width, np.array(wrong) * 100, width, label=agent)
-    for ax, title in zip(axes, ("objective per episode (higher is better)",
-                                "wrong terminal decisions, % (bad promoted / good aborted)"),
-                         strict=True):  # fmt: skip
+    for ax, title in zip(
+        axes,
+        (
+            "objective per episode (higher is better)",
+            "wrong terminal decisions, % (bad promoted / good aborted)",
+        ),
+        strict=True,
+    ):
         ax.set_xticks(x + width * (len(agents) - 1) / 2, scenarios, rotation=20, ha="right")
         ax.set_title(title)
         ax.axhline(0, color="black", linewidth=0.5)
@@ -130,8 +144,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 def load_baseline_params(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
-        print(f"warning: {path} missing; baselines run with default parameters "
-              "(run `python -m training.tune`)", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {path} missing; baselines run with default parameters "
+            "(run `python -m training.tune`)",
+            file=sys.stderr,
+        )
         return {}
     doc = yaml.safe_load(path.read_text())
     return {name: entry["params"] for name, entry in doc.get("baselines", {}).items()}
@@ -139,8 +156,9 @@ def load_baseline_params(path: Path) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", action="append", required=True,
-                        help="scenario file or folder (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--scenarios", action="append", required=True, help="scenario file or folder (repeatable)"
+    )
     parser.add_argument("--episodes", type=int, default=2000, help="episodes per scenario")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here")
@@ -158,18 +176,25 @@ def main(argv: list[str] | None = None) -> int:
     specs = []
     for agent in args.agents:
         if agent == POLICY:
-            specs.append(AgentSpec(POLICY, model_path=str(args.model), guardrails=GuardrailConfig()))
+            specs.append(
+                AgentSpec(POLICY, model_path=str(args.model), guardrails=GuardrailConfig())
+            )
         else:
             assert agent in BASELINES
             specs.append(AgentSpec(agent, params.get(agent)))
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        print(f"\r{done}/{total} batches, {time.perf_counter() - started:.0f}s", end="",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\r{done}/{total} batches, {time.perf_counter() - started:.0f}s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    records = run_agents(specs, scenarios, args.episodes, config, workers=args.workers,
-                         progress=progress)  # fmt: skip
+    records = run_agents(
+        specs, scenarios, args.episodes, config, workers=args.workers, progress=progress
+    )
     print(file=sys.stderr)
     report = summarise(records, args.episodes)
     report["acceptance"] = acceptance(report)
@@ -186,10 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes_csv:
         args.episodes_csv.parent.mkdir(parents=True, exist_ok=True)
         opener = gzip.open if args.episodes_csv.suffix == ".gz" else open
-        with opener(args.episodes_csv, "wt", newline="") as handle:  # type: ignore[operator]
-            writer = csv.DictWriter(handle, fieldnames=["scenario", "truth", "seed", "agent",
-                                                        "outcome", "blast_radius", "decisions",
-                                                        "objective"])  # fmt: skip
+        with opener(args.episodes_csv, "wt", newline="") as handle:
+            writer = csv.DictWriter(
+                handle,
+                fieldnames=[
+                    "scenario",
+                    "truth",
+                    "seed",
+                    "agent",
+                    "outcome",
+                    "blast_radius",
+                    "decisions",
+                    "objective",
+                ],
+            )
             writer.writeheader()
             writer.writerows(records_as_rows(records))
     if args.plot:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class EpisodeRecord:
 class PolicyAgent:
     """The shipped policy: the ONNX Q-network's greedy action (guardrails run in the env)."""
 
-    name = POLICY
+    name: ClassVar[str] = POLICY
 
     def __init__(self, model_path: str | Path) -> None:
         self._policy = OnnxPolicy(model_path)
@@ -67,9 +67,7 @@ class PolicyAgent:
         return int(np.argmax(self._policy.q_values(observation)[0]))
 
 
-def run_episode(
-    agent: Agent, scenario: Scenario, seed: int, config: EnvConfig
-) -> EpisodeRecord:
+def run_episode(agent: Agent, scenario: Scenario, seed: int, config: EnvConfig) -> EpisodeRecord:
     env = CanaryRolloutEnv([scenario], config)
     agent.reset()
     observation, info = env.reset(seed=seed, options={"allow_terminal": True})
@@ -169,7 +167,9 @@ def stats(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
     good = [r for r in records if r.truth == "good"]
     promoted_good = [r.decisions for r in good if r.outcome == "promoted"]
     return {
-        "bad_promotion_rate": (sum(r.outcome == "promoted" for r in bad) / len(bad)) if bad else 0.0,
+        "bad_promotion_rate": (sum(r.outcome == "promoted" for r in bad) / len(bad))
+        if bad
+        else 0.0,
         "healthy_abort_rate": (sum(r.outcome == "aborted" for r in good) / len(good))
         if good
         else 0.0,
@@ -180,9 +180,7 @@ def stats(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
     }
 
 
-def paired_difference(
-    records: Sequence[EpisodeRecord], agent: str, other: str
-) -> dict[str, float]:
+def paired_difference(records: Sequence[EpisodeRecord], agent: str, other: str) -> dict[str, float]:
     """Mean of ``objective(agent) - objective(other)`` over the same episodes, 95 % CI."""
     mine = {(r.scenario, r.seed): r.objective for r in records if r.agent == agent}
     theirs = {(r.scenario, r.seed): r.objective for r in records if r.agent == other}
@@ -245,8 +243,10 @@ def acceptance(report: dict[str, Any]) -> dict[str, Any]:
     checks = {
         "best_baseline": best,
         "beats_every_baseline_ci": beats_all,
-        "bad_promotion_excess_pp": 100 * (mine["bad_promotion_rate"] - theirs["bad_promotion_rate"]),
-        "healthy_abort_excess_pp": 100 * (mine["healthy_abort_rate"] - theirs["healthy_abort_rate"]),
+        "bad_promotion_excess_pp": 100
+        * (mine["bad_promotion_rate"] - theirs["bad_promotion_rate"]),
+        "healthy_abort_excess_pp": 100
+        * (mine["healthy_abort_rate"] - theirs["healthy_abort_rate"]),
         "fewer_decisions_to_promote": faster,
         "less_blast_radius": smaller_blast,
         "buggy_promoted": rate("buggy", "bad_promotion_rate"),
@@ -270,8 +270,16 @@ def acceptance(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def records_as_rows(records: Iterable[EpisodeRecord]) -> Iterable[dict[str, Any]]:
-    columns = ("scenario", "truth", "seed", "agent", "outcome", "blast_radius", "decisions",
-               "objective")  # fmt: skip
+    columns = (
+        "scenario",
+        "truth",
+        "seed",
+        "agent",
+        "outcome",
+        "blast_radius",
+        "decisions",
+        "objective",
+    )
     for record in records:
         row = asdict(record)
         yield {c: row[c] for c in columns}

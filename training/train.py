@@ -62,8 +62,9 @@ class DQNSection(_Strict):
     gradient_steps: int = Field(1, ge=1, description="Gradient steps per update.")
     target_update_interval: int = Field(5000, ge=1, description="Steps between target syncs.")
     n_steps: int = Field(3, ge=1, description="n-step returns (credit for runs of holds).")
-    exploration_fraction: float = Field(0.3, gt=0, le=1, description="Share of the run spent "
-                                        "annealing epsilon.")  # fmt: skip
+    exploration_fraction: float = Field(
+        0.3, gt=0, le=1, description="Share of the run spent annealing epsilon."
+    )
     exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="Epsilon at start.")
     exploration_final_eps: float = Field(0.02, ge=0, le=1, description="Epsilon at the end.")
     net_arch: list[int] = Field([128, 128], description="Hidden layer widths of the Q-network.")
@@ -148,8 +149,9 @@ class HoldExploringDQN(DQN):
         if not deterministic and self._explore_rng.random() < self.exploration_rate:
             batch = observation.shape[0] if observation.ndim > 1 else None
             size = batch if batch is not None else None
-            action = self._explore_rng.choice(len(self._explore_probs), size=size,
-                                              p=self._explore_probs)  # fmt: skip
+            action = self._explore_rng.choice(
+                len(self._explore_probs), size=size, p=self._explore_probs
+            )
             return np.asarray(action), state
         return self.policy.predict(observation, state, episode_start, deterministic)
 
@@ -163,8 +165,9 @@ def evaluate_greedy(
         env = CanaryRolloutEnv([scenario], config)
         total = 0.0
         for i in range(episodes):
-            obs, info = env.reset(seed=episode_seed(scenario.name, i, "validation"),
-                                  options={"allow_terminal": True})  # fmt: skip
+            obs, info = env.reset(
+                seed=episode_seed(scenario.name, i, "validation"), options={"allow_terminal": True}
+            )
             while "outcome" not in info:
                 q = model.q_net(torch.as_tensor(obs[None, :]))
                 obs, _, _, _, info = env.step(int(q.argmax(dim=1).item()))
@@ -196,19 +199,28 @@ class EvalCallback(BaseCallback):
 
     def _evaluate(self) -> None:
         with torch.no_grad():
-            score, per = evaluate_greedy(self.model, self.scenarios,
-                                         self.cfg.evaluation.episodes_per_scenario,
-                                         self.cfg.env_config())  # fmt: skip
-        row = {"step": self.num_timesteps, "seconds": round(time.perf_counter() - self.started),
-               "objective_mean": round(score, 4)} | {k: round(v, 4) for k, v in per.items()}  # fmt: skip
+            assert isinstance(self.model, DQN)
+            score, per = evaluate_greedy(
+                self.model,
+                self.scenarios,
+                self.cfg.evaluation.episodes_per_scenario,
+                self.cfg.env_config(),
+            )
+        row = {
+            "step": self.num_timesteps,
+            "seconds": round(time.perf_counter() - self.started),
+            "objective_mean": round(score, 4),
+        } | {k: round(v, 4) for k, v in per.items()}
         self.rows.append(row)
         improved = score > self.best
         if improved:
             self.best = score
             self.model.save(self.out / "best_model.zip")
         assert self.bar is not None
-        self.bar.write(f"step {self.num_timesteps}: validation objective {score:.3f}"
-                       f"{' (best so far, saved)' if improved else ''}")  # fmt: skip
+        self.bar.write(
+            f"step {self.num_timesteps}: validation objective {score:.3f}"
+            f"{' (best so far, saved)' if improved else ''}"
+        )
         with (self.out / "evaluations.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
             writer.writeheader()
@@ -252,8 +264,10 @@ def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
     model.learn(total_timesteps=config.total_timesteps, callback=callback)
     model.save(out / "final_model.zip")
     minutes = (time.perf_counter() - started) / 60
-    print(f"trained {config.total_timesteps} steps in {minutes:.1f} min; best validation "
-          f"objective {callback.best:.3f}; best model: {out / 'best_model.zip'}")  # fmt: skip
+    print(
+        f"trained {config.total_timesteps} steps in {minutes:.1f} min; best validation "
+        f"objective {callback.best:.3f}; best model: {out / 'best_model.zip'}"
+    )
     return out / "best_model.zip"
 
 
@@ -266,8 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    overrides = {k: v for k, v in {"total_timesteps": args.total_timesteps, "seed": args.seed,
-                                    "run_name": args.run_name}.items() if v is not None}  # fmt: skip
+    overrides = {
+        k: v
+        for k, v in {
+            "total_timesteps": args.total_timesteps,
+            "seed": args.seed,
+            "run_name": args.run_name,
+        }.items()
+        if v is not None
+    }
     if overrides:
         config = TrainConfig.model_validate(config.model_dump() | overrides)
     train(config, args.runs_dir)

@@ -56,14 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         scores: list[tuple[float, dict[str, Any]]] = []
         for spec in specs:
-            records = run_agents([spec], scenarios, args.episodes, config, salt="tune",
-                                 workers=args.workers)  # fmt: skip
+            records = run_agents(
+                [spec], scenarios, args.episodes, config, salt="tune", workers=args.workers
+            )
             score = sum(r.objective for r in records) / len(records)
             scores.append((score, spec.params or {}))
         scores.sort(key=lambda item: -item[0])
         best_score, best = scores[0]
-        print(f"{name}: {len(combos)} combinations in {time.perf_counter() - started:.0f}s; "
-              f"best {best_score:.3f} with {best}")  # fmt: skip
+        print(
+            f"{name}: {len(combos)} combinations in {time.perf_counter() - started:.0f}s; "
+            f"best {best_score:.3f} with {best}"
+        )
         result["baselines"][name] = {
             "params": best,
             "objective_mean": round(best_score, 4),
