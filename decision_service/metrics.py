@@ -45,7 +45,7 @@ class ServiceMetrics:
         )
         self.query_duration = Histogram(
             f"{PREFIX}_prometheus_query_duration_seconds",
-            "Time spent querying Prometheus for one decision.",
+            "Time of one PromQL query to Prometheus (HTTP round trip), successful or not.",
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )

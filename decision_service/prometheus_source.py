@@ -28,14 +28,15 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 import requests
@@ -70,6 +71,7 @@ PLACEHOLDERS: Final = frozenset(
 )
 _LABEL_NAME: Final = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 _MAX_CACHED_STARTS: Final = 4096
+_T = TypeVar("_T")
 
 ErrorKind = Literal["unreachable", "timeout", "http_error", "malformed", "bad_template"]
 ERROR_KINDS: Final[tuple[ErrorKind, ...]] = (
@@ -379,16 +381,38 @@ def parse_spans(
 # --------------------------------------------------------------------------- the source
 
 
+class _FormPostSession(requests.Session):
+    """Sends a POST's query parameters as a form body, not in the URL.
+
+    ``PrometheusConnect`` passes the query as URL parameters even with ``method="POST"``;
+    Prometheus accepts the same parameters form-encoded in the body, which spares requests and
+    urllib3 their per-character URL handling of a long query (and any URL length limit).
+    """
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, params: Any = None, data: Any = None, **kwargs: Any
+    ) -> requests.Response:
+        if method == "POST" and params and data is None:
+            params, data = None, params
+        return super().request(method, url, params=params, data=data, **kwargs)
+
+
 def prometheus_client(url: str, timeout_seconds: float, connections: int) -> PrometheusConnect:
     """One client and one HTTP session for the process: pooled keep-alive, no retries.
 
     Retries stay off so a slow or failing Prometheus costs at most one timeout (Argo retries
-    the measurement); proxies and netrc from the environment are not consulted per request.
+    the measurement); proxies and netrc from the environment are not consulted per request;
+    answers come uncompressed (Prometheus is near, and gzip costs CPU on both sides).
     """
-    session = requests.Session()
+    session = _FormPostSession()
     session.trust_env = False
+    session.headers["Accept-Encoding"] = "identity"
     client = PrometheusConnect(
-        url=url, session=session, retry=Retry(total=0), timeout=math.ceil(timeout_seconds)
+        url=url,
+        session=session,
+        retry=Retry(total=0),
+        timeout=math.ceil(timeout_seconds),
+        method="POST",
     )
     adapter = HTTPAdapter(
         pool_connections=1, pool_maxsize=connections, max_retries=Retry(total=0), pool_block=False
@@ -400,9 +424,11 @@ def prometheus_client(url: str, timeout_seconds: float, connections: int) -> Pro
 class PrometheusSource:
     """Builds a :class:`MetricsSnapshot` for a target from Prometheus.
 
-    The client is synchronous, so queries run in a dedicated thread pool (never the event
-    loop); each has a timeout in the HTTP client, at Prometheus (``timeout=``), and around the
-    thread.
+    The client is synchronous, so its calls run in a dedicated thread pool, never on the event
+    loop: :meth:`run` hands a whole blocking job (the queries of one decision, and whatever the
+    caller computes from them) to one worker thread, bounded by a deadline. Each query also
+    has a timeout in the HTTP client and at Prometheus (``timeout=``). A small pool (see
+    ``app.QUERY_THREADS``) keeps the threads from fighting over the GIL.
     """
 
     def __init__(
@@ -413,7 +439,8 @@ class PrometheusSource:
         window: str,
         window_seconds: float,
         timeout_seconds: float,
-        threads: int = 32,
+        threads: int = 8,
+        on_query: Callable[[float], None] | None = None,
     ) -> None:
         self._client = client
         self.templates = templates
@@ -422,15 +449,35 @@ class PrometheusSource:
         self._timeout = timeout_seconds
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
         self._starts: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        self._starts_lock = threading.Lock()
+        self._on_query = on_query
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
-    # -- querying
+    # -- running blocking work
 
-    def _query_blocking(self, promql: str, at: float) -> Any:
+    async def run(self, job: Callable[[], _T], queries: int = 2) -> _T:
+        """Run ``job`` in the pool; PrometheusUnavailable past ``queries`` timeouts (+0.5 s).
+
+        The deadline is a backstop: each query already times out on its own.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, job)
+        deadline = self._timeout * queries + 0.5
+        try:
+            return await asyncio.wait_for(future, timeout=deadline)
+        except TimeoutError as exc:
+            raise PrometheusUnavailable("timeout", f"no answer within {deadline:g}s") from exc
+
+    # -- querying (blocking: call from the pool)
+
+    def query_blocking(self, promql: str, at: float | None = None) -> Any:
+        """One instant query's ``data.result`` (raises PrometheusUnavailable)."""
+        at = time.time() if at is None else at
         params = {"time": f"{at:.3f}", "timeout": f"{self._timeout:g}s"}
+        started = time.perf_counter()
         try:
             # requests takes float seconds; the client's annotation says int.
             return self._client.custom_query(promql, params=params, timeout=self._timeout)  # type: ignore[arg-type]
@@ -444,55 +491,44 @@ class PrometheusSource:
             raise PrometheusUnavailable("http_error", _short(exc)) from exc
         except (KeyError, TypeError, ValueError) as exc:  # not JSON, or no data.result
             raise PrometheusUnavailable("malformed", f"unexpected answer: {_short(exc)}") from exc
+        finally:
+            if self._on_query is not None:
+                self._on_query(time.perf_counter() - started)
 
-    async def query(self, promql: str, at: float | None = None) -> Any:
-        """Run one instant query in the pool, bounded by the timeout (plus a small margin)."""
-        loop = asyncio.get_running_loop()
-        at = time.time() if at is None else at
-        future = loop.run_in_executor(self._executor, self._query_blocking, promql, at)
-        try:
-            return await asyncio.wait_for(future, timeout=self._timeout + 0.5)
-        except TimeoutError as exc:
-            raise PrometheusUnavailable("timeout", f"no answer within {self._timeout:g}s") from exc
-
-    async def query_all(self, queries: Sequence[str], at: float | None = None) -> list[Any]:
-        """Several queries at once, concurrently; the first failure is raised."""
-        at = time.time() if at is None else at
-        return list(await asyncio.gather(*(self.query(q, at) for q in queries)))
-
-    async def ready(self) -> None:
-        """Raise PrometheusUnavailable unless Prometheus answers a trivial query."""
-        await self.query("vector(1)")
-
-    # -- the snapshot
-
-    async def canary_start(self, target: Target, queries: RenderedQueries, at: float) -> float:
+    def canary_start_blocking(self, target: Target, queries: RenderedQueries, at: float) -> float:
+        """When the canary's life began (cached per canary: it never changes)."""
         key = (target.namespace, target.rollout, target.service or "", target.canary_hash)
-        cached = self._starts.get(key)
-        if cached is not None:
-            self._starts.move_to_end(key)
-            return cached
-        start = parse_start(await self.query(queries.canary_start, at))
+        with self._starts_lock:
+            cached = self._starts.get(key)
+            if cached is not None:
+                self._starts.move_to_end(key)
+                return cached
+        start = parse_start(self.query_blocking(queries.canary_start, at))
         if start is None:
             raise MissingMetricError("canary_start", "the canary has no series in Prometheus yet")
-        self._starts[key] = start
-        if len(self._starts) > _MAX_CACHED_STARTS:
-            self._starts.popitem(last=False)
+        with self._starts_lock:
+            self._starts[key] = start
+            if len(self._starts) > _MAX_CACHED_STARTS:
+                self._starts.popitem(last=False)
         return start
 
-    async def snapshot(
+    def snapshot_blocking(
         self, target: Target, step_weight: float, measurements_at_step: int
     ) -> MetricsSnapshot:
-        """The metrics of one decision (raises PrometheusUnavailable or MissingMetricError)."""
+        """The metrics of one decision (raises PrometheusUnavailable or MissingMetricError).
+
+        One query in the steady state; two for a canary this process has not seen yet (its
+        start time first).
+        """
         try:
             queries = render(self.templates, target)
         except TemplateError as exc:
             raise PrometheusUnavailable("bad_template", str(exc)) from exc
         now = time.time()
-        start = await self.canary_start(target, queries, now)
+        start = self.canary_start_blocking(target, queries, now)
         life_seconds = max(math.ceil(now - start), math.ceil(self._window_seconds))
         ranges = {"window": self._window, "life": f"{life_seconds}s"}
-        result = await self.query(queries.spans(ranges), now)
+        result = self.query_blocking(queries.spans(ranges), now)
         spans = parse_spans(result, self.templates, queries.canary, queries.stable, ranges)
         return MetricsSnapshot(
             step_weight=step_weight,
@@ -502,6 +538,22 @@ class PrometheusSource:
             canary_cumulative=spans["life"]["canary"],
             stable_cumulative=spans["life"]["stable"],
         )
+
+    # -- async conveniences
+
+    async def snapshot(
+        self, target: Target, step_weight: float, measurements_at_step: int
+    ) -> MetricsSnapshot:
+        return await self.run(
+            lambda: self.snapshot_blocking(target, step_weight, measurements_at_step)
+        )
+
+    async def query(self, promql: str) -> Any:
+        return await self.run(lambda: self.query_blocking(promql), queries=1)
+
+    async def ready(self) -> None:
+        """Raise PrometheusUnavailable unless Prometheus answers a trivial query."""
+        await self.query("vector(1)")
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

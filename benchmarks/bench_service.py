@@ -1,0 +1,260 @@
+"""End-to-end benchmark of the decision service against a real local Prometheus.
+
+Starts a synthetic app (canary and stable series in the demo apps' names, fed continuously),
+a real ``prometheus`` scraping it, and the service as ``python -m decision_service`` in a
+subprocess (uvicorn), then prints:
+
+* end-to-end ``POST /v1/decide`` latency p50/p99 over sequential requests (one connection);
+* decisions/s and latency p50/p99 at concurrency 16 (16 keep-alive connections);
+* ONNX inference p50/p99 (the same model, in this process);
+* the service's resident memory (RSS now and peak).
+
+Usage: ``python benchmarks/bench_service.py [--requests 3000] [--model PATH]``
+(``make bench``). Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
+from support.prometheus import PrometheusServer, SyntheticApp, free_port  # noqa: E402
+
+CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
+LOOPBACK = "127.0.0.1"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """Current and peak resident set size of ``pid`` in KiB (from /proc)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def feed(app: SyntheticApp, stop: threading.Event) -> None:
+    """Traffic at roughly 10 % canary / 90 % stable, a little noise, until ``stop``."""
+    canary, stable = app.pod(CANARY, "canary"), app.pod(STABLE, "stable")
+    rng = random.Random(1)
+    while not stop.wait(0.1):
+        canary.serve(10, rng.randint(0, 1), rng.uniform(0.03, 0.06))
+        stable.serve(90, rng.randint(0, 2), rng.uniform(0.03, 0.05))
+
+
+class Client:
+    """A minimal HTTP/1.1 keep-alive client: the load generator should cost little CPU."""
+
+    def __init__(self, port: int, body: bytes) -> None:
+        self._port = port
+        self._request = (
+            f"POST /v1/decide HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(LOOPBACK, self._port)
+
+    async def decide(self) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None
+        self._writer.write(self._request)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            await self._writer.wait_closed()
+
+
+async def run_load(port: int, body: bytes, total: int, concurrency: int) -> dict[str, object]:
+    clients = [Client(port, body) for _ in range(concurrency)]
+    for client in clients:
+        await client.connect()
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    remaining = total
+
+    async def worker(client: Client) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            status, payload = await client.decide()
+            latencies.append(time.perf_counter() - started)
+            key = str(status)
+            if status == 200:
+                answer = json.loads(payload)
+                key = f"{answer['decision']}/{answer['guardrail']}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        await client.close()
+    ms = [x * 1000 for x in latencies]
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "outcomes": outcomes,
+    }
+
+
+def onnx_inference(model: Path, n: int = 20000) -> tuple[float, float]:
+    policy = OnnxPolicy(model)
+    rng = np.random.default_rng(0)
+    observations = rng.uniform(0, 1, size=(256, 20)).astype(np.float32)
+    timings = []
+    for i in range(n):
+        obs = observations[i % 256]
+        started = time.perf_counter()
+        policy.decide(obs)
+        timings.append((time.perf_counter() - started) * 1e6)
+    return percentile(timings, 50), percentile(timings, 99)
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer 200 within {timeout}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per phase")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_BIN", "prometheus"))
+    parser.add_argument("--scrape-interval", default="5s")
+    parser.add_argument("--window", default="30s", help="ANALYSIS_WINDOW of the service")
+    parser.add_argument("--warmup-seconds", type=float, default=40.0, help="canary age first")
+    args = parser.parse_args()
+    if not args.model.is_file():
+        raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
+
+    stop = threading.Event()
+    with SyntheticApp() as app, PrometheusServer(
+        args.prometheus, [app.address], scrape_interval=args.scrape_interval
+    ) as prometheus:
+        for i in range(20):  # other workloads' series in the same Prometheus
+            app.pod(f"other{i:02d}", "stable").serve(100, 1, 0.05)
+        feeder = threading.Thread(target=feed, args=(app, stop), daemon=True)
+        feeder.start()
+        port = free_port()
+        logs = tempfile.NamedTemporaryFile(prefix="decision-service-", suffix=".log", delete=False)
+        env = {
+            **os.environ,
+            "MODEL_PATH": str(args.model),
+            "PROMETHEUS_URL": prometheus.url,
+            "ANALYSIS_WINDOW": args.window,
+            "QUERY_PRESET": "demo",
+            "LOG_LEVEL": "INFO",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        service = subprocess.Popen(
+            [sys.executable, "-m", "decision_service", "--host", LOOPBACK, "--port", str(port)],
+            env=env,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+        try:
+            wait_http(f"http://{LOOPBACK}:{port}/readyz", 30)
+            print(f"service ready (pid {service.pid}); letting the canary age {args.warmup_seconds:.0f}s")
+            time.sleep(args.warmup_seconds)
+            body = json.dumps(
+                {
+                    "namespace": "shop",
+                    "rollout": "checkout",
+                    "canary_hash": CANARY,
+                    "stable_hash": STABLE,
+                    "step_weight": "10",
+                }
+            ).encode()
+            asyncio.run(run_load(port, body, 200, 4))  # warm-up: connections, caches
+            sequential = asyncio.run(run_load(port, body, args.requests, 1))
+            cpu_before = {name: cpu_seconds(pid) for name, pid in (("service", service.pid), ("prometheus", prometheus.pid), ("benchmark", os.getpid()))}
+            concurrent = asyncio.run(run_load(port, body, args.requests, args.concurrency))
+            cpu_ms = {name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests for name, pid in (("service", service.pid), ("prometheus", prometheus.pid), ("benchmark", os.getpid()))}
+            rss, peak = rss_kib(service.pid)
+        finally:
+            service.send_signal(signal.SIGTERM)
+            try:
+                service.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                service.kill()
+            stop.set()
+            feeder.join(timeout=2)
+            logs.close()
+    onnx_p50, onnx_p99 = onnx_inference(args.model)
+
+    print(f"model: {args.model}")
+    print(f"Prometheus scrape interval {args.scrape_interval}, ANALYSIS_WINDOW {args.window}")
+    print(
+        f"end-to-end, sequential:    {sequential['requests']} requests, "
+        f"p50 {sequential['p50_ms']:.2f} ms, p99 {sequential['p99_ms']:.2f} ms, "
+        f"{sequential['per_second']:.0f} decisions/s"
+    )
+    print(
+        f"end-to-end, concurrency {args.concurrency}: {concurrent['requests']} requests, "
+        f"{concurrent['per_second']:.0f} decisions/s, "
+        f"p50 {concurrent['p50_ms']:.2f} ms, p99 {concurrent['p99_ms']:.2f} ms"
+    )
+    print(f"answers: sequential {sequential['outcomes']}, concurrent {concurrent['outcomes']}")
+    print(f"ONNX inference (in-process): p50 {onnx_p50:.1f} µs, p99 {onnx_p99:.1f} µs")
+    print("CPU per decision at concurrency: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
+    print(f"service RSS: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")
+    print(f"service log: {logs.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
