@@ -2,14 +2,27 @@
 
 Pure functions (no I/O): :func:`evaluate` turns a snapshot (or the missing metric that kept
 one from being built) into the real decision; :func:`answer` applies dry-run mode to it.
+
+The step count (``measurements_at_step``) comes from this process's memory, which can only be
+short, never long (a restart, another replica, an eviction: see ``step_memory``). So a
+``promote`` stands only if the policy also promotes at every *larger* count up to where the
+feature saturates; otherwise the service holds and names the ``step_count`` guardrail. With
+that rule a lost count can never produce a promote that the true count would not (the
+remaining guardrails do not read the count), whatever the model learned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-from decision_service.actions import Action
+import numpy as np
+import numpy.typing as npt
+
+from decision_service.actions import ACTION_NAMES, PROMOTE, Action
 from decision_service.features import (
+    FEATURE_NAMES,
+    MEASUREMENTS_SCALE,
     MetricsSnapshot,
     MissingMetricError,
     build_observation,
@@ -18,7 +31,9 @@ from decision_service.features import (
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
 from decision_service.policy import OnnxPolicy
 
-DRY_RUN_GUARDRAIL = "dry_run"
+DRY_RUN_GUARDRAIL: Final = "dry_run"
+STEP_COUNT_GUARDRAIL: Final = "step_count"
+_COUNT_INDEX: Final = FEATURE_NAMES.index("measurements_at_step")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +71,34 @@ def evaluate(
         return Evaluation(no_data(missing), None, None, None)
     proposed, q_values = policy.decide(observation)
     guarded = apply_guardrails(proposed, snapshot, slo_latency_ms, guardrails)
+    if guarded.decision == "promote":
+        doubt = _first_count_without_promote(policy, observation, snapshot.measurements_at_step)
+        if doubt is not None:
+            count, action = doubt
+            guarded = Guarded(
+                "hold",
+                STEP_COUNT_GUARDRAIL,
+                f"The policy proposed promote after {snapshot.measurements_at_step} measurements "
+                f"at this step, but not after {count} ({action}); this process's step count can "
+                "only be short, so holding.",
+            )
     return Evaluation(guarded, proposed, q_values, named(observation))
+
+
+def _first_count_without_promote(
+    policy: OnnxPolicy, observation: npt.NDArray[np.float32], taken: int
+) -> tuple[int, Action] | None:
+    """The smallest count above ``taken`` at which the policy would not promote, if any."""
+    counts = list(range(max(taken, 0) + 1, MEASUREMENTS_SCALE + 1))
+    if not counts:
+        return None
+    batch = np.repeat(observation[np.newaxis, :], len(counts), axis=0)
+    batch[:, _COUNT_INDEX] = np.asarray(counts, dtype=np.float32) / MEASUREMENTS_SCALE
+    actions = policy.q_values(batch).argmax(axis=1)
+    for count, action in zip(counts, actions, strict=True):
+        if int(action) != PROMOTE:
+            return count, ACTION_NAMES[int(action)]
+    return None
 
 
 def answer(evaluation: Evaluation, dry_run: bool, dry_run_answer: Action) -> Answer:

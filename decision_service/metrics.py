@@ -15,7 +15,13 @@ from decision_service.actions import ACTION_NAMES
 from decision_service.policy import ModelInfo
 from decision_service.prometheus_source import ERROR_KINDS, ErrorKind
 
-GUARDRAIL_LABELS: Final = ("none", "no_data", "hard_slo_breach", "insufficient_evidence")
+GUARDRAIL_LABELS: Final = (
+    "none",
+    "no_data",
+    "hard_slo_breach",
+    "insufficient_evidence",
+    "step_count",
+)
 DURATION_BUCKETS: Final = (
     0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

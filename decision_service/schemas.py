@@ -148,7 +148,7 @@ class DecisionV1(BaseModel):
     reason: str = Field(description="One human sentence.")
     guardrail: str | None = Field(
         description="Which override set the decision (no_data, hard_slo_breach, "
-        "insufficient_evidence, dry_run), or null when the policy's choice stands."
+        "insufficient_evidence, step_count, dry_run), or null when the policy's choice stands."
     )
     policy: PolicyV1
     observation: dict[str, float] | None = Field(

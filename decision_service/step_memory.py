@@ -4,13 +4,14 @@ Keyed by (namespace, rollout, canary hash, step weight); the count feeds the obs
 ``measurements_at_step``. It lives in process memory only (bounded, least recently used out).
 
 Losing it (a restart, another replica answering, an eviction) can only make the count
-*smaller*, never larger: a key starts at 0 and only this process increments it. A smaller count
-tells the policy it is earlier in the step, with more of the step's patience (the template's
-``count``) left, so it has more time to wait for evidence. Everything the policy weighs as
-evidence is read from Prometheus on every request (the canary's life-long counts), so no
-evidence is lost with the count; the hard-breach guardrail does not read it at all; and Argo
-itself, not this count, enforces the step's patience. ``tests/decision_service/test_step_memory.py``
-checks the shipped model against this: a reset count never turns a non-promote into a promote.
+*smaller*, never larger: a key starts at 0 and only this process increments it. What a smaller
+count does to the policy's choice depends on what the model learned, so it is not left to the
+model: ``decision.evaluate`` lets a ``promote`` stand only if the policy also promotes at every
+larger count (the ``step_count`` guardrail). A short count can therefore never produce a
+promote the true count would not. Nothing else is lost with the count: the evidence (the
+canary's life-long counts) is read from Prometheus on every request, the guardrails do not read
+the count, and Argo itself, not this count, enforces the step's patience (``count``).
+``tests/decision_service/test_step_memory.py`` checks the property with the shipped model.
 """
 
 from __future__ import annotations

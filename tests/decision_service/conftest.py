@@ -1,0 +1,138 @@
+"""Fixtures for the decision service's tests.
+
+* ``models``: constant-answer ONNX models (``tests/support/onnx_models.py``);
+* ``real_model``: the shipped ``models/canary-dqn.onnx``, skipped with a reason while absent;
+* ``fake_prometheus``: a fake Prometheus API (``tests/support/fake_prometheus.py``);
+* ``live``: a real Prometheus (``tests/support/prometheus.py``) scraping a synthetic app fed
+  continuously, with canaries in known states; started once per session.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from decision_service.policy import DEFAULT_MODEL_PATH
+from tests.conftest import prometheus_binary
+from tests.support.fake_prometheus import FakePrometheus
+from tests.support.onnx_models import ABORT_Q, HOLD_Q, PROMOTE_Q, build_model
+from tests.support.prometheus import PrometheusServer, SyntheticApp, SyntheticPod
+
+# --------------------------------------------------------------------------- models
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Constant-answer models by name: promote, hold, abort."""
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "promote": build_model(folder / "promote.onnx", q_values=PROMOTE_Q, name="always-promote"),
+        "hold": build_model(folder / "hold.onnx", q_values=HOLD_Q, name="always-hold"),
+        "abort": build_model(folder / "abort.onnx", q_values=ABORT_Q, name="always-abort"),
+    }
+
+
+@pytest.fixture
+def real_model() -> Path:
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(
+            f"the shipped model {DEFAULT_MODEL_PATH} is not there yet "
+            "(it is trained and exported by `make train export`)"
+        )
+    return DEFAULT_MODEL_PATH
+
+
+@pytest.fixture
+def fake_prometheus() -> Iterator[FakePrometheus]:
+    fake = FakePrometheus()
+    yield fake
+    fake.close()
+
+
+# --------------------------------------------------------------------------- real Prometheus
+
+WINDOW = "3s"
+CANARY_SPAN_BURST = (200, 60)  # requests, errors: the c-span canary's first moments
+STABLE_SPAN_HISTORY = (1000, 100)  # s-span's requests and errors before c-span appeared
+
+
+@dataclass
+class LiveStack:
+    """A real Prometheus scraping canaries in known states (see ``live``)."""
+
+    prometheus: PrometheusServer
+    app: SyntheticApp
+    pods: dict[str, SyntheticPod]
+    burst_at: float
+
+    @property
+    def url(self) -> str:
+        return self.prometheus.url
+
+
+def _feed(pods: dict[str, SyntheticPod], stop: threading.Event) -> None:
+    """Every 100 ms: stable 20 requests (1 error in 5 ticks), canaries 5 requests each."""
+    tick = 0
+    while not stop.wait(0.1):
+        tick += 1
+        for name in ("s-main", "s-span"):
+            pods[name].serve(20, 1 if tick % 5 == 0 else 0, 0.03)
+        if "c-healthy" in pods:
+            pods["c-healthy"].serve(5, 0, 0.035)
+            pods["c-broken"].serve(5, 2, 0.9)
+            pods["c-span"].serve(5, 0, 0.035)
+
+
+@pytest.fixture(scope="session")
+def live() -> Iterator[LiveStack]:
+    """A real Prometheus (250 ms scrapes) and a synthetic app, fed from a thread:
+
+    ==========  ===============================================================
+    s-main      stable: 200 requests/s, 1 % errors, 30 ms
+    s-span      stable like s-main, plus 1000 requests / 100 errors served
+                more than 5 s before c-span appeared (outside the canary's life)
+    c-healthy   canary: 50 requests/s, no errors, 35 ms
+    c-broken    canary: 50 requests/s, 40 % errors, 900 ms
+    c-span      canary: a burst of 200 requests / 60 errors when it appeared,
+                then like c-healthy (the burst leaves the 3 s window)
+    c-idle      canary whose series exist at 0: no request ever
+    c-absent    no series at all
+    ==========  ===============================================================
+    """
+    binary = prometheus_binary()
+    stop = threading.Event()
+    with (
+        SyntheticApp() as app,
+        PrometheusServer(binary, [app.address], scrape_interval="250ms") as prom,
+    ):
+        pods = {
+            "s-main": app.pod("s-main", "stable"),
+            "s-span": app.pod("s-span", "stable"),
+            "c-idle": app.pod("c-idle", "canary"),
+        }
+        prom.wait_for("count(http_requests_total) >= 6")
+        time.sleep(0.6)  # a few scrapes at 0, so increase() counts what follows
+        pods["s-span"].serve(*STABLE_SPAN_HISTORY, latency_seconds=0.03)
+        feeder = threading.Thread(target=_feed, args=(pods, stop), daemon=True)
+        feeder.start()
+        # The demo preset dates a canary's start up to 5 s early; appear later than that.
+        time.sleep(6.0)
+        new = {name: app.pod(name, "canary") for name in ("c-healthy", "c-broken", "c-span")}
+        prom.wait_for('count(http_requests_total{rollouts_pod_template_hash=~"c-.*"}) >= 8')
+        time.sleep(0.6)
+        new["c-span"].serve(*CANARY_SPAN_BURST, latency_seconds=0.5)
+        burst_at = time.time()
+        pods.update(new)
+        prom.wait_for(
+            'sum(increase(http_requests_total{rollouts_pod_template_hash="c-healthy"}[3s])) > 50'
+        )
+        try:
+            yield LiveStack(prom, app, pods, burst_at)
+        finally:
+            stop.set()
+            feeder.join(timeout=2)

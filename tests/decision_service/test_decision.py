@@ -1,0 +1,142 @@
+"""The decision, pure: missing data holds, guardrails override the policy, dry-run answers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from decision_service.decision import Evaluation, answer, evaluate
+from decision_service.features import (
+    FEATURE_NAMES,
+    MetricsSnapshot,
+    MissingMetricError,
+    VersionMetrics,
+)
+from decision_service.guardrails import Guarded, GuardrailConfig
+from decision_service.policy import OnnxPolicy
+
+HEALTHY = VersionMetrics(requests=500, errors=2, latency_p50_ms=30, latency_p95_ms=60)
+BROKEN = VersionMetrics(requests=500, errors=200, latency_p50_ms=30, latency_p95_ms=60)
+NO_TRAFFIC = VersionMetrics(requests=0, errors=0, latency_p50_ms=None, latency_p95_ms=None)
+ABSENT = VersionMetrics(
+    requests=math.nan, errors=math.nan, latency_p50_ms=None, latency_p95_ms=None
+)
+
+
+def snapshot(canary: VersionMetrics = HEALTHY, **overrides: VersionMetrics) -> MetricsSnapshot:
+    values = {
+        "canary": canary,
+        "stable": HEALTHY,
+        "canary_cumulative": canary,
+        "stable_cumulative": HEALTHY,
+    } | overrides
+    return MetricsSnapshot(step_weight=20, measurements_at_step=0, **values)
+
+
+@pytest.fixture(scope="module")
+def policies(models: dict[str, Path]) -> dict[str, OnnxPolicy]:
+    return {name: OnnxPolicy(path) for name, path in models.items()}
+
+
+CONFIG = GuardrailConfig()
+
+
+@pytest.mark.parametrize("model", ["promote", "hold", "abort"])
+def test_a_healthy_snapshot_gets_the_policys_choice(
+    policies: dict[str, OnnxPolicy], model: str
+) -> None:
+    evaluation = evaluate(snapshot(), policies[model], 200.0, CONFIG)
+    assert evaluation.guarded.decision == model
+    assert evaluation.guarded.guardrail is None
+    assert evaluation.proposed == model
+    assert evaluation.q_values is not None and set(evaluation.q_values) == {
+        "hold",
+        "promote",
+        "abort",
+    }
+    assert evaluation.observation is not None and list(evaluation.observation) == list(
+        FEATURE_NAMES
+    )
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        snapshot(NO_TRAFFIC),
+        snapshot(ABSENT),
+        snapshot(HEALTHY, stable_cumulative=ABSENT),
+        snapshot(VersionMetrics(500, 2, None, None)),
+        MissingMetricError("canary_start", "no series yet"),
+    ],
+)
+def test_missing_data_holds_even_when_the_policy_says_promote(
+    policies: dict[str, OnnxPolicy], missing: MetricsSnapshot | MissingMetricError
+) -> None:
+    evaluation = evaluate(missing, policies["promote"], 200.0, CONFIG)
+    assert evaluation.guarded.decision == "hold"
+    assert evaluation.guarded.guardrail == "no_data"
+    assert evaluation.q_values is None and evaluation.observation is None
+    assert "Not enough data" in evaluation.guarded.reason
+
+
+def test_a_hard_breach_aborts_whatever_the_policy_says(policies: dict[str, OnnxPolicy]) -> None:
+    evaluation = evaluate(snapshot(BROKEN), policies["promote"], 200.0, CONFIG)
+    assert evaluation.guarded.decision == "abort"
+    assert evaluation.guarded.guardrail == "hard_slo_breach"
+    assert evaluation.proposed == "promote"
+
+
+def test_too_little_evidence_holds_a_promote(policies: dict[str, OnnxPolicy]) -> None:
+    few = VersionMetrics(requests=5, errors=0, latency_p50_ms=30, latency_p95_ms=60)
+    evaluation = evaluate(snapshot(few), policies["promote"], 200.0, CONFIG)
+    assert evaluation.guarded.decision == "hold"
+    assert evaluation.guarded.guardrail == "insufficient_evidence"
+
+
+def test_the_slo_override_changes_the_observation_and_the_guardrail(
+    policies: dict[str, OnnxPolicy],
+) -> None:
+    slow = VersionMetrics(requests=500, errors=2, latency_p50_ms=300, latency_p95_ms=700)
+    fast_stable = snapshot(slow, stable=HEALTHY)
+    assert evaluate(fast_stable, policies["promote"], 1000.0, CONFIG).guarded.decision == "promote"
+    strict = evaluate(fast_stable, policies["promote"], 200.0, CONFIG)
+    assert strict.guarded.guardrail == "hard_slo_breach"  # p95 700 >= 3 x 200 and >= 2 x 60
+
+
+def _evaluation(decision: str, guardrail: str | None) -> Evaluation:
+    return Evaluation(Guarded(decision, guardrail, f"because {decision}"), None, None, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("real", "guardrail", "configured", "shown"),
+    [
+        ("abort", "hard_slo_breach", "promote", "promote"),
+        ("abort", None, "hold", "hold"),
+        ("promote", None, "hold", "hold"),
+        ("hold", "insufficient_evidence", "promote", "promote"),
+        ("hold", "no_data", "promote", "hold"),  # never promote without data, even dry
+    ],
+)
+def test_dry_run_answers_the_configured_safe_decision(
+    real: str, guardrail: str | None, configured: str, shown: str
+) -> None:
+    result = answer(_evaluation(real, guardrail), dry_run=True, dry_run_answer=configured)  # type: ignore[arg-type]
+    assert result.decision == shown
+    assert result.dry_run is True
+    assert result.guardrail == "dry_run"
+    assert f"the real decision is {real}" in result.reason
+    assert f"because {real}" in result.reason
+
+
+def test_without_dry_run_the_answer_is_the_real_decision() -> None:
+    result = answer(
+        _evaluation("abort", "hard_slo_breach"), dry_run=False, dry_run_answer="promote"
+    )
+    assert (result.decision, result.guardrail, result.dry_run) == (
+        "abort",
+        "hard_slo_breach",
+        False,
+    )
+    assert result.reason == "because abort"

@@ -1,0 +1,341 @@
+"""PromQL templates, presets, rendering and answer parsing (no network but a fake Prometheus)."""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+from pathlib import Path
+from string import Template
+
+import pytest
+
+from decision_service.features import MissingMetricError
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
+from decision_service.prometheus_source import (
+    PRESET_NAMES,
+    QUERY_TAG_LABEL,
+    PrometheusSource,
+    PrometheusUnavailable,
+    QueryTemplates,
+    Target,
+    TemplateError,
+    load_templates,
+    parse_spans,
+    parse_start,
+    prometheus_client,
+    render,
+)
+from tests.support.fake_prometheus import FakePrometheus, Reply, vector
+
+TARGET = Target("shop", "checkout", "abc123", "def456", service="checkout-web")
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_preset_loads_and_renders_without_leftover_placeholders(preset: str) -> None:
+    templates = load_templates(preset)
+    queries = render(templates, TARGET)
+    spans = queries.spans({"window": "30s", "life": "600s"})
+    for text in (spans, queries.canary_start):
+        assert "${" not in text and "$" not in text
+    assert spans.count("label_replace(") == 4
+    for tag in (
+        "window:requests",
+        "window:latency_buckets",
+        "life:requests",
+        "life:latency_buckets",
+    ):
+        assert f'"{QUERY_TAG_LABEL}", "{tag}"' in spans
+    assert "[30s]" in spans and "[600s]" in spans
+
+
+def test_demo_preset_selects_versions_by_pod_template_hash() -> None:
+    queries = render(load_templates("demo"), TARGET)
+    assert (queries.canary, queries.stable) == ("abc123", "def456")
+    assert 'rollouts_pod_template_hash=~"abc123|def456"' in queries.spans({"window": "30s"})
+    assert 'rollouts_pod_template_hash="abc123"' in queries.canary_start
+
+
+def test_ingress_preset_selects_by_service_and_dates_the_canary_by_its_replicaset() -> None:
+    queries = render(load_templates("ingress-nginx"), TARGET)
+    assert (queries.canary, queries.stable) == ("checkout-web-canary", "checkout-web-stable")
+    assert 'replicaset="checkout-abc123"' in queries.canary_start
+    without_service = render(load_templates("ingress-nginx"), Target("shop", "checkout", "a", "b"))
+    assert without_service.canary == "checkout-canary"  # service defaults to the rollout
+
+
+def test_dots_in_values_are_literal_in_the_version_regex() -> None:
+    queries = render(load_templates("demo"), Target("shop", "web", "v1.2", "v1.1"))
+    assert 'rollouts_pod_template_hash=~"v1\\\\.2|v1\\\\.1"' in queries.spans({"window": "30s"})
+
+
+def test_equal_versions_are_refused() -> None:
+    with pytest.raises(TemplateError, match="both select"):
+        render(load_templates("demo"), Target("shop", "web", "same", "same"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "templates.yaml"
+    path.write_text(text)
+    return path
+
+
+VALID = Path(__file__).resolve().parents[2] / "decision_service" / "presets" / "demo.yaml"
+
+
+def test_a_user_file_replaces_the_preset(tmp_path: Path) -> None:
+    text = VALID.read_text().replace("status_label: code", "status_label: status_code")
+    templates = load_templates("istio", _write(tmp_path, text))
+    assert templates.status_label == "status_code"
+    assert templates.version_label == "rollouts_pod_template_hash"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("${range}", "5m"), "must use \\$\\{range\\}"),
+        (("${versions}", "${version}"), "unknown placeholder"),
+        (('error_status: "5.."', 'error_status: "5(("'), "not a regular expression"),
+        (("latency_unit: seconds", "latency_unit: minutes"), "latency_unit"),
+        (("description:", "surprise: 1\ndescription:"), "surprise"),
+        (("version_label: rollouts_pod_template_hash", "version_label: 'a-b'"), "version_label"),
+        (('canary: "${canary_hash}"', 'canary: "${range}"'), "only use the request's values"),
+        (("${canary}", "${"), "placeholder"),
+    ],
+)
+def test_bad_templates_are_refused_with_a_reason(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    text = VALID.read_text().replace(*change)
+    with pytest.raises(TemplateError, match=message):
+        load_templates("demo", _write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: [", "not valid YAML"),
+        ("- a\n- b\n", "YAML mapping"),
+        ("{}", "field required|Field required"),
+    ],
+)
+def test_unusable_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        load_templates("demo", _write(tmp_path, text))
+
+
+def test_unknown_preset_and_missing_file() -> None:
+    with pytest.raises(TemplateError, match="unknown query preset"):
+        load_templates("linkerd")
+    with pytest.raises(TemplateError, match="cannot read"):
+        load_templates("demo", Path("/nonexistent/templates.yaml"))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _requests(span: str, version: str, code: str, value: float) -> tuple[dict[str, str], float]:
+    labels = {QUERY_TAG_LABEL: f"{span}:requests", "rollouts_pod_template_hash": version}
+    return labels | {"code": code}, value
+
+
+def _buckets(
+    span: str, version: str, counts: dict[float, float]
+) -> list[tuple[dict[str, str], float]]:
+    out = []
+    for le, value in counts.items():
+        labels = {
+            QUERY_TAG_LABEL: f"{span}:latency_buckets",
+            "rollouts_pod_template_hash": version,
+            "le": "+Inf" if math.isinf(le) else repr(le),
+        }
+        out.append((labels, value))
+    return out
+
+
+def _cumulative(latency: float, n: float) -> dict[float, float]:
+    counts = {b: (n if latency <= b else 0.0) for b in LATENCY_BUCKETS_SECONDS}
+    return counts | {math.inf: n}
+
+
+DEMO = load_templates("demo")
+
+
+def test_parse_counts_errors_by_status_and_computes_quantiles_like_prometheus() -> None:
+    canary = _cumulative(0.035, 100)
+    series = [
+        _requests("window", "abc", "200", 90.0),
+        _requests("window", "abc", "500", 10.0),
+        _requests("window", "abc", "404", 5.0),  # not an error: error_status is 5..
+        _requests("window", "def", "200", 400.0),
+        *_buckets("window", "abc", canary),
+        *_buckets("window", "def", _cumulative(0.02, 400)),
+    ]
+    body = vector(*series)["data"]["result"]
+    parsed = parse_spans(body, DEMO, "abc", "def", ["window"])["window"]
+    assert parsed["canary"].requests == 105.0
+    assert parsed["canary"].errors == 10.0
+    assert parsed["stable"].errors == 0.0  # requests served, no error code: zero, measured
+    bounds = list(LATENCY_BUCKETS_SECONDS)
+    counts = [canary[b] for b in bounds] + [canary[math.inf]]
+    expected = histogram_quantile(0.95, bounds, counts)
+    assert expected is not None
+    assert parsed["canary"].latency_p95_ms == pytest.approx(expected * 1000)
+    assert 30 < (parsed["canary"].latency_p50_ms or 0) <= 40
+
+
+def test_missing_series_stay_missing_never_filled_in() -> None:
+    body = vector(_requests("window", "def", "200", 400.0))["data"]["result"]
+    parsed = parse_spans(body, DEMO, "abc", "def", ["window", "life"])
+    canary = parsed["window"]["canary"]
+    assert math.isnan(canary.requests) and math.isnan(canary.errors)
+    assert canary.latency_p50_ms is None and canary.latency_p95_ms is None
+    assert parsed["window"]["stable"].latency_p95_ms is None  # no histogram series
+    assert math.isnan(parsed["life"]["stable"].requests)
+
+
+def test_nan_values_are_missing() -> None:
+    series = [
+        _requests("window", "abc", "200", math.nan),
+        *_buckets("window", "abc", {0.1: math.nan, math.inf: math.nan}),
+    ]
+    body = vector(*series)["data"]["result"]
+    canary = parse_spans(body, DEMO, "abc", "def", ["window"])["window"]["canary"]
+    assert math.isnan(canary.requests)
+    assert canary.latency_p50_ms is None
+
+
+def test_non_monotonic_buckets_are_made_monotonic_as_prometheus_does() -> None:
+    counts = {0.01: 10.0, 0.02: 9.5, 0.05: 20.0, math.inf: 20.0}  # increase() extrapolation dip
+    body = vector(*_buckets("window", "abc", counts))["data"]["result"]
+    canary = parse_spans(body, DEMO, "abc", "def", ["window"])["window"]["canary"]
+    assert canary.latency_p50_ms == pytest.approx(10.0)
+
+
+def test_milliseconds_histograms_are_not_rescaled() -> None:
+    istio = load_templates("istio")
+    series = [
+        (
+            {
+                QUERY_TAG_LABEL: "window:latency_buckets",
+                "rollouts_pod_template_hash": "abc",
+                "le": "50",
+            },
+            10.0,
+        ),
+        (
+            {
+                QUERY_TAG_LABEL: "window:latency_buckets",
+                "rollouts_pod_template_hash": "abc",
+                "le": "+Inf",
+            },
+            10.0,
+        ),
+    ]
+    canary = parse_spans(vector(*series)["data"]["result"], istio, "abc", "def", ["window"])
+    assert canary["window"]["canary"].latency_p50_ms == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (
+            {QUERY_TAG_LABEL: "window:requests", "code": "200"},
+            "without the 'rollouts_pod_template_hash'",
+        ),
+        ({QUERY_TAG_LABEL: "window:requests", "rollouts_pod_template_hash": "abc"}, "'code'"),
+        ({QUERY_TAG_LABEL: "window:latency_buckets", "rollouts_pod_template_hash": "abc"}, "'le'"),
+    ],
+)
+def test_series_that_break_the_template_contract_are_errors(
+    labels: dict[str, str], message: str
+) -> None:
+    with pytest.raises(PrometheusUnavailable, match=message) as caught:
+        parse_spans(vector((labels, 1.0))["data"]["result"], DEMO, "abc", "def", ["window"])
+    assert caught.value.kind == "bad_template"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"not": "a list"},
+        [{"metric": {}, "value": [1, "x"]}],
+        [{"metric": "labels", "value": [1, "1"]}],
+        [{"value": [1, "1"]}],
+        [{"metric": {}, "value": [1]}],
+        [{"metric": {}, "value": [1, 2]}],
+    ],
+)
+def test_malformed_answers_are_errors(result: object) -> None:
+    with pytest.raises(PrometheusUnavailable) as caught:
+        parse_spans(result, DEMO, "abc", "def", ["window"])
+    assert caught.value.kind == "malformed"
+
+
+def test_parse_start_takes_the_earliest_finite_value() -> None:
+    body = vector(({}, 1_700_000_100.0), ({"x": "1"}, 1_700_000_000.0), ({"x": "2"}, math.nan))
+    assert parse_start(body["data"]["result"]) == 1_700_000_000.0
+    assert parse_start([]) is None
+
+
+def test_templates_model_is_strict() -> None:
+    with pytest.raises(ValueError):
+        QueryTemplates.model_validate({"version_label": "x"})
+    assert set(Template(DEMO.requests).get_identifiers()) <= {"versions", "range"}
+
+
+# --------------------------------------------------------------------------- querying
+
+
+def _source(fake: FakePrometheus, timeout: float = 1.0) -> PrometheusSource:
+    client = prometheus_client(fake.url, timeout, 4)
+    return PrometheusSource(client, DEMO, window="30s", window_seconds=30, timeout_seconds=timeout)
+
+
+def test_queries_travel_as_a_form_body_uncompressed(fake_prometheus: FakePrometheus) -> None:
+    source = _source(fake_prometheus)
+    try:
+        source.query_blocking('sum(up{job="x"})', at=1_700_000_000.0)
+    finally:
+        source.close()
+    method, path, body = fake_prometheus.requests[0]
+    assert method == "POST" and path == "/api/v1/query"
+    form = urllib.parse.parse_qs(body.decode())
+    assert form["query"] == ['sum(up{job="x"})']
+    assert form["time"] == ["1700000000.000"]
+    assert form["timeout"] == ["1s"]
+
+
+def test_one_query_per_decision_once_the_canary_start_is_known(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    def handler(query: str) -> Reply:
+        if QUERY_TAG_LABEL not in query:  # the canary_start query
+            return Reply(body=vector(({}, 1_700_000_000.0)))
+        return Reply(body=vector(_requests("window", "abc", "200", 1.0)))
+
+    fake_prometheus.handler = handler
+    source = _source(fake_prometheus)
+    target = Target("shop", "web", "abc", "def")
+    try:
+        source.snapshot_blocking(target, 10, 0)
+        assert len(fake_prometheus.queries) == 2
+        snapshot = source.snapshot_blocking(target, 10, 1)
+        assert len(fake_prometheus.queries) == 3
+    finally:
+        source.close()
+    assert snapshot.canary.requests == 1.0
+    assert snapshot.measurements_at_step == 1
+    assert "[30s]" in fake_prometheus.queries[-1]
+
+
+def test_a_canary_without_series_is_missing_data_and_not_cached(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    source = _source(fake_prometheus)
+    try:
+        for _ in range(2):
+            with pytest.raises(MissingMetricError, match="canary_start"):
+                source.snapshot_blocking(Target("shop", "web", "abc", "def"), 10, 0)
+    finally:
+        source.close()
+    assert len(fake_prometheus.queries) == 2  # asked again: no start was cached

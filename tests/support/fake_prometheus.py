@@ -1,0 +1,97 @@
+"""A fake Prometheus HTTP API on a loopback port, answering what a test says.
+
+``FakePrometheus(handler)`` serves ``/api/v1/query`` (GET or form POST) with
+``handler(query) -> Reply``: any status, body (JSON or raw bytes) and delay; it records every
+query and request, so a test can also prove that nothing was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.support.prometheus import LOOPBACK
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = field(
+        default_factory=lambda: {
+            "status": "success",
+            "data": {"resultType": "vector", "result": []},
+        }
+    )
+    delay: float = 0.0
+
+
+def vector(*series: tuple[dict[str, str], float]) -> dict[str, Any]:
+    """A Prometheus instant-vector answer."""
+    now = time.time()
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": labels, "value": [now, repr(value)]} for labels, value in series],
+        },
+    }
+
+
+class FakePrometheus:
+    """``/api/v1/query`` on a loopback port, answered by ``handler(query) -> Reply``."""
+
+    def __init__(self, handler: Callable[[str], Reply] | None = None) -> None:
+        self.handler: Callable[[str], Reply] = handler or (lambda query: Reply())
+        self.queries: list[str] = []
+        self.requests: list[tuple[str, str, bytes]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, query: str) -> None:
+                fake.queries.append(query)
+                reply = fake.handler(query)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                body = (
+                    reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+                )
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                parsed = urllib.parse.urlparse(self.path)
+                fake.requests.append(("GET", self.path, b""))
+                query = urllib.parse.parse_qs(parsed.query).get("query", [""])[0]
+                self._answer(query)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                data = self.rfile.read(length)
+                fake.requests.append(("POST", self.path, data))
+                query = urllib.parse.parse_qs(data.decode()).get("query", [""])[0]
+                self._answer(query)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
