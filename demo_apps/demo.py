@@ -115,7 +115,7 @@ def format_event(event: Event, origin: float, total_steps: int) -> str | None:
         )
     if event.kind == "weight":
         return f"{at} {step} setWeight -> canary {event.weight} %"
-    if event.kind in ("analysis", "analysis_done", "paused", "command", "start"):
+    if event.kind in ("analysis", "analysis_done", "paused", "pause", "command", "start"):
         return f"{at} {step} {event.message}"
     if event.kind == "verdict":
         return f"{at} VERDICT: {event.message}"
@@ -210,6 +210,7 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
                         on_event=on_event,
                         error_retry_seconds=ARGO_ERROR_RETRY_SECONDS / time_scale,
                         pause_timeout_seconds=options.pause_timeout,
+                        time_scale=time_scale,
                     )
                     verdict = driver.run()
             finally:
@@ -245,7 +246,7 @@ def _write_events(path: Path, events: Sequence[Event], origin: float) -> None:
                 "step": e.step,
                 "weight": e.weight,
                 "message": e.message,
-                **{k: v for k, v in e.data.items() if k != "observation"},
+                **e.data,
             }
             out.write(json.dumps(record, default=str) + "\n")
 

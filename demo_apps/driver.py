@@ -12,7 +12,9 @@ step                   what the driver does
                        is assessed. **Successful** → next step; **Failed** or **Error** →
                        abort (weight 0: all traffic to stable); **Inconclusive** → paused
                        until a human sends ``promote`` (skip this step) or ``abort``
-``pause``              waits ``duration`` (or, without one, for ``promote``)
+``pause``              waits ``duration`` (or, without one, for ``promote``); a demo that
+                       compresses time passes ``time_scale`` and the wait is divided by it
+                       (the analysis interval is compressed through the template's args)
 =====================  ======================================================================
 
 After the last step the canary is promoted (weight 100). A ``promote`` or ``abort`` command
@@ -169,6 +171,7 @@ class RolloutDriver:
         clock: Callable[[], float] = time.monotonic,
         error_retry_seconds: float = DEFAULT_ERROR_RETRY_SECONDS,
         pause_timeout_seconds: float | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         rollout = (
             manifests.get("Rollout", rollout_name) if rollout_name else manifests.only("Rollout")
@@ -184,6 +187,9 @@ class RolloutDriver:
         self._clock = clock
         self._error_retry = error_retry_seconds
         self._pause_timeout = pause_timeout_seconds
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, got {time_scale}")
+        self._time_scale = time_scale
         self._context = ArgContext(
             rollout_name=self.name,
             namespace=self.namespace,
@@ -270,12 +276,9 @@ class RolloutDriver:
             if step.kind == "setWeight":
                 self._route(step.weight, step.index)
             elif step.kind == "pause":
-                command = self._commands.wait(step.pause_seconds or self._pause_timeout)
-                if command == "abort":
-                    self._command(command, step.index)
-                    return self._end("aborted", "aborted by the user during a pause", step.index)
-                if command is None and step.pause_seconds is None:
-                    return self._end("paused", "paused, no promote came", step.index)
+                verdict = self._pause_step(step)
+                if verdict is not None:
+                    return verdict
             else:
                 assert step.metric is not None
                 phase, message, command = self._run_analysis(step, step.metric)
@@ -290,6 +293,23 @@ class RolloutDriver:
                     if verdict is not None:
                         return verdict
         return self._end("promoted", "all steps completed", len(self.steps) - 1)
+
+    def _pause_step(self, step: _Step) -> Verdict | None:
+        if step.pause_seconds is None:
+            self._emit("paused", step.index, "paused: send `promote` to resume or `abort`")
+            command = self._commands.wait(self._pause_timeout)
+            if command is None:
+                return self._end("paused", "paused by a pause step; no human answered", step.index)
+        else:
+            seconds = step.pause_seconds / self._time_scale
+            self._emit("pause", step.index, f"pause {seconds:g} s", seconds=seconds)
+            command = self._commands.wait(seconds)
+            if command is None:
+                return None
+        self._command(command, step.index)
+        if command == "abort":
+            return self._end("aborted", "aborted by the user during a pause", step.index)
+        return None
 
     def _pause(self, step: _Step, message: str) -> Verdict | None:
         self._emit(
@@ -338,6 +358,8 @@ class RolloutDriver:
                 decision=value.get("decision"),
                 reason=value.get("reason"),
                 guardrail=value.get("guardrail"),
+                observation=value.get("observation"),
+                policy=value.get("policy"),
                 error=measurement.message or None,
                 number=len(result.measurements),
             )

@@ -51,6 +51,7 @@ def drive(
     react: Callable[[Event, CommandQueue], None] | None = None,
     commands: CommandQueue | None = None,
     pause_timeout: float | None = 5.0,
+    time_scale: float = 3000.0,  # the Rollout's 30 s pauses last 10 ms
 ) -> Run:
     fake = FakeDecisionService(script)
     weights: list[int] = []
@@ -76,6 +77,7 @@ def drive(
             on_event=on_event,
             error_retry_seconds=0.01,
             pause_timeout_seconds=pause_timeout,
+            time_scale=time_scale,
         )
         verdict = driver.run()
     return Run(fake, verdict, weights, events)
@@ -104,11 +106,51 @@ def test_abort_at_the_first_analysis_sends_all_traffic_back_to_stable() -> None:
     run = drive([decision("abort", "canary error rate 20 %")])
     assert run.verdict.outcome == "aborted"
     assert run.weights == [0, 5, 0]
-    assert run.verdict.step == 1
+    assert run.verdict.step == 2  # setWeight 5, pause, analysis
     assert "failed (1) > failureLimit (0)" in run.verdict.reason
     (measurement,) = run.of("measurement")
     assert measurement.data["decision"] == "abort"
     assert measurement.data["reason"] == "canary error rate 20 %"
+
+
+def test_each_weight_gets_one_pause_of_traffic_before_its_first_measurement() -> None:
+    # time_scale 300: the manifest's 30 s pause lasts 0.1 s
+    run = drive([decision("promote") for _ in WEIGHTS], time_scale=300.0)
+    assert run.verdict.outcome == "promoted"
+    set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + len(WEIGHTS)]
+    for weight_time, asked_at in zip(set_at, run.fake.times, strict=True):
+        assert asked_at - weight_time >= 0.095
+    pauses = [e for e in run.events if e.kind == "pause"]
+    assert [p.data["seconds"] for p in pauses] == [pytest.approx(0.1)] * len(WEIGHTS)
+
+
+def test_an_abort_during_a_pause_step_rolls_back_without_measuring() -> None:
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "pause":
+            queue.put("abort")
+
+    run = drive([], react=human, time_scale=1.0)
+    assert run.verdict.outcome == "aborted"
+    assert run.fake.requests == []
+    assert run.weights == [0, 5, 0]
+
+
+def test_a_pause_without_duration_waits_for_promote(tmp_path: Path) -> None:
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    rollout["spec"]["strategy"]["canary"]["steps"] = [steps[0], {"pause": {}}]
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    (tmp_path / "analysis-template.yaml").write_text((BASE / "analysis-template.yaml").read_text())
+
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "paused":
+            queue.put("promote")
+
+    run = drive([], manifests=Manifests.load(tmp_path), react=human)
+    assert run.verdict.outcome == "promoted"
+    assert run.weights == [0, 5, 100]
+    stuck = drive([], manifests=Manifests.load(tmp_path), pause_timeout=0.05)
+    assert stuck.verdict.outcome == "paused"
 
 
 def test_holds_are_measured_again_every_interval_until_a_promote() -> None:
