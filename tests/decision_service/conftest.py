@@ -75,17 +75,34 @@ class LiveStack:
         return self.prometheus.url
 
 
+#: Requests per second and error ratio of the fed pods, and their latency (seconds).
+FEED = {
+    "s-main": (200.0, 0.01, 0.032),
+    "s-span": (200.0, 0.01, 0.032),
+    "c-healthy": (50.0, 0.0, 0.032),
+    "c-broken": (50.0, 0.4, 0.9),
+    "c-span": (50.0, 0.0, 0.032),
+}
+
+
 def _feed(pods: dict[str, SyntheticPod], stop: threading.Event) -> None:
-    """Every 100 ms: stable 20 requests (1 error in 5 ticks), canaries 5 requests each."""
-    tick = 0
-    while not stop.wait(0.1):
-        tick += 1
-        for name in ("s-main", "s-span"):
-            pods[name].serve(20, 1 if tick % 5 == 0 else 0, 0.03)
-        if "c-healthy" in pods:
-            pods["c-healthy"].serve(5, 0, 0.035)
-            pods["c-broken"].serve(5, 2, 0.9)
-            pods["c-span"].serve(5, 0, 0.035)
+    """Serve :data:`FEED` by the wall clock (not by ticks, which a busy machine slows)."""
+    owed = dict.fromkeys(FEED, 0.0)
+    errors_owed = dict.fromkeys(FEED, 0.0)
+    last = time.monotonic()
+    while not stop.wait(0.05):
+        now = time.monotonic()
+        elapsed, last = now - last, now
+        for name, (rate, error_ratio, latency) in FEED.items():
+            pod = pods.get(name)
+            if pod is None:
+                continue
+            owed[name] += rate * elapsed
+            errors_owed[name] += rate * error_ratio * elapsed
+            requests, errors = int(owed[name]), min(int(errors_owed[name]), int(owed[name]))
+            owed[name] -= requests
+            errors_owed[name] -= errors
+            pod.serve(requests, errors, latency)
 
 
 @pytest.fixture(scope="session")
@@ -93,10 +110,10 @@ def live() -> Iterator[LiveStack]:
     """A real Prometheus (250 ms scrapes) and a synthetic app, fed from a thread:
 
     ==========  ===============================================================
-    s-main      stable: 200 requests/s, 1 % errors, 30 ms
+    s-main      stable: 200 requests/s, 1 % errors, 32 ms
     s-span      stable like s-main, plus 1000 requests / 100 errors served
                 more than 5 s before c-span appeared (outside the canary's life)
-    c-healthy   canary: 50 requests/s, no errors, 35 ms
+    c-healthy   canary: 50 requests/s, no errors, 32 ms
     c-broken    canary: 50 requests/s, 40 % errors, 900 ms
     c-span      canary: a burst of 200 requests / 60 errors when it appeared,
                 then like c-healthy (the burst leaves the 3 s window)
@@ -128,8 +145,9 @@ def live() -> Iterator[LiveStack]:
         new["c-span"].serve(*CANARY_SPAN_BURST, latency_seconds=0.5)
         burst_at = time.time()
         pods.update(new)
+        time.sleep(3.6)  # a full window of the canaries' steady traffic
         prom.wait_for(
-            'sum(increase(http_requests_total{rollouts_pod_template_hash="c-healthy"}[3s])) > 50'
+            'sum(increase(http_requests_total{rollouts_pod_template_hash="c-healthy"}[3s])) > 100'
         )
         try:
             yield LiveStack(prom, app, pods, burst_at)

@@ -24,8 +24,9 @@ from decision_service.features import (
 SLO = 200.0
 
 
-def version(requests: float = 1000, errors: float = 5, p50: float | None = 50.0,
-            p95: float | None = 120.0) -> VersionMetrics:  # fmt: skip
+def version(
+    requests: float = 1000, errors: float = 5, p50: float | None = 50.0, p95: float | None = 120.0
+) -> VersionMetrics:
     return VersionMetrics(requests, errors, p50, p95)
 
 
@@ -52,8 +53,14 @@ def test_equal_versions_give_neutral_comparisons() -> None:
     assert obs["step_weight"] == pytest.approx(0.2)
     assert obs["measurements_at_step"] == pytest.approx(0.2)
     assert obs["canary_p95_latency"] == pytest.approx(120 / SLO)
-    for name in ("error_z_total", "p95_ratio_total", "p50_ratio_total", "error_z_window",
-                 "stable_error_vs_history", "canary_error_trend"):  # fmt: skip
+    for name in (
+        "error_z_total",
+        "p95_ratio_total",
+        "p50_ratio_total",
+        "error_z_window",
+        "stable_error_vs_history",
+        "canary_error_trend",
+    ):
         assert obs[name] == pytest.approx(0.0, abs=1e-6), name
     # equal rates: the likelihood ratio favours "equal" over "twice as many errors"
     assert obs["error_llr_total"] < 0
@@ -93,7 +100,9 @@ def test_observation_stays_within_bounds_for_extremes() -> None:
         ("canary", version(10, 11), "canary.errors"),
     ],
 )
-def test_missing_metrics_raise_never_default(field: str, value: VersionMetrics, metric: str) -> None:
+def test_missing_metrics_raise_never_default(
+    field: str, value: VersionMetrics, metric: str
+) -> None:
     with pytest.raises(MissingMetricError) as caught:
         build_observation(snapshot(**{field: value}), SLO)
     assert caught.value.metric == metric
@@ -109,8 +118,7 @@ def test_stable_without_window_traffic_uses_its_measured_span() -> None:
 def test_both_versions_missing_stable_is_still_an_error() -> None:
     with pytest.raises(MissingMetricError):
         build_observation(
-            snapshot(stable=version(0, 0, None, None),
-                     stable_cumulative=version(0, 0, None, None)),  # fmt: skip
+            snapshot(stable=version(0, 0, None, None), stable_cumulative=version(0, 0, None, None)),
             SLO,
         )
 

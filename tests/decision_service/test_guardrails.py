@@ -20,21 +20,40 @@ CONFIG = GuardrailConfig()
         ("hold", version(200, 1), version(800, 4), version(2000, 10), "hold", None),
         ("abort", version(200, 1), version(800, 4), version(2000, 10), "abort", None),
         # hard error breach, relative to stable: abort whatever the policy says
-        ("promote", version(200, 80), version(800, 4), version(2000, 100), "abort",
-         "hard_slo_breach"),
+        (
+            "promote",
+            version(200, 80),
+            version(800, 4),
+            version(2000, 100),
+            "abort",
+            "hard_slo_breach",
+        ),
         # the same error rate on stable too (an incident on both): no breach
         ("promote", version(200, 80), version(800, 300), version(2000, 100), "promote", None),
         # hard latency breach: p95 >= 3x SLO and >= 2x stable's
-        ("hold", version(200, 1, 300, 700), version(800, 4), version(2000, 10), "abort",
-         "hard_slo_breach"),
+        (
+            "hold",
+            version(200, 1, 300, 700),
+            version(800, 4),
+            version(2000, 10),
+            "abort",
+            "hard_slo_breach",
+        ),
         # a breach on too few requests is not evidence
         ("promote", version(10, 9), version(800, 4), version(2000, 100), "promote", None),
         # too little evidence over the canary's life: neither promote nor abort
-        ("promote", version(5, 0), version(800, 4), version(10, 0), "hold", "insufficient_evidence"),
+        (
+            "promote",
+            version(5, 0),
+            version(800, 4),
+            version(10, 0),
+            "hold",
+            "insufficient_evidence",
+        ),
         ("abort", version(5, 1), version(800, 4), version(10, 1), "hold", "insufficient_evidence"),
         ("hold", version(5, 0), version(800, 4), version(10, 0), "hold", None),
     ],
-)  # fmt: skip
+)
 def test_guardrail_table(proposed, canary, stable, total, expected, guardrail) -> None:
     result = apply_guardrails(
         proposed, snapshot(canary=canary, stable=stable, canary_cumulative=total), SLO, CONFIG
@@ -42,7 +61,10 @@ def test_guardrail_table(proposed, canary, stable, total, expected, guardrail) -
     assert (result.decision, result.guardrail) == (expected, guardrail)
     assert result.reason
     if guardrail:
-        assert guardrail.split("_")[0] in result.reason.lower() or result.decision in result.reason.lower()
+        assert (
+            guardrail.split("_")[0] in result.reason.lower()
+            or result.decision in result.reason.lower()
+        )
 
 
 def test_no_guardrail_ever_promotes_on_its_own() -> None:
@@ -59,16 +81,22 @@ def test_no_data_holds() -> None:
 
 
 def test_stable_at_zero_traffic_uses_its_span() -> None:
-    full = snapshot(step_weight=100, canary=version(500, 250),
-                    stable=VersionMetrics(0, 0, None, None))  # fmt: skip
+    full = snapshot(
+        step_weight=100, canary=version(500, 250), stable=VersionMetrics(0, 0, None, None)
+    )
     assert apply_guardrails("promote", full, SLO, CONFIG).guardrail == "hard_slo_breach"
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"hard_error_rate": 0.0}, {"hard_error_rate": 1.5}, {"relative_factor": 0.5},
-     {"min_breach_requests": 0}, {"hard_latency_slo_factor": -1}],
-)  # fmt: skip
+    [
+        {"hard_error_rate": 0.0},
+        {"hard_error_rate": 1.5},
+        {"relative_factor": 0.5},
+        {"min_breach_requests": 0},
+        {"hard_latency_slo_factor": -1},
+    ],
+)
 def test_config_validation(kwargs) -> None:
     with pytest.raises(ValueError):
         GuardrailConfig(**kwargs)

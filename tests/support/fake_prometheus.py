@@ -8,6 +8,7 @@ query and request, so a test can also prove that nothing was sent.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from tests.support.prometheus import LOOPBACK
 
 
@@ -63,11 +65,14 @@ class FakePrometheus:
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first (a timeout test)
 
             def do_GET(self) -> None:
                 parsed = urllib.parse.urlparse(self.path)
@@ -87,7 +92,9 @@ class FakePrometheus:
 
         self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
@@ -95,3 +102,70 @@ class FakePrometheus:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one version served in a span: requests, errors and one latency for all."""
+
+    requests: float
+    errors: float = 0.0
+    latency_seconds: float = 0.05
+
+
+def demo_series(span: str, version: str, traffic: Traffic) -> list[tuple[dict[str, str], float]]:
+    """The demo preset's series for one span and version (requests by code, buckets by le)."""
+    base = {"rollouts_pod_template_hash": version}
+    series = [
+        (
+            base | {"decision_query": f"{span}:requests", "code": "200"},
+            traffic.requests - traffic.errors,
+        ),
+        (base | {"decision_query": f"{span}:requests", "code": "500"}, traffic.errors),
+    ]
+    for bound in LATENCY_BUCKETS_SECONDS:
+        count = traffic.requests if traffic.latency_seconds <= bound else 0.0
+        series.append(
+            (base | {"decision_query": f"{span}:latency_buckets", "le": repr(bound)}, count)
+        )
+    series.append(
+        (base | {"decision_query": f"{span}:latency_buckets", "le": "+Inf"}, traffic.requests)
+    )
+    return series
+
+
+def demo_prometheus(
+    canary: Traffic | None,
+    stable: Traffic | None,
+    *,
+    canary_life: Traffic | None = None,
+    stable_life: Traffic | None = None,
+    canary_age_seconds: float = 600.0,
+) -> Callable[[str], Reply]:
+    """A handler answering the demo preset's queries with this traffic.
+
+    The canary and stable hashes are read from the query (the ``=~"canary|stable"`` regex);
+    ``None`` traffic means no series at all. The life span defaults to the window's traffic.
+    """
+
+    def handler(query: str) -> Reply:
+        if query == "vector(1)":
+            return Reply(body=vector(({}, 1.0)))
+        versions = re.search(r'rollouts_pod_template_hash=~"([^"|]+)\|([^"]+)"', query)
+        if versions is None:  # the canary_start query
+            return Reply(
+                body=vector(({}, time.time() - canary_age_seconds)) if canary else vector()
+            )
+        canary_hash, stable_hash = versions.groups()
+        series = []
+        for span, c, s in (
+            ("window", canary, stable),
+            ("life", canary_life or canary, stable_life or stable),
+        ):
+            if c is not None:
+                series += demo_series(span, canary_hash, c)
+            if s is not None:
+                series += demo_series(span, stable_hash, s)
+        return Reply(body=vector(*series))
+
+    return handler

@@ -1,0 +1,329 @@
+"""The HTTP API: the DESIGN §4 answer, input validation (422, no query sent), auth, dry-run,
+per-step memory, the error shape. Prometheus is a fake on a loopback port here; the real one
+is in ``test_prometheus_live.py``."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from decision_service import api
+from decision_service.actions import ACTION_NAMES
+from decision_service.app import create_app
+from decision_service.features import FEATURE_NAMES
+from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
+from tests.support.service import settings_for
+
+BODY = {
+    "namespace": "shop",
+    "rollout": "checkout",
+    "canary_hash": "6d4f8c9b7",
+    "stable_hash": "5c8b7d6f4",
+    "step_weight": "20",
+}
+HEALTHY = demo_prometheus(Traffic(300, 1, 0.035), Traffic(1200, 4, 0.03))
+BROKEN = demo_prometheus(Traffic(300, 120, 0.035), Traffic(1200, 4, 0.03))
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def client_for(models: dict[str, Path], fake_prometheus: FakePrometheus) -> Iterator[ClientFactory]:
+    """``client_for(model="promote", handler=HEALTHY, **settings)``: a running app."""
+    clients: list[TestClient] = []
+
+    def make(
+        model: str = "promote", handler: Callable[..., Any] = HEALTHY, **overrides: Any
+    ) -> TestClient:
+        fake_prometheus.handler = handler
+        settings = settings_for(models[model], fake_prometheus.url, **overrides)
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def test_the_answer_has_exactly_the_design_shape(client_for: ClientFactory) -> None:
+    response = client_for().post("/v1/decide", json=BODY)
+    assert response.status_code == 200
+    answer = response.json()
+    assert set(answer) == {"decision", "reason", "guardrail", "policy", "observation", "dry_run"}
+    assert answer["decision"] == "promote"
+    assert answer["guardrail"] is None
+    assert answer["dry_run"] is False
+    assert isinstance(answer["reason"], str) and answer["reason"].startswith("Policy chose promote")
+    assert set(answer["policy"]) == {"model", "q_values"}
+    assert re.fullmatch(r"always-promote@[0-9a-f]{12}", answer["policy"]["model"])
+    assert list(answer["policy"]["q_values"]) == list(ACTION_NAMES)
+    assert list(answer["observation"]) == list(FEATURE_NAMES)
+    assert answer["observation"]["step_weight"] == pytest.approx(0.2)
+
+
+def test_a_hard_breach_aborts_and_names_itself(client_for: ClientFactory) -> None:
+    answer = client_for(handler=BROKEN).post("/v1/decide", json=BODY).json()
+    assert answer["decision"] == "abort"
+    assert answer["guardrail"] == "hard_slo_breach"
+    assert "40.0%" in answer["reason"]
+    assert answer["policy"]["q_values"]["promote"] == pytest.approx(1.0)  # what the model said
+
+
+def test_no_canary_series_holds_with_no_data(client_for: ClientFactory) -> None:
+    client = client_for(handler=demo_prometheus(None, Traffic(1200, 4)))
+    answer = client.post("/v1/decide", json=BODY).json()
+    assert (answer["decision"], answer["guardrail"]) == ("hold", "no_data")
+    assert answer["observation"] is None and answer["policy"]["q_values"] is None
+
+
+def test_an_idle_canary_holds_with_no_data(client_for: ClientFactory) -> None:
+    client = client_for(handler=demo_prometheus(Traffic(0, 0), Traffic(1200, 4)))
+    answer = client.post("/v1/decide", json=BODY).json()
+    assert (answer["decision"], answer["guardrail"]) == ("hold", "no_data")
+    assert "canary.requests" in answer["reason"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("step_weight", "25", 0.25),
+        ("step_weight", " 25 ", 0.25),
+        ("step_weight", 25, 0.25),
+        ("step_weight", "12.5", 0.125),
+        ("step_weight", "0", 0.0),
+        ("step_weight", "100", 1.0),
+    ],
+)
+def test_numbers_arrive_as_strings_from_argo(
+    client_for: ClientFactory, field: str, value: object, expected: float
+) -> None:
+    answer = client_for().post("/v1/decide", json=BODY | {field: value}).json()
+    assert answer["observation"]["step_weight"] == pytest.approx(expected)
+
+
+def test_slo_override_and_empty_optional_args(client_for: ClientFactory) -> None:
+    client = client_for()
+    default = client.post("/v1/decide", json=BODY).json()["observation"]
+    strict = client.post("/v1/decide", json=BODY | {"slo_latency_ms": "50"}).json()["observation"]
+    assert strict["canary_p50_latency"] == pytest.approx(default["canary_p50_latency"] * 4)
+    empty = BODY | {"service": "", "slo_latency_ms": "", "hard_error_rate": ""}
+    assert client.post("/v1/decide", json=empty).status_code == 200
+
+
+def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) -> None:
+    client = client_for(handler=demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03)))
+    assert client.post("/v1/decide", json=BODY).json()["decision"] == "promote"  # 10 % < 25 %
+    strict = client.post("/v1/decide", json=BODY | {"hard_error_rate": "0.05"}).json()
+    assert (strict["decision"], strict["guardrail"]) == ("abort", "hard_slo_breach")
+
+
+INVALID = [
+    ({"surprise": 1}, "surprise", "unknown field"),
+    ({"namespace": "Shop"}, "namespace", "Kubernetes namespace"),
+    ({"namespace": "a" * 64}, "namespace", "at most 63"),
+    ({"rollout": "web app"}, "rollout", "Kubernetes object name"),
+    ({"canary_hash": 'x"} or vector(1) or {a="'}, "canary_hash", "label value"),
+    ({"canary_hash": "abc\ndef"}, "canary_hash", "label value"),
+    ({"canary_hash": "abc|def"}, "canary_hash", "label value"),
+    ({"canary_hash": ".*"}, "canary_hash", "label value"),
+    ({"stable_hash": ""}, "stable_hash", "label value"),
+    ({"canary_hash": "x" * 64}, "canary_hash", "at most 63"),
+    ({"canary_hash": "5c8b7d6f4"}, "body", "equal"),
+    ({"service": "Web"}, "service", "Service name"),
+    ({"step_weight": "-1"}, "step_weight", "greater than or equal to 0"),
+    ({"step_weight": 100.5}, "step_weight", "less than or equal to 100"),
+    ({"step_weight": "abc"}, "step_weight", "must be a number"),
+    ({"step_weight": "nan"}, "step_weight", "finite"),
+    ({"step_weight": "1e999"}, "step_weight", "finite"),
+    ({"step_weight": True}, "step_weight", "not a boolean"),
+    ({"step_weight": None}, "step_weight", ""),
+    ({"slo_latency_ms": "0"}, "slo_latency_ms", "greater than 0"),
+    ({"hard_error_rate": "1.5"}, "hard_error_rate", "less than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize(("change", "field", "problem"), INVALID)
+def test_invalid_input_is_a_422_and_sends_no_query(
+    client_for: ClientFactory,
+    fake_prometheus: FakePrometheus,
+    change: dict[str, object],
+    field: str,
+    problem: str,
+) -> None:
+    response = client_for().post("/v1/decide", json=BODY | change)
+    assert response.status_code == 422
+    error = response.json()
+    assert set(error) == {"error", "message", "details"}
+    assert error["error"] == "invalid_request"
+    assert any(d["field"] == field and problem in d["problem"] for d in error["details"]), error
+    assert field in error["message"]
+    assert fake_prometheus.queries == []
+
+
+@pytest.mark.parametrize("missing", sorted(BODY))
+def test_required_fields(client_for: ClientFactory, missing: str) -> None:
+    body = {k: v for k, v in BODY.items() if k != missing}
+    error = client_for().post("/v1/decide", json=body).json()
+    assert {"field": missing, "problem": "required field is missing"} in error["details"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b""])
+def test_bodies_that_are_not_a_json_object(client_for: ClientFactory, raw: bytes) -> None:
+    response = client_for().post(
+        "/v1/decide", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest.fixture
+def secured(client_for: ClientFactory) -> TestClient:
+    return client_for(api_token="s3cret-token")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Bearer s3cret-token-and-more"},
+        {"Authorization": "Basic s3cret-token"},
+        {"Authorization": "s3cret-token"},
+        {"Authorization": "Bearer "},
+    ],
+)
+def test_decide_and_model_need_the_token(secured: TestClient, headers: dict[str, str]) -> None:
+    for method, path, body in (("POST", "/v1/decide", BODY), ("GET", "/v1/model", None)):
+        response = secured.request(method, path, json=body, headers=headers)
+        assert response.status_code == 401, path
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json()["error"] == "unauthorized"
+
+
+def test_401_comes_before_input_validation(
+    secured: TestClient, fake_prometheus: FakePrometheus
+) -> None:
+    assert secured.post("/v1/decide", json={"bad": 1}).status_code == 401
+    assert fake_prometheus.queries == []
+
+
+def test_the_right_token_passes(secured: TestClient) -> None:
+    headers = {"Authorization": "Bearer s3cret-token"}
+    assert secured.post("/v1/decide", json=BODY, headers=headers).status_code == 200
+    assert secured.get("/v1/model", headers=headers).status_code == 200
+
+
+def test_the_token_can_come_from_a_file(client_for: ClientFactory, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("from-a-secret\n")
+    client = client_for(api_token_file=token)
+    assert client.post("/v1/decide", json=BODY).status_code == 401
+    ok = client.post("/v1/decide", json=BODY, headers={"Authorization": "Bearer from-a-secret"})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"])
+def test_health_metrics_and_docs_stay_open(secured: TestClient, path: str) -> None:
+    assert secured.get(path).status_code == 200
+
+
+def test_the_comparison_is_constant_time(
+    secured: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[bytes, bytes]] = []
+    compare = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return compare(a, b)
+
+    monkeypatch.setattr(api.hmac, "compare_digest", spy)
+    secured.post("/v1/decide", json=BODY, headers={"Authorization": "Bearer guess"})
+    assert calls == [(b"guess", b"s3cret-token")]
+
+
+# --------------------------------------------------------------------------- the rest
+
+
+def test_model_endpoint(client_for: ClientFactory, models: dict[str, Path]) -> None:
+    info = client_for().get("/v1/model").json()
+    assert info["name"] == "always-promote"
+    assert info["feature_names"] == list(FEATURE_NAMES)
+    assert info["action_names"] == list(ACTION_NAMES)
+    assert info["model"] == f"always-promote@{info['sha256'][:12]}"
+    assert info["path"] == str(models["promote"])
+
+
+def test_dry_run_answers_safely_and_reports_the_real_decision(client_for: ClientFactory) -> None:
+    client = client_for(handler=BROKEN, dry_run=True, dry_run_answer="promote")
+    answer = client.post("/v1/decide", json=BODY).json()
+    assert (answer["decision"], answer["guardrail"], answer["dry_run"]) == (
+        "promote",
+        "dry_run",
+        True,
+    )
+    assert "the real decision is abort (hard_slo_breach)" in answer["reason"]
+    metrics = client.get("/metrics").text
+    labels = 'decision="abort",dry_run="true",guardrail="hard_slo_breach"'
+    assert f"decision_service_decisions_total{{{labels}}} 1.0" in metrics
+
+
+def test_dry_run_never_promotes_without_data(client_for: ClientFactory) -> None:
+    client = client_for(
+        handler=demo_prometheus(None, Traffic(1200)), dry_run=True, dry_run_answer="promote"
+    )
+    answer = client.post("/v1/decide", json=BODY).json()
+    assert (answer["decision"], answer["dry_run"]) == ("hold", True)
+
+
+def _count(client: TestClient, body: dict[str, object]) -> float:
+    answer = client.post("/v1/decide", json=body).json()
+    return float(answer["observation"]["measurements_at_step"])
+
+
+def test_measurements_are_counted_per_step(client_for: ClientFactory) -> None:
+    client = client_for()
+    assert [_count(client, BODY) for _ in range(3)] == [0.0, 0.1, 0.2]
+    assert _count(client, BODY | {"step_weight": "40"}) == 0.0  # a new step
+    assert _count(client, BODY | {"canary_hash": "7a7a7a7a"}) == 0.0  # a new canary
+    assert _count(client, BODY | {"step_weight": 20.0}) == 0.3  # "20" and 20.0: one step
+    restarted = client_for()
+    assert _count(restarted, BODY) == 0.0  # memory lost: counts restart at 0, never more
+
+
+def test_a_failed_measurement_is_not_counted(
+    client_for: ClientFactory, fake_prometheus: FakePrometheus
+) -> None:
+    client = client_for()
+    assert _count(client, BODY) == 0.0
+    fake_prometheus.handler = lambda query: Reply(status=500, body=b"boom")
+    assert client.post("/v1/decide", json=BODY).status_code == 503
+    fake_prometheus.handler = HEALTHY
+    assert _count(client, BODY) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("GET", "/nowhere", 404, "not_found"), ("GET", "/v1/decide", 405, "method_not_allowed")],
+)
+def test_http_errors_have_the_one_error_shape(
+    client_for: ClientFactory, method: str, path: str, status: int, code: str
+) -> None:
+    response = client_for().request(method, path)
+    assert response.status_code == status
+    assert response.json() == {
+        "error": code,
+        "message": response.json()["message"],
+        "details": None,
+    }
