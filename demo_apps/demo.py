@@ -62,7 +62,7 @@ class DemoOptions:
     seed: int = 1
     interval_seconds: float = 3.0
     count: int | None = None  # default: the template's
-    max_rps: float = 120.0
+    max_rps: float = 200.0
     run_dir: Path = field(default_factory=lambda: REPO_ROOT / "runs" / "demo")
     manifests: Path = MANIFESTS
     decision_url: str | None = None  # an already running decision endpoint instead
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="episode draw (both apps share it)")
     parser.add_argument("--interval", type=float, default=3.0, help="analysis interval, seconds")
     parser.add_argument("--count", type=int, default=None, help="measurements per step (patience)")
-    parser.add_argument("--max-rps", type=float, default=120.0, help="cap on the scenario's load")
+    parser.add_argument("--max-rps", type=float, default=200.0, help="cap on the scenario's load")
     parser.add_argument("--run-dir", type=Path, default=None, help="default runs/demo/<scenario>")
     parser.add_argument("--decision-url", default=None, help="use a running decision service")
     parser.add_argument("--model", default=None, help="ONNX model (default: the service's)")
