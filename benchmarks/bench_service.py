@@ -33,10 +33,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
-from support.prometheus import PrometheusServer, SyntheticApp, free_port  # noqa: E402
+from tests.support.prometheus import PrometheusServer, SyntheticApp, free_port  # noqa: E402
 
 CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
 LOOPBACK = "127.0.0.1"
@@ -181,15 +180,19 @@ def main() -> int:
         raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
 
     stop = threading.Event()
-    with SyntheticApp() as app, PrometheusServer(
-        args.prometheus, [app.address], scrape_interval=args.scrape_interval
-    ) as prometheus:
+    with (
+        SyntheticApp() as app,
+        PrometheusServer(
+            args.prometheus, [app.address], scrape_interval=args.scrape_interval
+        ) as prometheus,
+    ):
         for i in range(20):  # other workloads' series in the same Prometheus
             app.pod(f"other{i:02d}", "stable").serve(100, 1, 0.05)
         feeder = threading.Thread(target=feed, args=(app, stop), daemon=True)
         feeder.start()
         port = free_port()
-        logs = tempfile.NamedTemporaryFile(prefix="decision-service-", suffix=".log", delete=False)
+        log_path = Path(tempfile.mkdtemp(prefix="bench-service-")) / "service.log"
+        logs = log_path.open("wb")
         env = {
             **os.environ,
             "MODEL_PATH": str(args.model),
@@ -208,7 +211,7 @@ def main() -> int:
         )
         try:
             wait_http(f"http://{LOOPBACK}:{port}/readyz", 30)
-            print(f"service ready (pid {service.pid}); letting the canary age {args.warmup_seconds:.0f}s")
+            print(f"service ready (pid {service.pid}); canary ageing {args.warmup_seconds:.0f}s")
             time.sleep(args.warmup_seconds)
             body = json.dumps(
                 {
@@ -221,9 +224,23 @@ def main() -> int:
             ).encode()
             asyncio.run(run_load(port, body, 200, 4))  # warm-up: connections, caches
             sequential = asyncio.run(run_load(port, body, args.requests, 1))
-            cpu_before = {name: cpu_seconds(pid) for name, pid in (("service", service.pid), ("prometheus", prometheus.pid), ("benchmark", os.getpid()))}
+            cpu_before = {
+                name: cpu_seconds(pid)
+                for name, pid in (
+                    ("service", service.pid),
+                    ("prometheus", prometheus.pid),
+                    ("benchmark", os.getpid()),
+                )
+            }
             concurrent = asyncio.run(run_load(port, body, args.requests, args.concurrency))
-            cpu_ms = {name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests for name, pid in (("service", service.pid), ("prometheus", prometheus.pid), ("benchmark", os.getpid()))}
+            cpu_ms = {
+                name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests
+                for name, pid in (
+                    ("service", service.pid),
+                    ("prometheus", prometheus.pid),
+                    ("benchmark", os.getpid()),
+                )
+            }
             rss, peak = rss_kib(service.pid)
         finally:
             service.send_signal(signal.SIGTERM)
@@ -250,9 +267,12 @@ def main() -> int:
     )
     print(f"answers: sequential {sequential['outcomes']}, concurrent {concurrent['outcomes']}")
     print(f"ONNX inference (in-process): p50 {onnx_p50:.1f} µs, p99 {onnx_p99:.1f} µs")
-    print("CPU per decision at concurrency: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
+    print(
+        "CPU per decision at concurrency: "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items())
+    )
     print(f"service RSS: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")
-    print(f"service log: {logs.name}")
+    print(f"service log: {log_path}")
     return 0
 
 

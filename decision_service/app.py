@@ -131,6 +131,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body FastAPI could not even parse (e.g. not UTF-8)
+            detail = ErrorDetailV1(field="body", problem=f"unreadable body: {exc.detail}")
+            message = f"Invalid request: body: {detail.problem}"
+            body = ErrorV1(error="invalid_request", message=message, details=[detail])
+            return _error(422, body)
         codes = {404: "not_found", 405: "method_not_allowed"}
         body = ErrorV1(
             error=codes.get(exc.status_code, f"http_{exc.status_code}"), message=str(exc.detail)

@@ -175,7 +175,7 @@ def test_required_fields(client_for: ClientFactory, missing: str) -> None:
     assert {"field": missing, "problem": "required field is missing"} in error["details"]
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b""])
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"text"', b"", b"\xff\xfe{"])
 def test_bodies_that_are_not_a_json_object(client_for: ClientFactory, raw: bytes) -> None:
     response = client_for().post(
         "/v1/decide", content=raw, headers={"Content-Type": "application/json"}
