@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from decision_service.actions import ACTION_NAMES
 from decision_service.features import FEATURE_NAMES, FEATURE_SPEC_VERSION
@@ -36,6 +34,9 @@ def build_model(
 
     ``W`` is zero (constant answers) except ``weights[(feature, action)]``.
     """
+    import onnx  # the `train` extra: imported only when a test builds a model
+    from onnx import TensorProto, helper, numpy_helper
+
     width = len(feature_names)
     matrix = np.zeros((width, 3), dtype=np.float32)
     for (feature, action), weight in (weights or {}).items():

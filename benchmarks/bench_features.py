@@ -1,0 +1,109 @@
+"""Feature building + ONNX inference, per decision, against a bare onnxruntime baseline.
+
+All in one process, on the same observations:
+
+* ``baseline``: ``InferenceSession.run`` on a ready float32 ``(1, 20)`` array (the floor);
+* ``features``: :func:`decision_service.features.build_observation` alone;
+* ``features + policy``: ``build_observation`` then :meth:`OnnxPolicy.decide` (the target:
+  p99 ≤ 0.05 ms);
+* ``evaluate``: the whole pure decision (features, policy, guardrails, step-count check).
+
+Usage: ``python benchmarks/bench_features.py [--model PATH] [--n 20000]``. Figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from decision_service.decision import evaluate  # noqa: E402
+from decision_service.features import MetricsSnapshot, VersionMetrics, build_observation  # noqa: E402
+from decision_service.guardrails import GuardrailConfig  # noqa: E402
+from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
+
+
+def snapshots(n: int, seed: int = 0) -> list[MetricsSnapshot]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        stable_rate, canary_rate = rng.uniform(0, 0.03), rng.uniform(0, 0.1)
+        p50 = rng.uniform(20, 200)
+        n_window = float(rng.integers(50, 2000))
+
+        def version(requests: float, rate: float, latency: float) -> VersionMetrics:
+            return VersionMetrics(requests, float(round(requests * rate)), latency, latency * 2.1)
+
+        out.append(
+            MetricsSnapshot(
+                step_weight=float(rng.choice([10, 25, 50, 75])),
+                measurements_at_step=int(rng.integers(0, 10)),
+                canary=version(n_window, canary_rate, p50 * rng.uniform(0.9, 1.5)),
+                stable=version(n_window * 4, stable_rate, p50),
+                canary_cumulative=version(n_window * 10, canary_rate, p50 * 1.1),
+                stable_cumulative=version(n_window * 40, stable_rate, p50),
+            )
+        )
+    return out
+
+
+def timed(label: str, fn: Callable[[int], object], n: int) -> tuple[float, float]:
+    for i in range(min(n, 2000)):  # warm-up
+        fn(i)
+    gc.disable()
+    timings = np.empty(n)
+    for i in range(n):
+        started = time.perf_counter()
+        fn(i)
+        timings[i] = time.perf_counter() - started
+    gc.enable()
+    p50, p99 = np.percentile(timings * 1e6, [50, 99])
+    print(f"{label:<22} p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({p99 / 1000:.4f} ms)")
+    return float(p50), float(p99)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--n", type=int, default=20000)
+    args = parser.parse_args()
+    if not args.model.is_file():
+        raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
+
+    policy = OnnxPolicy(args.model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    bare = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
+    snaps = snapshots(512)
+    ready = [build_observation(s, 200.0).reshape(1, -1) for s in snaps]
+    config = GuardrailConfig()
+    k = len(snaps)
+
+    print(f"model {policy.info.label}, {args.n} calls each, one thread")
+    timed(
+        "baseline (bare run)",
+        lambda i: bare.run(["q_values"], {"observation": ready[i % k]}),
+        args.n,
+    )
+    timed("features", lambda i: build_observation(snaps[i % k], 200.0), args.n)
+    timed(
+        "features + policy",
+        lambda i: policy.decide(build_observation(snaps[i % k], 200.0)),
+        args.n,
+    )
+    timed("evaluate (whole)", lambda i: evaluate(snaps[i % k], policy, 200.0, config), args.n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
