@@ -10,13 +10,13 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from decision_service.decision import Evaluation, answer, evaluate
-from decision_service.features import MetricsSnapshot, MissingMetricError
+from decision_service.decision import answer, measure_and_evaluate
 from decision_service.guardrails import GuardrailConfig
 from decision_service.logs import DECISION_LOGGER
 from decision_service.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
@@ -144,17 +144,19 @@ async def decide(
     if body.hard_error_rate is not None:
         guardrails = replace(guardrails, hard_error_rate=body.hard_error_rate)
 
-    def measure_and_evaluate() -> Evaluation:
-        # One worker thread does the blocking part: queries, parsing, features, ONNX.
-        snapshot: MetricsSnapshot | MissingMetricError
-        try:
-            snapshot = source.snapshot_blocking(target, body.step_weight, taken)
-        except MissingMetricError as missing:
-            snapshot = missing
-        return evaluate(snapshot, policy, slo, guardrails)
-
     try:
-        evaluation = await source.run(measure_and_evaluate)
+        evaluation = await source.run(
+            partial(
+                measure_and_evaluate,
+                source,
+                target,
+                body.step_weight,
+                taken,
+                policy,
+                slo,
+                guardrails,
+            )
+        )
     except PrometheusUnavailable as exc:
         state.metrics.observe_prometheus_error(exc.kind)
         decision_log.warning(

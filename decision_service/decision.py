@@ -30,6 +30,7 @@ from decision_service.features import (
 )
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
 from decision_service.policy import OnnxPolicy
+from decision_service.prometheus_source import PrometheusSource, Target
 
 DRY_RUN_GUARDRAIL: Final = "dry_run"
 STEP_COUNT_GUARDRAIL: Final = "step_count"
@@ -99,6 +100,29 @@ def _first_count_without_promote(
         if int(action) != PROMOTE:
             return count, ACTION_NAMES[int(action)]
     return None
+
+
+def measure_and_evaluate(
+    source: PrometheusSource,
+    target: Target,
+    step_weight: float,
+    measurements_at_step: int,
+    policy: OnnxPolicy,
+    slo_latency_ms: float,
+    guardrails: GuardrailConfig,
+) -> Evaluation:
+    """Query Prometheus for the snapshot, then :func:`evaluate` it.
+
+    Blocking: the caller runs it in the source's thread pool (``source.run``), so one worker
+    thread does the queries, the parsing, the features and the ONNX inference of a decision.
+    Raises :class:`~decision_service.prometheus_source.PrometheusUnavailable`.
+    """
+    snapshot: MetricsSnapshot | MissingMetricError
+    try:
+        snapshot = source.snapshot_blocking(target, step_weight, measurements_at_step)
+    except MissingMetricError as missing:
+        snapshot = missing
+    return evaluate(snapshot, policy, slo_latency_ms, guardrails)
 
 
 def answer(evaluation: Evaluation, dry_run: bool, dry_run_answer: Action) -> Answer:

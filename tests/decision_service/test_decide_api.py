@@ -17,6 +17,7 @@ from decision_service import api
 from decision_service.actions import ACTION_NAMES
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
+from decision_service.prometheus_source import TemplateError
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
 from tests.support.service import settings_for
 
@@ -327,3 +328,21 @@ def test_http_errors_have_the_one_error_shape(
         "message": response.json()["message"],
         "details": None,
     }
+
+
+def test_an_unusable_templates_file_stops_the_app_at_creation(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "queries.yaml"
+    bad.write_text("version_label: x\n")
+    with pytest.raises(TemplateError, match=r"queries\.yaml"):
+        create_app(settings_for(models["promote"], "http://127.0.0.1:9", query_templates_file=bad))
+
+
+@pytest.mark.parametrize("preset", ["ingress-nginx", "istio"])
+def test_other_presets_query_their_own_metrics(
+    client_for: ClientFactory, fake_prometheus: FakePrometheus, preset: str
+) -> None:
+    client_for(query_preset=preset).post("/v1/decide", json=BODY | {"service": "web"})
+    metric = {"ingress-nginx": "nginx_ingress_controller", "istio": "istio_requests_total"}[preset]
+    assert any(metric in query for query in fake_prometheus.queries)
