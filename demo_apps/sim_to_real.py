@@ -9,7 +9,9 @@
 * live (:func:`demo_apps.demo.run_demo`: real apps, Prometheus, decision service, the project's
   manifests), ``--live-runs`` runs with seeds 1, 2, ...
 
-and prints, per scenario:
+and prints, per scenario and for two simulations — *as trained* (the scenario's traffic with
+the template's 30 s interval) and *with the live evidence* (traffic scaled by the live interval
+over the template's, so a simulated interval holds as many requests as a live one) —
 
 =====================  ====================================================================
 ``sim outcomes``       share of simulated episodes promoted / aborted / paused
@@ -24,7 +26,8 @@ and prints, per scenario:
 
 Live and simulated time differ in one known way: the live interval is compressed (3 s for
 the template's 30 s) and so holds ~10x fewer requests per decision; the scenario clock
-(drift, spikes) is compressed by the same factor, traffic is not (see ``demo_apps.demo``).
+(drift, spikes) is compressed by the same factor, traffic is not (see ``demo_apps.demo``). The
+second simulation removes that difference, so what remains is the simulator's fidelity.
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ import numpy as np
 
 from decision_service.actions import ACTION_NAMES
 from decision_service.guardrails import GuardrailConfig
-from decision_service.scenarios import Scenario, load_scenario, scenario_files
+from decision_service.scenarios import Scenario, Traffic, load_scenario, scenario_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = REPO_ROOT / "rollouts" / "base"
 SEED_SCENARIOS = [
     REPO_ROOT / "scenarios" / f"{name}.yaml" for name in ("healthy", "buggy", "degrading", "flaky")
 ]
@@ -67,12 +71,19 @@ def rollout_shape() -> tuple[tuple[float, ...], int]:
     """The weights and the patience (``count``) of the project's Rollout and template."""
     from demo_apps.argo import Manifests
 
-    manifests = Manifests.load(REPO_ROOT / "rollouts" / "base")
+    manifests = Manifests.load(MANIFESTS)
     steps = manifests.only("Rollout")["spec"]["strategy"]["canary"]["steps"]
     weights = tuple(float(s["setWeight"]) for s in steps if "setWeight" in s)
     args = manifests.only("AnalysisTemplate")["spec"]["args"]
     count = next(int(a["value"]) for a in args if a["name"] == "count")
     return weights, count
+
+
+def scale_traffic(scenario: Scenario, factor: float) -> Scenario:
+    """``scenario`` with its requests per second multiplied by ``factor``."""
+    rps = scenario.traffic.requests_per_second
+    scaled = (rps[0] * factor, rps[1] * factor) if isinstance(rps, tuple) else rps * factor
+    return scenario.model_copy(update={"traffic": Traffic(requests_per_second=scaled)})
 
 
 def simulate(
@@ -111,9 +122,24 @@ def live_record(events: Iterable[Any], outcome: str, final_weight: float) -> Run
     return record
 
 
+def live_record_from_file(path: Path) -> RunRecord:
+    """A live run's record from the ``events.jsonl`` the demo wrote."""
+    from demo_apps.driver import Event
+
+    events, outcome, weight = [], "", 0.0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        raw = json.loads(line)
+        if raw["kind"] == "verdict":
+            outcome, weight = raw["outcome"], float(raw["weight"])
+        data = {k: raw.get(k) for k in ("decision", "guardrail")}
+        events.append(Event(raw["kind"], raw["t"], raw["step"], raw["weight"], "", data))
+    return live_record(events, outcome, weight)
+
+
 @dataclass
 class Agreement:
     scenario: str
+    simulation: str
     sim_outcomes: dict[str, float]
     live_outcomes: list[str]
     outcome_agreement: float
@@ -130,7 +156,9 @@ def _mix(decisions: Iterable[str]) -> dict[str, float]:
     return {a: (counts[a] / total if total else 0.0) for a in ACTION_NAMES}
 
 
-def compare(scenario: str, sim: Sequence[RunRecord], live: Sequence[RunRecord]) -> Agreement:
+def compare(
+    scenario: str, sim: Sequence[RunRecord], live: Sequence[RunRecord], simulation: str = "sim"
+) -> Agreement:
     """The agreement numbers of one scenario (see the module docstring)."""
     outcomes = Counter(r.outcome for r in sim)
     sim_share = {o: outcomes[o] / len(sim) for o in OUTCOMES}
@@ -148,6 +176,7 @@ def compare(scenario: str, sim: Sequence[RunRecord], live: Sequence[RunRecord]) 
                 scores.append(0.0)  # the simulator never got to this weight
     return Agreement(
         scenario=scenario,
+        simulation=simulation,
         sim_outcomes=sim_share,
         live_outcomes=[r.outcome for r in live],
         outcome_agreement=float(np.mean([sim_share.get(r.outcome, 0.0) for r in live])),
@@ -166,7 +195,8 @@ def format_agreement(a: Agreement) -> str:
     sim = ", ".join(f"{o} {100 * s:.0f} %" for o, s in a.sim_outcomes.items())
     decision = "n/a" if a.decision_agreement is None else f"{100 * a.decision_agreement:.0f} %"
     return (
-        f"{a.scenario:<12s} sim ({a.sim_episodes} ep): {sim} | live: {', '.join(a.live_outcomes)}"
+        f"{a.scenario:<10s} {a.simulation:<17s} ({a.sim_episodes} ep): {sim} "
+        f"| live: {', '.join(a.live_outcomes)}"
         f" | outcome agreement {100 * a.outcome_agreement:.0f} %"
         f" | decision agreement {decision} over {a.live_decisions} live decisions"
         f" | mix hold/promote/abort sim {mix(a.sim_decision_mix)} live {mix(a.live_decision_mix)}"
@@ -191,32 +221,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "canary-dqn.onnx")
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs" / "sim-to-real")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    parser.add_argument(
+        "--reuse-live", action="store_true", help="reuse live runs already in --run-dir"
+    )
     args = parser.parse_args(argv)
 
-    from demo_apps.demo import DemoOptions, run_demo
+    from demo_apps.argo import Manifests
+    from demo_apps.demo import DemoOptions, run_demo, template_interval_seconds
 
     policy = onnx_policy(args.model)
+    # Live, an interval holds interval x rps requests instead of the template's 30 s x rps.
+    evidence = args.interval / template_interval_seconds(Manifests.load(MANIFESTS))
     results = []
     for file in _files(args.scenarios):
         scenario = load_scenario(file)
-        sim = simulate(scenario, policy, args.episodes)
         live = []
         for seed in range(1, args.live_runs + 1):
+            run_dir = args.run_dir / f"{scenario.name}-{seed}"
+            if args.reuse_live and (run_dir / "events.jsonl").is_file():
+                live.append(live_record_from_file(run_dir / "events.jsonl"))
+                continue
             result = run_demo(
                 DemoOptions(
                     scenario=str(file),
                     seed=seed,
                     interval_seconds=args.interval,
-                    run_dir=args.run_dir / f"{scenario.name}-{seed}",
+                    run_dir=run_dir,
                     model_path=str(args.model),
                     plot=False,
                 ),
                 printer=None,
             )
             live.append(live_record(result.events, result.verdict.outcome, result.verdict.weight))
-        agreement = compare(scenario.name, sim, live)
-        results.append(agreement)
-        print(format_agreement(agreement), flush=True)
+        for label, factor in (("sim as trained", 1.0), (f"sim traffic x{evidence:g}", evidence)):
+            sim = simulate(scale_traffic(scenario, factor), policy, args.episodes)
+            agreement = compare(scenario.name, sim, live, label)
+            results.append(agreement)
+            print(format_agreement(agreement), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([asdict(a) for a in results], indent=2))

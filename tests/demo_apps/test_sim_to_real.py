@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,33 @@ def test_agreement_numbers() -> None:
     assert a.decision_agreement == pytest.approx(np.mean([3 / 5, 2 / 3, 0.0]))
     assert a.live_decision_mix["promote"] == pytest.approx(2 / 3)
     assert a.live_decisions == 3
+
+
+def test_traffic_scaling_keeps_everything_else() -> None:
+    from demo_apps.sim_to_real import scale_traffic
+
+    healthy = resolve_scenario("healthy")
+    scaled = scale_traffic(healthy, 0.1)
+    assert scaled.traffic.requests_per_second == pytest.approx((2.0, 20.0))
+    assert scaled.model_dump(exclude={"traffic"}) == healthy.model_dump(exclude={"traffic"})
+
+
+def test_live_runs_are_read_back_from_the_demos_events(tmp_path: Path) -> None:
+    import json
+
+    from demo_apps.sim_to_real import live_record_from_file
+
+    lines = [
+        {"kind": "weight", "t": 0.0, "step": 0, "weight": 5, "message": ""},
+        {"kind": "measurement", "t": 1.0, "step": 2, "weight": 5, "message": "",
+         "decision": "hold", "guardrail": "no_data"},
+        {"kind": "measurement", "t": 2.0, "step": 2, "weight": 5, "message": "",
+         "decision": "abort", "guardrail": None},
+        {"kind": "verdict", "t": 2.0, "step": 2, "weight": 0, "message": "",
+         "outcome": "aborted"},
+    ]  # fmt: skip
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    record = live_record_from_file(path)
+    assert (record.outcome, record.final_weight) == ("aborted", 0.0)
+    assert record.decisions == [(5.0, "abort")]
