@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_decision import FakeDecisionService, Reply, serve
 
 from demo_apps.argo import (
     ArgContext,
@@ -24,7 +25,6 @@ from demo_apps.argo import (
     resolve_args,
     substitute,
 )
-from tests.demo_apps.fake_decision import FakeDecisionService, Reply, serve
 
 CONTEXT = ArgContext(
     rollout_name="demo-app",
