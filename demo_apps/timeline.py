@@ -90,7 +90,7 @@ def plot_timeline(
     ax_errors.set_ylabel(f"error rate (%), {window_seconds} s")
     ax_errors.legend(loc="upper left", fontsize=8)
     ax_latency.set_ylabel(f"mean latency (ms), {window_seconds} s")
-    ax_latency.set_xlabel("seconds since traffic started (the rollout begins after one interval of stable traffic)")
+    ax_latency.set_xlabel("seconds since traffic started (stable only until the first setWeight)")
     ax_latency.legend(loc="upper left", fontsize=8)
     for axis in (ax_weight, ax_errors, ax_latency):
         axis.grid(alpha=0.3)
