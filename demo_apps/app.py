@@ -134,7 +134,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.demo = build_state(settings or AppSettings())  # type: ignore[call-arg]
+        app.state.demo = build_state(settings or AppSettings())
         yield
 
     app = FastAPI(title="k8s-rollout-agent demo app", lifespan=lifespan)
