@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from decision_service.actions import ACTION_NAMES
 from decision_service.api import ApiError, ServiceState, ops, v1
+from decision_service.features import N_FEATURES
 from decision_service.metrics import ServiceMetrics
 from decision_service.policy import OnnxPolicy, PolicyLoadError
 from decision_service.prometheus_source import (
@@ -43,7 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: ServiceState = app.state.service
     settings = state.settings
     try:
-        state.policy = OnnxPolicy(settings.model_path)
+        state.policy = _load_policy(settings)
         state.policy_error = None
         log.info(
             "model loaded",
@@ -74,6 +77,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         state.source.close()
         state.source = None
+
+
+def _load_policy(settings: Settings) -> OnnxPolicy:
+    """The policy, refused unless one test inference gives finite Q-values of the right shape
+    (a model can load yet fail to run, e.g. a layer with a mismatched bias)."""
+    policy = OnnxPolicy(settings.model_path)
+    try:
+        q_values = policy.q_values(np.zeros((1, N_FEATURES), dtype=np.float32))
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise PolicyLoadError(f"{settings.model_path}: fails a test inference: {exc}") from exc
+    if q_values.shape != (1, len(ACTION_NAMES)) or not np.isfinite(q_values).all():
+        raise PolicyLoadError(
+            f"{settings.model_path}: a test inference gave {q_values.tolist()}, "
+            f"not {len(ACTION_NAMES)} finite Q-values"
+        )
+    return policy
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

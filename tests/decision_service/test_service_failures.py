@@ -150,12 +150,21 @@ def _bad_models(folder: Path) -> dict[str, tuple[Path, str]]:
             build_model(folder / "spec.onnx", feature_spec_version="0"),
             "feature-spec version",
         ),
+        "cannot run": (build_model(folder / "run.onnx", outputs=4), "fails a test inference"),
     }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "corrupt", "wrong features", "reordered features", "wrong actions", "old spec"],
+    [
+        "missing",
+        "corrupt",
+        "wrong features",
+        "reordered features",
+        "wrong actions",
+        "old spec",
+        "cannot run",
+    ],
 )
 def test_an_unusable_model_means_not_ready_and_no_decisions(
     tmp_path: Path,

@@ -29,6 +29,7 @@ def build_model(
     feature_spec_version: str = FEATURE_SPEC_VERSION,
     name: str = "test-policy",
     weights: Mapping[tuple[str, str], float] | None = None,
+    outputs: int = 3,
 ) -> Path:
     """A valid-looking ONNX Q-network: ``q = observation @ W + q_values`` (a linear layer).
 
@@ -38,7 +39,7 @@ def build_model(
     from onnx import TensorProto, helper, numpy_helper
 
     width = len(feature_names)
-    matrix = np.zeros((width, 3), dtype=np.float32)
+    matrix = np.zeros((width, outputs), dtype=np.float32)
     for (feature, action), weight in (weights or {}).items():
         matrix[list(feature_names).index(feature), list(ACTION_NAMES).index(action)] = weight
     weights_tensor = numpy_helper.from_array(matrix, "weights")
