@@ -1,6 +1,6 @@
-"""Against a real Prometheus (the ``live`` fixture): the snapshot's window and life spans, the
-stable version over the canary's span, missing data, every preset's PromQL, and decisions end
-to end with constant models and with the shipped model."""
+"""Against a real Prometheus (``tests/support/live_stack.py``): the snapshot's window and life
+spans, the stable version over the canary's span, missing data, every preset's PromQL, and
+decisions end to end with constant models and with the shipped model."""
 
 from __future__ import annotations
 
@@ -24,13 +24,33 @@ from decision_service.prometheus_source import (
     prometheus_client,
     render,
 )
-from tests.decision_service.conftest import (
+from tests.conftest import prometheus_binary
+from tests.support.live_stack import (
     CANARY_SPAN_BURST,
     STABLE_SPAN_HISTORY,
     WINDOW,
     LiveStack,
+    live_stack,
 )
+from tests.support.onnx_models import constant_models, shipped_model
 from tests.support.service import settings_for
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return constant_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def real_model() -> Path:
+    return shipped_model()
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveStack]:
+    with live_stack(prometheus_binary()) as stack:
+        yield stack
+
 
 pytestmark = pytest.mark.prometheus
 

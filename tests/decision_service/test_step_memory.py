@@ -19,7 +19,12 @@ from decision_service.features import (
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
 from decision_service.step_memory import StepMemory
-from tests.support.onnx_models import build_model
+from tests.support.onnx_models import build_model, shipped_model
+
+
+@pytest.fixture
+def real_model() -> Path:
+    return shipped_model()
 
 
 def test_counts_per_step_and_starts_at_zero() -> None:

@@ -103,6 +103,12 @@ class FakePrometheus:
         self._server.shutdown()
         self._server.server_close()
 
+    def __enter__(self) -> FakePrometheus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @dataclass(frozen=True)
 class Traffic:

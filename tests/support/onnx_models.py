@@ -64,3 +64,26 @@ def build_model(
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.save(model, path)
     return path
+
+
+def constant_models(folder: Path) -> dict[str, Path]:
+    """Constant-answer models in ``folder`` by name: promote, hold, abort."""
+    return {
+        "promote": build_model(folder / "promote.onnx", q_values=PROMOTE_Q, name="always-promote"),
+        "hold": build_model(folder / "hold.onnx", q_values=HOLD_Q, name="always-hold"),
+        "abort": build_model(folder / "abort.onnx", q_values=ABORT_Q, name="always-abort"),
+    }
+
+
+def shipped_model() -> Path:
+    """The shipped ``models/canary-dqn.onnx``, or skip (with the reason) while it is absent."""
+    import pytest
+
+    from decision_service.policy import DEFAULT_MODEL_PATH
+
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(
+            f"the shipped model {DEFAULT_MODEL_PATH} is not there yet "
+            "(it is trained and exported by `make train export`)"
+        )
+    return DEFAULT_MODEL_PATH

@@ -1,60 +1,19 @@
-"""Fixtures for the decision service's tests.
+"""A real Prometheus scraping canaries in known states, for the decision service's tests.
 
-* ``models``: constant-answer ONNX models (``tests/support/onnx_models.py``);
-* ``real_model``: the shipped ``models/canary-dqn.onnx``, skipped with a reason while absent;
-* ``fake_prometheus``: a fake Prometheus API (``tests/support/fake_prometheus.py``);
-* ``live``: a real Prometheus (``tests/support/prometheus.py``) scraping a synthetic app fed
-  continuously, with canaries in known states; started once per session.
+``live_stack()`` starts Prometheus (250 ms scrapes) on a synthetic app fed from a thread by the
+wall clock, and stages the canaries below; ``tests/decision_service/test_prometheus_live.py``
+uses it once per module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-from decision_service.policy import DEFAULT_MODEL_PATH
-from tests.conftest import prometheus_binary
-from tests.support.fake_prometheus import FakePrometheus
-from tests.support.onnx_models import ABORT_Q, HOLD_Q, PROMOTE_Q, build_model
 from tests.support.prometheus import PrometheusServer, SyntheticApp, SyntheticPod
-
-# --------------------------------------------------------------------------- models
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Constant-answer models by name: promote, hold, abort."""
-    folder = tmp_path_factory.mktemp("models")
-    return {
-        "promote": build_model(folder / "promote.onnx", q_values=PROMOTE_Q, name="always-promote"),
-        "hold": build_model(folder / "hold.onnx", q_values=HOLD_Q, name="always-hold"),
-        "abort": build_model(folder / "abort.onnx", q_values=ABORT_Q, name="always-abort"),
-    }
-
-
-@pytest.fixture
-def real_model() -> Path:
-    if not DEFAULT_MODEL_PATH.is_file():
-        pytest.skip(
-            f"the shipped model {DEFAULT_MODEL_PATH} is not there yet "
-            "(it is trained and exported by `make train export`)"
-        )
-    return DEFAULT_MODEL_PATH
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus()
-    yield fake
-    fake.close()
-
-
-# --------------------------------------------------------------------------- real Prometheus
 
 WINDOW = "3s"
 CANARY_SPAN_BURST = (200, 60)  # requests, errors: the c-span canary's first moments
@@ -63,7 +22,7 @@ STABLE_SPAN_HISTORY = (1000, 100)  # s-span's requests and errors before c-span 
 
 @dataclass
 class LiveStack:
-    """A real Prometheus scraping canaries in known states (see ``live``)."""
+    """A real Prometheus scraping canaries in known states (see :func:`live_stack`)."""
 
     prometheus: PrometheusServer
     app: SyntheticApp
@@ -105,8 +64,8 @@ def _feed(pods: dict[str, SyntheticPod], stop: threading.Event) -> None:
             pod.serve(requests, errors, latency)
 
 
-@pytest.fixture(scope="session")
-def live() -> Iterator[LiveStack]:
+@contextlib.contextmanager
+def live_stack(binary: str) -> Iterator[LiveStack]:
     """A real Prometheus (250 ms scrapes) and a synthetic app, fed from a thread:
 
     ==========  ===============================================================
@@ -121,7 +80,6 @@ def live() -> Iterator[LiveStack]:
     c-absent    no series at all
     ==========  ===============================================================
     """
-    binary = prometheus_binary()
     stop = threading.Event()
     with (
         SyntheticApp() as app,
