@@ -44,8 +44,10 @@ index  name                           value
 9      canary_error_trend             rate(canary window) - rate(canary over its life)
 10     canary_p95_trend               (canary window p95 - canary life p95) / SLO, -5 … 5
 11     canary_total_requests          log10(1 + canary requests over its life) / 5, ≤ 1.5
-12     error_ratio_total              log2 of canary/stable error rate over the canary's life
-                                      (+0.5 error / +1 request continuity correction), / 5, ±1
+12     error_ratio_total              log2 of canary/stable error rate over the canary's life,
+                                      the canary's rate shrunk towards stable's (a prior worth
+                                      2 errors at stable's rate), / 5, ±1: few requests give
+                                      a ratio near 1, not a noisy extreme
 13     error_z_total                  z(canary life vs stable same span)
 14     error_llr_total                llr(canary life vs stable same span)
 15     p95_ratio_total                lg2(canary life p95 / stable same-span p95)
@@ -66,7 +68,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-FEATURE_SPEC_VERSION: Final = "1"
+FEATURE_SPEC_VERSION: Final = "2"
 
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     "step_weight",
@@ -104,6 +106,8 @@ FEATURE_HIGH: Final = np.array(
 MEASUREMENTS_SCALE: Final = 10
 #: The ratio the sequential likelihood-ratio feature tests against equality.
 LLR_ALTERNATIVE_RATIO: Final = 2.0
+#: Errors' worth of prior (at stable's rate) the canary/stable ratio starts from.
+RATIO_PRIOR_ERRORS: Final = 2.0
 _RATE_FLOOR: Final = 1e-4
 
 
@@ -222,7 +226,10 @@ def build_observation(snapshot: MetricsSnapshot, slo_latency_ms: float) -> npt.N
 
     canary_rate, stable_rate = e_c / n_c, e_s / n_s
     canary_total_rate, stable_total_rate = ec_t / nc_t, es_t / ns_t
-    ratio_total = ((ec_t + 0.5) / (nc_t + 1.0)) / ((es_t + 0.5) / (ns_t + 1.0))
+    stable_prior_rate = (es_t + 0.5) / (ns_t + 1.0)
+    prior_requests = RATIO_PRIOR_ERRORS / stable_prior_rate
+    canary_shrunk_rate = (ec_t + RATIO_PRIOR_ERRORS) / (nc_t + prior_requests)
+    ratio_total = canary_shrunk_rate / stable_prior_rate
 
     values = (
         weight / 100.0,

@@ -10,8 +10,9 @@ and stops every process it started, also on Ctrl-C.
 Time is compressed: the analysis interval (Argo's ``interval`` arg, 30 s in the template) is
 ``--interval`` seconds here (default 3), and the apps' scenario clock runs faster by the same
 factor (a degrading canary drifts per *scenario* minute), as does Argo's 10 s error retry.
-What is *not* compressed is traffic: an interval here holds ``rps × 3 s`` requests, not
-``rps × 30 s`` as in the simulator, so each decision sees less evidence than in training.
+Traffic is compressed too, as far as the machine allows: the load is the scenario's rate times
+the time factor, capped at ``--max-rps`` (200 by default; the local stack drops requests above
+about that on 2 cores), so an interval usually holds fewer requests than one simulated interval.
 
 When the rollout pauses (the analysis was Inconclusive: the agent kept answering ``hold``),
 type ``promote`` or ``abort`` (or write the word to ``<run dir>/control``) within
@@ -130,7 +131,9 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
     real_interval = template_interval_seconds(manifests)
     time_scale = real_interval / options.interval_seconds
     params = EpisodeParameters.draw(scenario, np.random.default_rng([options.seed, 0]))
-    rps = min(params.requests_per_second, options.max_rps)
+    # Compress time, not evidence: an interval here should hold as many requests as one of the
+    # template's real intervals (what the policy was trained on), as far as this machine allows.
+    rps = min(params.requests_per_second * time_scale, options.max_rps)
     run_dir = options.run_dir
     decision_env = {
         "ANALYSIS_WINDOW": format_duration(options.interval_seconds),

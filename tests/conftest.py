@@ -30,7 +30,10 @@ def prometheus_binary() -> str:
 
 def argo_crds_dir() -> Path:
     """Folder with Argo Rollouts' CRDs: $ARGO_ROLLOUTS_CRDS or ../shared/argo-rollouts/crds."""
-    candidates = [os.environ.get("ARGO_ROLLOUTS_CRDS"), REPO_ROOT.parent / "shared/argo-rollouts/crds"]
+    candidates = [
+        os.environ.get("ARGO_ROLLOUTS_CRDS"),
+        REPO_ROOT.parent / "shared/argo-rollouts/crds",
+    ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "rollout-crd.yaml").is_file():
             return Path(candidate)

@@ -223,6 +223,8 @@ def acceptance(report: dict[str, Any]) -> dict[str, Any]:
     if POLICY not in overall:
         return {}
     baselines = {k: v for k, v in overall.items() if k != POLICY}
+    if not baselines:
+        return {}
     best = max(baselines, key=lambda k: baselines[k]["objective_mean"])
     mine, theirs = overall[POLICY], baselines[best]
     paired = report["paired_objective_vs_policy"]

@@ -23,6 +23,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from stable_baselines3 import DQN
+from gymnasium.wrappers import TransformReward
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
@@ -90,6 +91,14 @@ class TrainConfig(_Strict):
     torch_threads: int = Field(1, ge=1, description="A second thread does not help this MLP.")
     scenarios: str = Field("scenarios", description="Library file or folder.")
     library_fraction: float = Field(0.3, ge=0, le=1, description="Share of library episodes.")
+    reward_scale: float = Field(
+        0.1,
+        gt=0,
+        description="Rewards are multiplied by this for learning only (the objective stays in "
+        "its units). SB3's DQN regresses Q with the Huber loss, whose minimiser is no longer "
+        "the mean once targets are more than 1 apart: unscaled, a -5 false abort beside a +1 "
+        "correct abort reads as about -1, and the policy aborts on thin evidence.",
+    )
     env: EnvSection = Field(default_factory=EnvSection)
     guardrails: GuardrailSection = Field(default_factory=GuardrailSection)
     dqn: DQNSection = Field(default_factory=DQNSection)
@@ -244,7 +253,10 @@ def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
     torch.set_num_threads(config.torch_threads)
 
     library = load_scenarios(config.scenarios)
-    env = CanaryRolloutEnv(mixed_source(library, config.library_fraction), config.env_config())
+    env = TransformReward(
+        CanaryRolloutEnv(mixed_source(library, config.library_fraction), config.env_config()),
+        lambda reward: reward * config.reward_scale,
+    )
     env.reset(seed=config.seed)
     env.action_space.seed(config.seed)
     dqn = config.dqn.model_dump()

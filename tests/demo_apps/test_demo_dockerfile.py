@@ -11,7 +11,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "demo_apps" / "Dockerfile"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO_ROOT, prometheus_binary
+from tests.conftest import REPO_ROOT, prometheus_binary
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
 from demo_apps.demo import DemoOptions, run_demo

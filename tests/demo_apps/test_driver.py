@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
 from demo_apps.argo import ManifestError, Manifests, UnsupportedExpression

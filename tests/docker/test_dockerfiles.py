@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 SERVICE_DOCKERFILE = REPO_ROOT / "Dockerfile"
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "runs", "__pycache__", ".pytest_cache"}

@@ -18,7 +18,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO_ROOT, argo_crds_dir
+from tests.conftest import REPO_ROOT, argo_crds_dir
 
 CHART_DIR = REPO_ROOT / "helm" / "k8s-rollout-agent"
 CI_VALUES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))

@@ -15,7 +15,7 @@ import helm_python
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 CHART_DIR = REPO_ROOT / "helm" / "k8s-rollout-agent"
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())

@@ -12,7 +12,7 @@ import helm_python
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO_ROOT, argo_crds_dir
+from tests.conftest import REPO_ROOT, argo_crds_dir
 
 DOC = REPO_ROOT / "docs" / "install.md"
 CHART_DIR = REPO_ROOT / "helm" / "k8s-rollout-agent"

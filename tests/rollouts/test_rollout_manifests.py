@@ -21,7 +21,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import REPO_ROOT, argo_crds_dir
+from tests.conftest import REPO_ROOT, argo_crds_dir
 
 ROLLOUTS = REPO_ROOT / "rollouts"
 KUBERNETES_VERSION = "1.30"

@@ -40,7 +40,9 @@ def test_buggy_is_aborted_and_healthy_mostly_promoted(agent) -> None:
 
 def test_static_threshold_cannot_see_a_small_regression() -> None:
     # 1 % errors against a 5 % limit: the typical template promotes a 2x regression
-    assert outcomes(StaticThreshold(max_error_rate=0.05), "small_error_regression")["promoted"] >= 35
+    assert (
+        outcomes(StaticThreshold(max_error_rate=0.05), "small_error_regression")["promoted"] >= 35
+    )
 
 
 def test_sequential_test_waits_for_evidence() -> None:

@@ -26,7 +26,7 @@ def _rollout(env: CanaryRolloutEnv, seed: int, actions: list[int]) -> list:
     obs, _ = env.reset(seed=seed)
     trace = [obs.tolist()]
     for action in actions:
-        obs, reward, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, _, info = env.step(action)
         trace.append((obs.tolist(), reward, terminated, info.get("outcome")))
         if terminated:
             break
@@ -106,7 +106,7 @@ def test_no_data_is_an_automatic_hold() -> None:
     env = make("low_traffic")
     auto_holds = 0
     for seed in range(30):
-        obs, info = env.reset(seed=seed, options={"allow_terminal": True})
+        _, info = env.reset(seed=seed, options={"allow_terminal": True})
         if "outcome" in info:
             assert info["outcome"] == "paused"
             auto_holds += info["holds"]
@@ -134,8 +134,9 @@ def test_observations_within_space() -> None:
             obs, _, done, _, _ = env.step(int(rng.choice(3, p=[0.5, 0.45, 0.05])))
 
 
-@pytest.mark.parametrize("kwargs", [{"weights": ()}, {"weights": (50, 10)}, {"patience": 0},
-                                    {"weights": (0, 50)}])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs", [{"weights": ()}, {"weights": (50, 10)}, {"patience": 0}, {"weights": (0, 50)}]
+)
 def test_config_validation(kwargs) -> None:
     with pytest.raises(ValueError):
         EnvConfig(**kwargs)

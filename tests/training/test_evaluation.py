@@ -14,8 +14,16 @@ from tests.conftest import SCENARIOS_DIR
 from training import evaluate
 from training.evaluation import STAT_KEYS, EpisodeRecord, episode_seed, paired_difference, stats
 
-CSV_COLUMNS = ["scenario", "truth", "seed", "agent", "outcome", "blast_radius", "decisions",
-               "objective"]  # fmt: skip
+CSV_COLUMNS = [
+    "scenario",
+    "truth",
+    "seed",
+    "agent",
+    "outcome",
+    "blast_radius",
+    "decisions",
+    "objective",
+]
 
 
 def test_seeds_are_stable_and_distinct() -> None:
@@ -24,8 +32,9 @@ def test_seeds_are_stable_and_distinct() -> None:
     assert episode_seed("buggy", 3, "tune") != episode_seed("buggy", 3)
 
 
-def _record(agent: str, seed: int, objective: float, outcome: str = "promoted",
-            truth: str = "good") -> EpisodeRecord:  # fmt: skip
+def _record(
+    agent: str, seed: int, objective: float, outcome: str = "promoted", truth: str = "good"
+) -> EpisodeRecord:
     return EpisodeRecord("s", truth, seed, agent, outcome, 0, 7, objective, 0)
 
 
@@ -43,12 +52,26 @@ def test_stats_and_paired_difference() -> None:
 @pytest.mark.skipif(not DEFAULT_MODEL_PATH.exists(), reason="the shipped model is not built yet")
 def test_cli_writes_the_contract(tmp_path: Path) -> None:
     out, rows = tmp_path / "report.json", tmp_path / "episodes.csv.gz"
-    code = evaluate.main([
-        "--scenarios", str(SCENARIOS_DIR / "buggy.yaml"),
-        "--scenarios", str(SCENARIOS_DIR / "healthy.yaml"),
-        "--episodes", "6", "--json", str(out), "--episodes-csv", str(rows),
-        "--plot", str(tmp_path / "p.png"), "--markdown", str(tmp_path / "t.md"), "--workers", "1",
-    ])  # fmt: skip
+    code = evaluate.main(
+        [
+            "--scenarios",
+            str(SCENARIOS_DIR / "buggy.yaml"),
+            "--scenarios",
+            str(SCENARIOS_DIR / "healthy.yaml"),
+            "--episodes",
+            "6",
+            "--json",
+            str(out),
+            "--episodes-csv",
+            str(rows),
+            "--plot",
+            str(tmp_path / "p.png"),
+            "--markdown",
+            str(tmp_path / "t.md"),
+            "--workers",
+            "1",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert report["episodes_per_scenario"] == 6

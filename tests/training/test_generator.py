@@ -19,6 +19,8 @@ def test_generator_is_seeded_and_balanced() -> None:
     families = Counter(s.name for s in scenarios)
     assert len(families) == 5
     good = [s for s in scenarios if s.truth == "good"]
-    assert all(s.canary.error_multiplier <= 1.2 and s.canary.latency_multiplier <= 1.08 for s in good)
+    assert all(
+        s.canary.error_multiplier <= 1.2 and s.canary.latency_multiplier <= 1.08 for s in good
+    )
     rates = [s.traffic.requests_per_second for s in scenarios]
     assert min(rates) < 1 and max(rates) > 500

@@ -11,8 +11,9 @@ from training.simulator import SUB_BUCKETS, RolloutSimulator
 
 
 def sim(name: str, seed: int = 0) -> RolloutSimulator:
-    return RolloutSimulator(load_scenario(SCENARIOS_DIR / f"{name}.yaml"),
-                            np.random.default_rng(seed), 30.0)  # fmt: skip
+    return RolloutSimulator(
+        load_scenario(SCENARIOS_DIR / f"{name}.yaml"), np.random.default_rng(seed), 30.0
+    )
 
 
 def test_traffic_splits_by_weight() -> None:
@@ -43,13 +44,19 @@ def test_quantiles_come_from_the_histogram_and_are_noisy_with_few_requests() -> 
     for seed in range(40):
         s = sim("healthy", seed)
         s.next_interval(50.0)
-        busy.append(s.snapshot(0).canary.latency_p95_ms / (s.params.stable_p50_ms * np.exp(1.645 * s.params.latency_spread)))
+        busy.append(
+            s.snapshot(0).canary.latency_p95_ms
+            / (s.params.stable_p50_ms * np.exp(1.645 * s.params.latency_spread))
+        )
         q = sim("low_traffic", seed)
         for _ in range(50):
             q.next_interval(50.0)
             snap = q.snapshot(0)
             if snap.canary.requests > 0:
-                quiet.append(snap.canary.latency_p95_ms / (q.params.stable_p50_ms * np.exp(1.645 * q.params.latency_spread)))
+                quiet.append(
+                    snap.canary.latency_p95_ms
+                    / (q.params.stable_p50_ms * np.exp(1.645 * q.params.latency_spread))
+                )
                 break
     assert np.median(busy) == pytest.approx(1.0, abs=0.15)
     assert np.std(quiet) > 2 * np.std(busy)

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 SCRIPTS = REPO_ROOT / ".github" / "scripts"
 CHART_VALUES = REPO_ROOT / "helm" / "k8s-rollout-agent" / "values.yaml"
