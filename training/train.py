@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from gymnasium.wrappers import TransformReward
 from pydantic import BaseModel, ConfigDict, Field
 from stable_baselines3 import DQN
-from gymnasium.wrappers import TransformReward
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
@@ -255,7 +255,7 @@ def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
     library = load_scenarios(config.scenarios)
     env = TransformReward(
         CanaryRolloutEnv(mixed_source(library, config.library_fraction), config.env_config()),
-        lambda reward: reward * config.reward_scale,
+        lambda reward: float(reward) * config.reward_scale,
     )
     env.reset(seed=config.seed)
     env.action_space.seed(config.seed)

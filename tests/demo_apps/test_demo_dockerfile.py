@@ -11,6 +11,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from tests.conftest import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "demo_apps" / "Dockerfile"

@@ -22,10 +22,10 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO_ROOT, prometheus_binary
 
 from decision_service.guardrails import GuardrailConfig
 from demo_apps.demo import DemoOptions, DemoResult, run_demo
+from tests.conftest import REPO_ROOT, prometheus_binary
 
 pytestmark = pytest.mark.prometheus
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import REPO_ROOT, prometheus_binary
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
 from demo_apps.demo import DemoOptions, run_demo
 from demo_apps.stack import LocalStack, StackConfig
+from tests.conftest import REPO_ROOT, prometheus_binary
 
 pytestmark = pytest.mark.prometheus
 

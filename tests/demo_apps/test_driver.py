@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.conftest import REPO_ROOT
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
 from demo_apps.argo import ManifestError, Manifests, UnsupportedExpression
 from demo_apps.driver import CommandQueue, Event, RolloutDriver, Verdict, watch_control_file
+from tests.conftest import REPO_ROOT
 
 BASE = REPO_ROOT / "rollouts" / "base"
 TOKEN = "s3cret-token"

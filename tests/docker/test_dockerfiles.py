@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.conftest import REPO_ROOT
 
 SERVICE_DOCKERFILE = REPO_ROOT / "Dockerfile"

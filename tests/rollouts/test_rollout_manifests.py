@@ -21,6 +21,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
 from tests.conftest import REPO_ROOT, argo_crds_dir
 
 ROLLOUTS = REPO_ROOT / "rollouts"

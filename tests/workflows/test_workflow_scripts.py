@@ -16,6 +16,7 @@ from types import ModuleType
 
 import pytest
 import yaml
+
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = REPO_ROOT / ".github" / "scripts"

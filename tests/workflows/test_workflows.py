@@ -19,6 +19,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+
 from tests.conftest import REPO_ROOT
 
 GITHUB_DIR = REPO_ROOT / ".github"
