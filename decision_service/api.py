@@ -1,7 +1,7 @@
 """The HTTP routes: ``/v1/decide``, ``/v1/model``, ``/healthz``, ``/readyz``, ``/metrics``.
 
 Routes get what they need through typed dependencies (``StateDep``, ``PolicyDep``,
-``SourceDep``) from the :class:`ServiceState` the app's lifespan put on ``app.state``.
+``ReadyDep``) from the :class:`ServiceState` the app's lifespan put on ``app.state``.
 """
 
 from __future__ import annotations
@@ -82,20 +82,24 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _bearer = HTTPBearer(auto_error=False, description="The token from API_TOKEN / API_TOKEN_FILE.")
 
 
-async def get_state(request: Request) -> ServiceState:
+def _state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
+
+
+async def get_state(request: Request) -> ServiceState:
+    return _state(request)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 async def require_token(
-    state: StateDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """401 unless the request carries the configured bearer token (constant-time compare)."""
-    expected = state.settings.bearer_token
+    expected = _state(request).settings.bearer_token
     if expected is None:
         return
     presented = credentials.credentials if credentials is not None else ""
@@ -108,20 +112,36 @@ async def require_token(
         )
 
 
-async def get_policy(state: StateDep) -> OnnxPolicy:
+def _policy(state: ServiceState) -> OnnxPolicy:
     if state.policy is None:
         raise ApiError(503, "model_unavailable", f"The policy is not loaded: {state.policy_error}")
     return state.policy
 
 
-async def get_source(state: StateDep) -> PrometheusSource:
+async def get_policy(request: Request) -> OnnxPolicy:
+    return _policy(_state(request))
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """What a decision needs: the state, a loaded policy, a Prometheus source (else 503)."""
+
+    state: ServiceState
+    policy: OnnxPolicy
+    source: PrometheusSource
+
+
+async def get_ready(request: Request) -> Ready:
+    state = _state(request)
+    policy = _policy(state)
     if state.source is None:
         raise ApiError(503, "not_ready", "The Prometheus client is not set up yet.")
-    return state.source
+    return Ready(state, policy, state.source)
 
 
 PolicyDep = Annotated[OnnxPolicy, Depends(get_policy)]
-SourceDep = Annotated[PrometheusSource, Depends(get_source)]
+# One dependency for the decision path: each one costs FastAPI some work per request.
+ReadyDep = Annotated[Ready, Depends(get_ready)]
 
 # --------------------------------------------------------------------------- routes
 
@@ -130,11 +150,10 @@ ops = APIRouter(tags=["operations"])
 
 
 @v1.post("/decide", response_model=DecisionV1, tags=["decisions"])
-async def decide(
-    body: DecideRequestV1, state: StateDep, policy: PolicyDep, source: SourceDep
-) -> DecisionV1:
+async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
     """Measure the canary against stable and answer ``promote``, ``hold`` or ``abort``."""
     started = time.perf_counter()
+    state, policy, source = ready.state, ready.policy, ready.source
     settings = state.settings
     key = StepMemory.key(body.namespace, body.rollout, body.canary_hash, body.step_weight)
     taken = state.memory.taken(key)

@@ -34,11 +34,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from string import Template
 from typing import Any, Final, Literal, TypeVar
 
-import numpy as np
 import requests
 import yaml
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -249,6 +249,12 @@ def render(templates: QueryTemplates, target: Target) -> RenderedQueries:
 # --------------------------------------------------------------------------- parsing
 
 
+def _malformed(series: Any) -> PrometheusUnavailable:
+    return PrometheusUnavailable(
+        "malformed", f"unexpected series in the answer: {str(series)[:200]}"
+    )
+
+
 def _sample_value(series: Any) -> tuple[dict[str, str], float]:
     """Labels and value of one instant-vector series; PrometheusUnavailable if malformed."""
     try:
@@ -258,9 +264,7 @@ def _sample_value(series: Any) -> tuple[dict[str, str], float]:
             raise TypeError("unexpected types")
         return labels, float(raw)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise PrometheusUnavailable(
-            "malformed", f"unexpected series in the answer: {str(series)[:200]}"
-        ) from exc
+        raise _malformed(series) from exc
 
 
 def _result_list(result: Any) -> list[Any]:
@@ -292,15 +296,36 @@ def _quantiles(buckets: dict[float, float], scale: float) -> tuple[float | None,
     bounds = sorted(b for b in buckets if math.isfinite(b))
     if math.inf not in buckets or not bounds:
         return None, None
-    counts = np.maximum.accumulate([buckets[b] for b in bounds] + [buckets[math.inf]])
     # increase() extrapolates each bucket on its own, so counts can dip; Prometheus'
     # histogram_quantile makes them monotonic the same way.
-    cumulative = [float(c) for c in counts]
+    cumulative = list(accumulate([buckets[b] for b in bounds] + [buckets[math.inf]], max))
     p50 = histogram_quantile(0.50, bounds, cumulative)
     p95 = histogram_quantile(0.95, bounds, cumulative)
     return (
         p50 * scale if p50 is not None else None,
         p95 * scale if p95 is not None else None,
+    )
+
+
+def _template_error(templates: QueryTemplates, labels: dict[str, str]) -> PrometheusUnavailable:
+    """Why a series does not fit the template contract (for the slow path of parse_spans)."""
+    tag = labels.get(QUERY_TAG_LABEL, "")
+    name = tag.partition(":")[2]
+    if name not in {"requests", "latency_buckets"}:
+        return PrometheusUnavailable("malformed", f"series with unknown tag {tag!r}")
+    if templates.version_label not in labels:
+        return PrometheusUnavailable(
+            "bad_template",
+            f"{name} returned a series without the '{templates.version_label}' label: "
+            "keep it in 'sum by (...)'",
+        )
+    if name == "requests":
+        return PrometheusUnavailable(
+            "bad_template",
+            f"requests returned a series without the '{templates.status_label}' label",
+        )
+    return PrometheusUnavailable(
+        "bad_template", "latency_buckets returned a series without a numeric 'le'"
     )
 
 
@@ -312,54 +337,50 @@ def parse_spans(
     A count Prometheus did not return is NaN and a latency ``None``: the feature module then
     raises :class:`MissingMetricError` and the service holds. Nothing is filled in.
     """
-    error_status = re.compile(templates.error_status)
-    tracks = {canary: "canary", stable: "stable"}
+    is_error = re.compile(templates.error_status).fullmatch
+    version_label, status_label = templates.version_label, templates.status_label
+    spans = list(spans)
     acc = {(span, track): _Accumulator() for span in spans for track in ("canary", "stable")}
+    # (tag, version) -> (slot, is requests): one dict lookup per series on the hot path
+    slots = {
+        (f"{span}:{name}", version): (acc[span, track], name == "requests")
+        for span in spans
+        for name in ("requests", "latency_buckets")
+        for version, track in ((canary, "canary"), (stable, "stable"))
+    }
     for series in _result_list(result):
         labels, value = _sample_value(series)
-        tag = labels.get(QUERY_TAG_LABEL, "")
-        span, _, name = tag.partition(":")
-        version = labels.get(templates.version_label)
-        if version is None:
-            raise PrometheusUnavailable(
-                "bad_template",
-                f"{name or 'a template'} returned a series without the "
-                f"'{templates.version_label}' label: keep it in 'sum by (...)'",
-            )
-        track = tracks.get(version)
-        if track is None or (span, track) not in acc:
-            continue  # another version matched by a user's wider selector
-        slot = acc[span, track]
-        if name == "requests":
-            status = labels.get(templates.status_label)
+        entry = slots.get((labels.get(QUERY_TAG_LABEL, ""), labels.get(version_label, "")))
+        if entry is None:
+            if version_label in labels and labels.get(QUERY_TAG_LABEL, "").partition(":")[2] in {
+                "requests",
+                "latency_buckets",
+            }:
+                continue  # another version matched by a user's wider selector
+            raise _template_error(templates, labels)
+        slot, is_requests = entry
+        if is_requests:
+            status = labels.get(status_label)
             if status is None:
-                raise PrometheusUnavailable(
-                    "bad_template",
-                    f"requests returned a series without the '{templates.status_label}' label",
-                )
+                raise _template_error(templates, labels)
             slot.request_series += 1
-            if math.isnan(value):
+            if value != value:  # NaN
                 slot.nan = True
             slot.requests += value
-            if error_status.fullmatch(status):
+            if is_error(status):
                 slot.errors += value
-        elif name == "latency_buckets":
-            le = labels.get("le")
+        else:
             try:
-                bound = float(le) if le is not None else math.nan
-            except ValueError:
-                bound = math.nan
-            if math.isnan(bound):
-                raise PrometheusUnavailable(
-                    "bad_template", "latency_buckets returned a series without a numeric 'le'"
-                )
+                bound = float(labels["le"])
+            except (KeyError, ValueError):
+                raise _template_error(templates, labels) from None
+            if bound != bound:
+                raise _template_error(templates, labels)
             if slot.buckets is None:
                 slot.buckets = {}
-            if math.isnan(value):
+            if value != value:
                 slot.buckets_nan = True
             slot.buckets[bound] = slot.buckets.get(bound, 0.0) + value
-        else:
-            raise PrometheusUnavailable("malformed", f"series with unknown tag {tag!r}")
     scale = 1000.0 if templates.latency_unit == "seconds" else 1.0
     out: dict[str, dict[str, VersionMetrics]] = {}
     for (span, track), slot in acc.items():
