@@ -19,28 +19,8 @@ from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
 from decision_service.prometheus_source import TemplateError
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
-from tests.support.onnx_models import constant_models
-from tests.support.service import settings_for
+from tests.support.service import BODY, settings_for
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    with FakePrometheus() as fake:
-        yield fake
-
-
-BODY = {
-    "namespace": "shop",
-    "rollout": "checkout",
-    "canary_hash": "6d4f8c9b7",
-    "stable_hash": "5c8b7d6f4",
-    "step_weight": "20",
-}
 HEALTHY = demo_prometheus(Traffic(300, 1, 0.035), Traffic(1200, 4, 0.03))
 BROKEN = demo_prometheus(Traffic(300, 120, 0.035), Traffic(1200, 4, 0.03))
 

@@ -16,7 +16,6 @@ from decision_service.features import (
 )
 from decision_service.guardrails import Guarded, GuardrailConfig
 from decision_service.policy import OnnxPolicy
-from tests.support.onnx_models import constant_models
 
 HEALTHY = VersionMetrics(requests=500, errors=2, latency_p50_ms=30, latency_p95_ms=60)
 BROKEN = VersionMetrics(requests=500, errors=200, latency_p50_ms=30, latency_p95_ms=60)
@@ -24,11 +23,6 @@ NO_TRAFFIC = VersionMetrics(requests=0, errors=0, latency_p50_ms=None, latency_p
 ABSENT = VersionMetrics(
     requests=math.nan, errors=math.nan, latency_p50_ms=None, latency_p95_ms=None
 )
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
 
 
 def snapshot(canary: VersionMetrics = HEALTHY, **overrides: VersionMetrics) -> MetricsSnapshot:

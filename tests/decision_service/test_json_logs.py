@@ -15,28 +15,7 @@ from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
 from decision_service.logs import JsonFormatter, configure_logging
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
-from tests.support.onnx_models import constant_models
-from tests.support.service import settings_for
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    with FakePrometheus() as fake:
-        yield fake
-
-
-BODY = {
-    "namespace": "shop",
-    "rollout": "checkout",
-    "canary_hash": "6d4f8c9b7",
-    "stable_hash": "5c8b7d6f4",
-    "step_weight": "20",
-}
+from tests.support.service import BODY, settings_for
 
 
 @pytest.fixture

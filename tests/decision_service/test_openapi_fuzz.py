@@ -17,13 +17,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from decision_service.app import create_app
 from tests.support.fake_prometheus import FakePrometheus, Traffic, demo_prometheus
-from tests.support.onnx_models import constant_models
 from tests.support.service import settings_for
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

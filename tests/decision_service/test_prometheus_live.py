@@ -32,13 +32,8 @@ from tests.support.live_stack import (
     LiveStack,
     live_stack,
 )
-from tests.support.onnx_models import constant_models, shipped_model
+from tests.support.onnx_models import shipped_model
 from tests.support.service import settings_for
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

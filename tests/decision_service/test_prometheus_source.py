@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 
@@ -27,13 +26,6 @@ from decision_service.prometheus_source import (
     render,
 )
 from tests.support.fake_prometheus import FakePrometheus, Reply, vector
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    with FakePrometheus() as fake:
-        yield fake
-
 
 TARGET = Target("shop", "checkout", "abc123", "def456", service="checkout-web")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,29 +14,10 @@ from fastapi.testclient import TestClient
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus, vector
-from tests.support.onnx_models import build_model, constant_models
+from tests.support.onnx_models import build_model
 from tests.support.prometheus import free_port
-from tests.support.service import settings_for
+from tests.support.service import BODY, settings_for
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    with FakePrometheus() as fake:
-        yield fake
-
-
-BODY = {
-    "namespace": "shop",
-    "rollout": "checkout",
-    "canary_hash": "6d4f8c9b7",
-    "stable_hash": "5c8b7d6f4",
-    "step_weight": "20",
-}
 HEALTHY = demo_prometheus(Traffic(300, 1), Traffic(1200, 4))
 TIMEOUT = 0.4
 

@@ -8,26 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.fake_prometheus import FakePrometheus
-from tests.support.onnx_models import constant_models
 from tests.support.prometheus import LOOPBACK, free_port
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    with FakePrometheus() as fake:
-        yield fake
-
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

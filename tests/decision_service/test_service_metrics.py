@@ -3,10 +3,8 @@ decision, a Prometheus error and the model do to them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,28 +12,7 @@ from decision_service.app import create_app
 from decision_service.metrics import GUARDRAIL_LABELS, ServiceMetrics
 from decision_service.prometheus_source import ERROR_KINDS
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
-from tests.support.onnx_models import constant_models
-from tests.support.service import settings_for
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return constant_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture
-def fake_prometheus() -> Iterator[FakePrometheus]:
-    with FakePrometheus() as fake:
-        yield fake
-
-
-BODY = {
-    "namespace": "shop",
-    "rollout": "checkout",
-    "canary_hash": "6d4f8c9b7",
-    "stable_hash": "5c8b7d6f4",
-    "step_weight": "20",
-}
+from tests.support.service import BODY, settings_for
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

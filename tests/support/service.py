@@ -18,3 +18,13 @@ def settings_for(model: Path, prometheus_url: str, **overrides: Any) -> Settings
     }
     values.update(overrides)
     return Settings(**values)
+
+
+#: A valid POST /v1/decide body, as Argo's jsonBody sends it (numbers as strings).
+BODY: dict[str, str] = {
+    "namespace": "shop",
+    "rollout": "checkout",
+    "canary_hash": "6d4f8c9b7",
+    "stable_hash": "5c8b7d6f4",
+    "step_weight": "20",
+}
