@@ -29,6 +29,7 @@ from decision_service.scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
 from training.evaluation import (
+    EPISODE_COLUMNS,
     POLICY,
     AgentSpec,
     acceptance,
@@ -212,19 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         args.episodes_csv.parent.mkdir(parents=True, exist_ok=True)
         opener = gzip.open if args.episodes_csv.suffix == ".gz" else open
         with opener(args.episodes_csv, "wt", newline="") as handle:
-            writer = csv.DictWriter(
-                handle,
-                fieldnames=[
-                    "scenario",
-                    "truth",
-                    "seed",
-                    "agent",
-                    "outcome",
-                    "blast_radius",
-                    "decisions",
-                    "objective",
-                ],
-            )
+            writer = csv.DictWriter(handle, fieldnames=list(EPISODE_COLUMNS))
             writer.writeheader()
             writer.writerows(records_as_rows(records))
     if args.plot:

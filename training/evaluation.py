@@ -271,17 +271,20 @@ def acceptance(report: dict[str, Any]) -> dict[str, Any]:
     return checks
 
 
+#: Columns of the per-episode CSV (``--episodes-csv``), in order: a public contract.
+EPISODE_COLUMNS = (
+    "scenario",
+    "truth",
+    "seed",
+    "agent",
+    "outcome",
+    "blast_radius",
+    "decisions",
+    "objective",
+)
+
+
 def records_as_rows(records: Iterable[EpisodeRecord]) -> Iterable[dict[str, Any]]:
-    columns = (
-        "scenario",
-        "truth",
-        "seed",
-        "agent",
-        "outcome",
-        "blast_radius",
-        "decisions",
-        "objective",
-    )
     for record in records:
         row = asdict(record)
-        yield {c: row[c] for c in columns}
+        yield {c: row[c] for c in EPISODE_COLUMNS}
