@@ -11,8 +11,9 @@ Time is compressed: the analysis interval (Argo's ``interval`` arg, 30 s in the 
 ``--interval`` seconds here (default 3), and the apps' scenario clock runs faster by the same
 factor (a degrading canary drifts per *scenario* minute), as does Argo's 10 s error retry.
 Traffic is compressed too, as far as the machine allows: the load is the scenario's rate times
-the time factor, capped at ``--max-rps`` (200 by default; the local stack drops requests above
-about that on 2 cores), so an interval usually holds fewer requests than one simulated interval.
+the time factor, capped at ``--max-rps`` (1,500 by default, which the local stack serves on 2
+cores beside Prometheus and the decision service), so an interval holds as many requests as one
+simulated interval unless the scenario's rate is above 150 req/s.
 
 When the rollout pauses (the analysis was Inconclusive: the agent kept answering ``hold``),
 type ``promote`` or ``abort`` (or write the word to ``<run dir>/control``) within
@@ -63,7 +64,7 @@ class DemoOptions:
     seed: int = 1
     interval_seconds: float = 3.0
     count: int | None = None  # default: the template's
-    max_rps: float = 200.0
+    max_rps: float = 1500.0
     run_dir: Path = field(default_factory=lambda: REPO_ROOT / "runs" / "demo")
     manifests: Path = MANIFESTS
     decision_url: str | None = None  # an already running decision endpoint instead
@@ -266,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="episode draw (both apps share it)")
     parser.add_argument("--interval", type=float, default=3.0, help="analysis interval, seconds")
     parser.add_argument("--count", type=int, default=None, help="measurements per step (patience)")
-    parser.add_argument("--max-rps", type=float, default=200.0, help="cap on the scenario's load")
+    parser.add_argument(
+        "--max-rps", type=float, default=1500.0, help="cap on the scenario's load, req/s"
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="default runs/demo/<scenario>")
     parser.add_argument("--decision-url", default=None, help="use a running decision service")
     parser.add_argument("--model", default=None, help="ONNX model (default: the service's)")
