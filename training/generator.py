@@ -5,6 +5,8 @@ what real rollouts show. The library files are evaluation material; training mix
 (``library_fraction`` in the training config) but most episodes come from here, with traffic,
 baselines and effect sizes far wider than any single file.
 
+The share of good canaries is ``good_fraction`` (training config ``generator_good_fraction``).
+
 ======================  =====  ========================================================
 family                  truth  what varies
 ======================  =====  ========================================================
@@ -51,8 +53,8 @@ def _noise(rng: np.random.Generator, canary: dict[str, Any], doc: dict[str, Any]
         }
 
 
-def random_scenario(rng: np.random.Generator) -> Scenario:
-    """One randomised training scenario."""
+def random_scenario(rng: np.random.Generator, good_fraction: float = 0.5) -> Scenario:
+    """One randomised training scenario; a good canary with probability ``good_fraction``."""
     doc: dict[str, Any] = {
         "traffic": {"requests_per_second": _log_uniform(rng, 0.2, 1000.0)},
         "stable": {
@@ -62,7 +64,7 @@ def random_scenario(rng: np.random.Generator) -> Scenario:
         },
     }
     canary: dict[str, Any] = {}
-    if rng.random() < 0.5:
+    if rng.random() < good_fraction:
         family = "good"
         doc["truth"] = "good"
         canary["error_multiplier"] = float(rng.uniform(0.3, 1.2))

@@ -91,6 +91,14 @@ class TrainConfig(_Strict):
     torch_threads: int = Field(1, ge=1, description="A second thread does not help this MLP.")
     scenarios: str = Field("scenarios", description="Library file or folder.")
     library_fraction: float = Field(0.3, ge=0, le=1, description="Share of library episodes.")
+    generator_good_fraction: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Share of good canaries among the randomised scenarios. Most real canaries "
+        "are good; at 0.5 a canary on thin, slightly unlucky evidence looks bad often enough "
+        "that the policy learns to abort it.",
+    )
     reward_scale: float = Field(
         0.1,
         gt=0,
@@ -128,13 +136,15 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def mixed_source(library: list[Scenario], library_fraction: float) -> ScenarioSource:
+def mixed_source(
+    library: list[Scenario], library_fraction: float, good_fraction: float = 0.5
+) -> ScenarioSource:
     """Library scenarios with probability ``library_fraction``, else a randomised one."""
 
     def source(rng: np.random.Generator) -> Scenario:
         if library and rng.random() < library_fraction:
             return library[int(rng.integers(len(library)))]
-        return random_scenario(rng)
+        return random_scenario(rng, good_fraction)
 
     return source
 
@@ -254,7 +264,10 @@ def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
 
     library = load_scenarios(config.scenarios)
     env = TransformReward(
-        CanaryRolloutEnv(mixed_source(library, config.library_fraction), config.env_config()),
+        CanaryRolloutEnv(
+            mixed_source(library, config.library_fraction, config.generator_good_fraction),
+            config.env_config(),
+        ),
         lambda reward: float(reward) * config.reward_scale,
     )
     env.reset(seed=config.seed)

@@ -24,3 +24,14 @@ def test_generator_is_seeded_and_balanced() -> None:
     )
     rates = [s.traffic.requests_per_second for s in scenarios]
     assert min(rates) < 1 and max(rates) > 500
+
+
+def test_good_fraction_sets_the_share_of_good_canaries() -> None:
+    rng = np.random.default_rng(1)
+    scenarios = [random_scenario(rng, good_fraction=0.75) for _ in range(2000)]
+    good = sum(s.truth == "good" for s in scenarios) / 2000
+    assert 0.72 < good < 0.78
+    # the default keeps the stream of the shipped config's runs (0.5)
+    assert random_scenario(np.random.default_rng(9)) == random_scenario(
+        np.random.default_rng(9), good_fraction=0.5
+    )
