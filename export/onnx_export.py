@@ -1,10 +1,16 @@
-"""Export a trained SB3 DQN's Q-network to one self-contained ONNX file.
+"""Export trained SB3 DQN Q-networks to one self-contained ONNX file.
 
 The file's input is ``observation`` (float32, ``[batch, N_FEATURES]``), its output
 ``q_values`` (float32, ``[batch, 3]`` in ``ACTION_NAMES`` order). Its metadata carries the
 feature names and spec version, the action names, the model's name and the SHA-256 of the
-training config written next to the SB3 model, so the service can refuse a model that does
-not match its feature module and a report can say which training produced it.
+training config document written beside the ONNX file (:func:`write_training_config`), so the
+service can refuse a model that does not match its feature module and a report can say which
+training produced it.
+
+Several members (training seeds, checkpoints) export as one **ensemble**: the graph outputs the
+mean of their Q-values (:class:`QEnsemble`). Averaging independently trained networks cancels
+much of each one's approximation error, which matters here: between "hold one more interval"
+and "abort" a single network's Q-values often differ by less than its own error.
 
 Uses the TorchScript-based exporter (``dynamo=False``): it needs no ``onnxscript`` and writes
 the weights inside the file (the dynamo exporter writes ``.onnx.data`` beside it by default).
@@ -15,12 +21,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+import yaml
 from stable_baselines3 import DQN
 
 from decision_service.actions import ACTION_NAMES
@@ -50,21 +59,91 @@ class QNetwork(torch.nn.Module):
         return q_values
 
 
+class QEnsemble(torch.nn.Module):
+    """The mean of the members' Q-values; one member exports exactly as that member."""
+
+    def __init__(self, members: Sequence[QNetwork]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        if len(self.members) == 1:
+            only: torch.Tensor = self.members[0](observation)
+            return only
+        stacked = torch.stack([member(observation) for member in self.members])
+        return stacked.mean(dim=0)
+
+
 def load_q_network(model_zip: str | Path) -> QNetwork:
     model = DQN.load(str(model_zip), device="cpu")
     network = QNetwork(model).eval()
     return network
 
 
-def config_hash_for(model_zip: Path) -> str:
-    """SHA-256 of the ``config.yaml`` written by ``training.train`` next to the model."""
+def load_ensemble(model_zips: Sequence[Path]) -> QEnsemble:
+    return QEnsemble([load_q_network(path) for path in model_zips]).eval()
+
+
+def run_config(model_zip: Path) -> Path:
+    """The ``config.yaml`` written by ``training.train`` next to the model."""
     config = model_zip.parent / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"{config}: the training config is missing next to {model_zip}")
-    return hashlib.sha256(config.read_bytes()).hexdigest()
+    return config
 
 
-def export_onnx(network: QNetwork, out: Path, model_name: str, config_sha256: str) -> Path:
+def config_hash_for(model_zip: Path) -> str:
+    """SHA-256 of the training config next to the model."""
+    return hashlib.sha256(run_config(model_zip).read_bytes()).hexdigest()
+
+
+def member_name(model_zip: Path) -> str:
+    """``<run folder>-<model file>``: unique across runs and checkpoints."""
+    return f"{model_zip.parent.name}-{model_zip.name}"
+
+
+def training_config_document(model_zips: Sequence[Path]) -> str:
+    """The training config behind an export: the run's own file for one member; for an ensemble,
+    every member's run config under ``members`` (each one reproduces that member)."""
+    if len(model_zips) == 1:
+        return run_config(model_zips[0]).read_text(encoding="utf-8")
+    members = [
+        {
+            "member": member_name(path),
+            "config": yaml.safe_load(run_config(path).read_text(encoding="utf-8")),
+        }
+        for path in model_zips
+    ]
+    return yaml.safe_dump(
+        {"ensemble": "mean of the members' Q-values", "members": members}, sort_keys=False
+    )
+
+
+def companion_paths(onnx_path: Path) -> tuple[Path, Path]:
+    """Where an export puts its training config and its SB3 members, beside the ONNX file:
+    ``<stem>.config.yaml`` and ``<stem>.sb3/``."""
+    stem = onnx_path.with_suffix("")
+    return stem.with_name(stem.name + ".config.yaml"), stem.with_name(stem.name + ".sb3")
+
+
+def write_companions(model_zips: Sequence[Path], onnx_path: Path) -> str:
+    """Write the training config document and copy the SB3 members beside the ONNX file (so a
+    shipped model can be re-exported and checked); returns the document's SHA-256."""
+    config_path, members_dir = companion_paths(onnx_path)
+    document = training_config_document(model_zips).encode("utf-8")
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_bytes(document)
+    if members_dir.is_dir():
+        shutil.rmtree(members_dir)
+    members_dir.mkdir()
+    for path in model_zips:
+        shutil.copyfile(path, members_dir / member_name(path))
+    return hashlib.sha256(document).hexdigest()
+
+
+def export_onnx(network: torch.nn.Module, out: Path, model_name: str, config_sha256: str) -> Path:
     dummy = torch.zeros((1, len(FEATURE_NAMES)), dtype=torch.float32)
     buffer = io.BytesIO()
     torch.onnx.export(
@@ -144,7 +223,7 @@ def uniform_observations(samples: int, seed: int = 0) -> np.ndarray:
     return obs.astype(np.float32)
 
 
-def check_parity(network: QNetwork, onnx_path: Path, observations: np.ndarray) -> Parity:
+def check_parity(network: torch.nn.Module, onnx_path: Path, observations: np.ndarray) -> Parity:
     """Compare torch and onnxruntime (as the service configures it) on ``observations``."""
     from decision_service.policy import OnnxPolicy
 

@@ -1,4 +1,5 @@
-"""Export: the shipped SB3 model → ONNX with metadata, parity with torch on 10,000 observations."""
+"""Export: the shipped SB3 members → one ONNX with metadata, parity with torch on 10,000
+observations; ensembles; the files an export writes beside the model."""
 
 from __future__ import annotations
 
@@ -12,18 +13,19 @@ import pytest
 from decision_service.features import FEATURE_HIGH, FEATURE_LOW, FEATURE_NAMES
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy
 
-SB3_MODEL = DEFAULT_MODEL_PATH.with_name("canary-dqn.sb3.zip")
+SB3_MEMBERS_DIR = DEFAULT_MODEL_PATH.with_name("canary-dqn.sb3")
+SB3_MEMBERS = sorted(SB3_MEMBERS_DIR.glob("*.zip"))
 TRAINING_CONFIG = DEFAULT_MODEL_PATH.with_name("canary-dqn.config.yaml")
 pytestmark = pytest.mark.skipif(
-    not SB3_MODEL.exists(), reason=f"{SB3_MODEL} (the shipped trained model) is not built yet"
+    not SB3_MEMBERS, reason=f"{SB3_MEMBERS_DIR} (the shipped trained model) is not built yet"
 )
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
-    from export.onnx_export import export_onnx, load_q_network
+    from export.onnx_export import export_onnx, load_ensemble
 
-    network = load_q_network(SB3_MODEL)
+    network = load_ensemble(SB3_MEMBERS)
     out = tmp_path_factory.mktemp("export") / "model.onnx"
     export_onnx(network, out, "canary-dqn", "0" * 64)
     return network, out
@@ -73,8 +75,85 @@ def test_shipped_onnx_is_the_export_of_the_shipped_model(exported) -> None:
 def test_shipped_metadata_names_its_training_config() -> None:
     import hashlib
 
+    import yaml
+
     info = OnnxPolicy(DEFAULT_MODEL_PATH).info
     assert info.training_config_sha256 == hashlib.sha256(TRAINING_CONFIG.read_bytes()).hexdigest()
+    document = yaml.safe_load(TRAINING_CONFIG.read_text())
+    if len(SB3_MEMBERS) > 1:
+        # every shipped member has its run's config in the document, under its file name
+        assert sorted(m["member"] for m in document["members"]) == [p.name for p in SB3_MEMBERS]
+        assert all(m["config"]["seed"] is not None for m in document["members"])
+
+
+def test_an_ensemble_outputs_the_mean_of_its_members() -> None:
+    import torch
+
+    from export.onnx_export import QEnsemble, load_q_network
+
+    first = load_q_network(SB3_MEMBERS[0])
+    obs = torch.as_tensor(
+        np.random.default_rng(3).uniform(FEATURE_LOW, FEATURE_HIGH, size=(64, len(FEATURE_NAMES))),
+        dtype=torch.float32,
+    )
+    second = load_q_network(SB3_MEMBERS[0])
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.add_(0.05)
+        expected = (first(obs) + second(obs)) / 2
+        assert torch.allclose(QEnsemble([first, second])(obs), expected, atol=1e-6)
+        assert torch.equal(QEnsemble([first])(obs), first(obs))
+    with pytest.raises(ValueError, match="at least one"):
+        QEnsemble([])
+
+
+def _fake_run(root: Path, name: str, seed: int) -> Path:
+    import shutil
+
+    run = root / name
+    run.mkdir()
+    shutil.copy(SB3_MEMBERS[0], run / "best_model.zip")
+    shutil.copy(SB3_MEMBERS[-1], run / "final_model.zip")
+    (run / "config.yaml").write_text(f"run_name: {name}\nseed: {seed}\n")
+    return run
+
+
+def test_cli_exports_an_ensemble_with_its_config_document_and_members(tmp_path: Path) -> None:
+    import hashlib
+
+    import yaml
+
+    from export.__main__ import main
+
+    a, b = _fake_run(tmp_path, "a", 1), _fake_run(tmp_path, "b", 2)
+    out = tmp_path / "out" / "m.onnx"
+    argv = ["--run", str(a), "--run", str(b), "--model", "best_model.zip"]
+    assert (
+        main([*argv, "--model", "final_model.zip", "--out", str(out), "--parity-samples", "500"])
+        == 0
+    )
+    document = (tmp_path / "out" / "m.config.yaml").read_bytes()
+    assert OnnxPolicy(out).info.training_config_sha256 == hashlib.sha256(document).hexdigest()
+    members = yaml.safe_load(document)["members"]
+    assert [m["member"] for m in members] == [
+        "a-best_model.zip",
+        "a-final_model.zip",
+        "b-best_model.zip",
+        "b-final_model.zip",
+    ]
+    assert [m["config"]["seed"] for m in members] == [1, 1, 2, 2]
+    assert sorted(p.name for p in (tmp_path / "out" / "m.sb3").iterdir()) == [
+        m["member"] for m in members
+    ]
+
+
+def test_cli_single_member_keeps_the_runs_own_config(tmp_path: Path) -> None:
+    from export.__main__ import main
+
+    a = _fake_run(tmp_path, "a", 5)
+    out = tmp_path / "m.onnx"
+    assert main(["--run", str(a), "--out", str(out), "--parity-samples", "200"]) == 0
+    assert (tmp_path / "m.config.yaml").read_bytes() == (a / "config.yaml").read_bytes()
 
 
 def test_cli_refuses_a_run_without_config(tmp_path: Path) -> None:
@@ -82,6 +161,6 @@ def test_cli_refuses_a_run_without_config(tmp_path: Path) -> None:
 
     from export.__main__ import main
 
-    shutil.copy(SB3_MODEL, tmp_path / "best_model.zip")
+    shutil.copy(SB3_MEMBERS[0], tmp_path / "best_model.zip")
     with pytest.raises(FileNotFoundError, match=r"config\.yaml"):
         main(["--run", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
