@@ -46,6 +46,11 @@ class RequestOutcome:
     latency_seconds: float
 
 
+def live_parameters(scenario: Scenario, seed: int) -> EpisodeParameters:
+    """The draw a live run with ``seed`` uses (both apps and the load generator agree on it)."""
+    return EpisodeParameters.draw(scenario, np.random.default_rng([seed, 0]))
+
+
 class LiveBehaviour:
     """The behaviour of one version (``track``) over wall-clock time."""
 
@@ -69,7 +74,7 @@ class LiveBehaviour:
         self.interval_seconds = interval_seconds
         self.started_at = started_at
         # Parameters and weather come from streams both apps share; requests from their own.
-        self.params = EpisodeParameters.draw(scenario, np.random.default_rng([seed, 0]))
+        self.params = live_parameters(scenario, seed)
         self._conditions = Conditions(self.params, scenario, np.random.default_rng([seed, 1]))
         self._intervals_drawn = 0
         self._requests_rng = np.random.default_rng([seed, 2 if track == "stable" else 3])

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
-from decision_service.scenarios import EpisodeParameters, resolve_scenario
+from decision_service.scenarios import resolve_scenario
 from demo_apps.argo import Manifests, format_duration, parse_duration
+from demo_apps.behaviour import live_parameters
 from demo_apps.driver import (
     CommandQueue,
     Event,
@@ -85,12 +85,18 @@ class DemoResult:
     run_dir: Path
     timeline: Path | None
     requests: dict[str, dict[str, float]]
-    rps: float
+    rps: float  # the load asked for
     hashes: dict[str, str]
+    served_rps: float = 0.0  # the load the apps served (answered requests per second)
 
     @property
     def decisions(self) -> list[str | None]:
         return [e.data.get("decision") for e in self.events if e.kind == "measurement"]
+
+
+def live_request_rate(scenario_rps: float, time_scale: float, max_rps: float) -> float:
+    """The load a live run sends: the scenario's rate compressed like time, within the cap."""
+    return min(scenario_rps * time_scale, max_rps)
 
 
 def template_interval_seconds(manifests: Manifests) -> float:
@@ -131,10 +137,10 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
     manifests = Manifests.load(options.manifests)
     real_interval = template_interval_seconds(manifests)
     time_scale = real_interval / options.interval_seconds
-    params = EpisodeParameters.draw(scenario, np.random.default_rng([options.seed, 0]))
+    params = live_parameters(scenario, options.seed)
     # Compress time, not evidence: an interval here should hold as many requests as one of the
     # template's real intervals (what the policy was trained on), as far as this machine allows.
-    rps = min(params.requests_per_second * time_scale, options.max_rps)
+    rps = live_request_rate(params.requests_per_second, time_scale, options.max_rps)
     run_dir = options.run_dir
     decision_env = {
         "ANALYSIS_WINDOW": format_duration(options.interval_seconds),
@@ -223,6 +229,13 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
             time.sleep(min(1.0, options.interval_seconds))  # the last weight's traffic
         totals = {track: asdict(bucket) for track, bucket in load.totals().items()}
         totals["dropped"] = {"requests": load.dropped}
+        served = totals["stable"]["requests"] + totals["canary"]["requests"]
+        load_seconds = max(time.monotonic() - load.started_at, 1e-9)
+        served_rps = served / load_seconds
+        say(
+            f"load: {served} requests in {load_seconds:.0f} s ({served_rps:.0f} req/s "
+            f"of {rps:.0f} asked), {load.dropped} dropped at the in-flight limit"
+        )
         title = (
             f"{scenario.name}: {verdict.outcome} at {verdict.weight} % "
             f"({sum(1 for e in events if e.kind == 'measurement')} measurements)"
@@ -237,7 +250,7 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
         f"stopped every process; {seconds:.0f} s in all"
         + (f"; timeline {timeline}" if timeline else "")
     )
-    return DemoResult(verdict, events, seconds, run_dir, timeline, totals, rps, hashes)
+    return DemoResult(verdict, events, seconds, run_dir, timeline, totals, rps, hashes, served_rps)
 
 
 def _write_events(path: Path, events: Sequence[Event], origin: float) -> None:

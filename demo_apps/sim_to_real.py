@@ -9,9 +9,10 @@
 * live (:func:`demo_apps.demo.run_demo`: real apps, Prometheus, decision service, the project's
   manifests), ``--live-runs`` runs with seeds 1, 2, ...
 
-and prints, per scenario and for two simulations — *as trained* (the scenario's traffic with
-the template's 30 s interval) and *with the live evidence* (traffic scaled by the live interval
-over the template's, so a simulated interval holds as many requests as a live one) —
+and prints, per scenario and for two simulations — *as trained* (the scenario file as it is:
+every episode its own draw of traffic, error rates and effect sizes) and *of the live draws*
+(for each live run, the scenario pinned to that run's draw — the same numbers both apps
+served — at the request rate the live load generator sent, per template interval) —
 
 =====================  ====================================================================
 ``sim outcomes``       share of simulated episodes promoted / aborted / paused
@@ -24,10 +25,11 @@ over the template's, so a simulated interval holds as many requests as a live on
 ``decision mix``       hold / promote / abort shares, simulated vs live
 =====================  ====================================================================
 
-Live and simulated time differ in one known way: the live interval is compressed (3 s for
-the template's 30 s) and so holds ~10x fewer requests per decision; the scenario clock
-(drift, spikes) is compressed by the same factor, traffic is not (see ``demo_apps.demo``). The
-second simulation removes that difference, so what remains is the simulator's fidelity.
+The second simulation faces the same canary as the live run, with the same evidence per
+decision (the live load is the scenario's rate times the time compression, within the demo's
+cap; see ``demo_apps.demo``), so what remains between it and the live run is the simulator's
+fidelity: real HTTP, real scrapes and ``increase()`` windows against binomial counts and
+simulated histograms.
 """
 
 from __future__ import annotations
@@ -45,7 +47,12 @@ import numpy as np
 
 from decision_service.actions import ACTION_NAMES
 from decision_service.guardrails import GuardrailConfig
-from decision_service.scenarios import Scenario, Traffic, load_scenario, scenario_files
+from decision_service.scenarios import (
+    EpisodeParameters,
+    Scenario,
+    load_scenario,
+    scenario_files,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO_ROOT / "rollouts" / "base"
@@ -79,11 +86,90 @@ def rollout_shape() -> tuple[tuple[float, ...], int]:
     return weights, count
 
 
-def scale_traffic(scenario: Scenario, factor: float) -> Scenario:
-    """``scenario`` with its requests per second multiplied by ``factor``."""
-    rps = scenario.traffic.requests_per_second
-    scaled = (rps[0] * factor, rps[1] * factor) if isinstance(rps, tuple) else rps * factor
-    return scenario.model_copy(update={"traffic": Traffic(requests_per_second=scaled)})
+def pin_draw(scenario: Scenario, params: EpisodeParameters, requests_per_second: float) -> Scenario:
+    """``scenario`` with every drawn number fixed to ``params`` (so every episode of it is that
+    one canary) and its traffic set to ``requests_per_second``."""
+    p = params
+    document = scenario.model_dump(mode="json")
+    document["traffic"] = {"requests_per_second": requests_per_second}
+    document["stable"] = {
+        "error_rate": p.stable_error_rate,
+        "latency_p50_ms": p.stable_p50_ms,
+        "latency_spread": p.latency_spread,
+    }
+    document["canary"] = {
+        "error_multiplier": p.error_multiplier,
+        "error_additive": p.error_additive,
+        "latency_multiplier": p.latency_multiplier,
+        "latency_additive_ms": p.latency_additive_ms,
+        "drift": {
+            "starts_after_minutes": p.drift_starts_after_minutes,
+            "error_rate_per_minute": p.drift_error_per_minute,
+            "latency_ms_per_minute": p.drift_latency_ms_per_minute,
+        },
+        "spikes": {
+            "probability": p.spike_probability,
+            "error_rate": p.spike_error_rate,
+            "latency_multiplier": p.spike_latency_multiplier,
+        },
+    }
+    incidents = document["shared_incidents"]
+    incidents.update(
+        probability=p.incident_probability,
+        error_rate=p.incident_error_rate,
+        latency_multiplier=p.incident_latency_multiplier,
+    )
+    return Scenario.model_validate(document)
+
+
+def live_draw(
+    scenario: Scenario, seed: int, *, interval_seconds: float, max_rps: float
+) -> Scenario:
+    """The canary a live run with ``seed`` serves, as a simulator scenario: its draw, and the
+    load the demo sends expressed per second of the template's (uncompressed) time."""
+    from demo_apps.argo import Manifests
+    from demo_apps.behaviour import live_parameters
+    from demo_apps.demo import live_request_rate, template_interval_seconds
+
+    params = live_parameters(scenario, seed)
+    time_scale = template_interval_seconds(Manifests.load(MANIFESTS)) / interval_seconds
+    rps = live_request_rate(params.requests_per_second, time_scale, max_rps) / time_scale
+    return pin_draw(scenario, params, rps)
+
+
+def merge(agreements: Sequence[Agreement], simulation: str) -> Agreement:
+    """One agreement from several (one per live run): live runs and decisions pooled."""
+    decisions = sum(a.live_decisions for a in agreements)
+    scored = [a for a in agreements if a.decision_agreement is not None]
+    live_mix_weights = [a.live_decisions for a in agreements]
+
+    def mean_mix(
+        mixes: list[dict[str, float]], weights: list[int] | None = None
+    ) -> dict[str, float]:
+        w = weights if weights and sum(weights) else [1] * len(mixes)
+        return {k: float(np.average([m[k] for m in mixes], weights=w)) for k in ACTION_NAMES}
+
+    return Agreement(
+        scenario=agreements[0].scenario,
+        simulation=simulation,
+        sim_outcomes={o: float(np.mean([a.sim_outcomes[o] for a in agreements])) for o in OUTCOMES},
+        live_outcomes=[o for a in agreements for o in a.live_outcomes],
+        outcome_agreement=float(np.mean([a.outcome_agreement for a in agreements])),
+        decision_agreement=(
+            float(
+                np.average(
+                    [a.decision_agreement for a in scored],
+                    weights=[a.live_decisions for a in scored],
+                )
+            )
+            if scored and sum(a.live_decisions for a in scored)
+            else None
+        ),
+        sim_decision_mix=mean_mix([a.sim_decision_mix for a in agreements]),
+        live_decision_mix=mean_mix([a.live_decision_mix for a in agreements], live_mix_weights),
+        live_decisions=decisions,
+        sim_episodes=sum(a.sim_episodes for a in agreements),
+    )
 
 
 def simulate(
@@ -226,17 +312,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from demo_apps.argo import Manifests
-    from demo_apps.demo import DemoOptions, run_demo, template_interval_seconds
+    from demo_apps.demo import DemoOptions, run_demo
 
     policy = onnx_policy(args.model)
-    # Live, an interval holds interval x rps requests instead of the template's 30 s x rps.
-    evidence = args.interval / template_interval_seconds(Manifests.load(MANIFESTS))
+    max_rps = DemoOptions().max_rps
     results = []
     for file in _files(args.scenarios):
         scenario = load_scenario(file)
         live = []
-        for seed in range(1, args.live_runs + 1):
+        seeds = list(range(1, args.live_runs + 1))
+        for seed in seeds:
             run_dir = args.run_dir / f"{scenario.name}-{seed}"
             if args.reuse_live and (run_dir / "events.jsonl").is_file():
                 live.append(live_record_from_file(run_dir / "events.jsonl"))
@@ -249,13 +334,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run_dir=run_dir,
                     model_path=str(args.model),
                     plot=False,
+                    max_rps=max_rps,
                 ),
                 printer=None,
             )
             live.append(live_record(result.events, result.verdict.outcome, result.verdict.weight))
-        for label, factor in (("sim as trained", 1.0), (f"sim traffic x{evidence:g}", evidence)):
-            sim = simulate(scale_traffic(scenario, factor), policy, args.episodes)
-            agreement = compare(scenario.name, sim, live, label)
+        as_trained = compare(
+            scenario.name, simulate(scenario, policy, args.episodes), live, "sim as trained"
+        )
+        pinned = merge(
+            [
+                compare(
+                    scenario.name,
+                    simulate(
+                        live_draw(scenario, seed, interval_seconds=args.interval, max_rps=max_rps),
+                        policy,
+                        args.episodes,
+                    ),
+                    [record],
+                )
+                for seed, record in zip(seeds, live, strict=True)
+            ],
+            "sim of live draws",
+        )
+        for agreement in (as_trained, pinned):
             results.append(agreement)
             print(format_agreement(agreement), flush=True)
     if args.json:

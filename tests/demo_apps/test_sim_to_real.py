@@ -68,13 +68,84 @@ def test_agreement_numbers() -> None:
     assert a.live_decisions == 3
 
 
-def test_traffic_scaling_keeps_everything_else() -> None:
-    from demo_apps.sim_to_real import scale_traffic
+def test_a_pinned_draw_is_the_same_canary_in_every_episode() -> None:
+    from decision_service.scenarios import EpisodeParameters
+    from demo_apps.behaviour import live_parameters
+    from demo_apps.sim_to_real import pin_draw
+
+    for name in ("healthy", "flaky", "degrading", "noisy_neighbour"):
+        scenario = resolve_scenario(name)
+        params = live_parameters(scenario, 4)
+        pinned = pin_draw(scenario, params, 42.0)
+        rng = np.random.default_rng(0)
+        # every field drawn again from the pinned scenario is the live run's number
+        again = EpisodeParameters.draw(pinned, rng)
+        assert again == EpisodeParameters(**{**vars_of(params), "requests_per_second": 42.0})
+        assert (pinned.name, pinned.truth) == (scenario.name, scenario.truth)
+        incidents = pinned.shared_incidents.duration_intervals
+        assert incidents == scenario.shared_incidents.duration_intervals
+
+
+def vars_of(params: object) -> dict[str, float]:
+    from dataclasses import asdict
+
+    return asdict(params)  # type: ignore[call-overload]
+
+
+def test_the_live_draw_carries_the_demos_load_per_template_second() -> None:
+    from demo_apps.behaviour import live_parameters
+    from demo_apps.sim_to_real import live_draw
 
     healthy = resolve_scenario("healthy")
-    scaled = scale_traffic(healthy, 0.1)
-    assert scaled.traffic.requests_per_second == pytest.approx((2.0, 20.0))
-    assert scaled.model_dump(exclude={"traffic"}) == healthy.model_dump(exclude={"traffic"})
+    drawn = live_parameters(healthy, 5).requests_per_second  # 165 req/s
+    # 3 s live intervals for the template's 30 s: the load is 10x the scenario's, capped
+    uncapped = live_draw(healthy, 5, interval_seconds=3.0, max_rps=10_000.0)
+    assert uncapped.traffic.requests_per_second == pytest.approx(drawn)
+    capped = live_draw(healthy, 5, interval_seconds=3.0, max_rps=500.0)
+    assert capped.traffic.requests_per_second == pytest.approx(50.0)
+
+
+def test_merging_pools_live_runs_and_their_decisions() -> None:
+    from demo_apps.sim_to_real import merge
+
+    sim_a = [RunRecord("promoted", 100, [(5.0, "promote")])] * 3
+    sim_b = [RunRecord("aborted", 5, [(5.0, "abort")])] * 1 + [
+        RunRecord("promoted", 100, [(5.0, "promote")])
+    ]
+    live_a = RunRecord("promoted", 100, [(5.0, "promote")])
+    live_b = RunRecord("aborted", 5, [(5.0, "hold"), (5.0, "abort")])
+    merged = merge([compare("toy", sim_a, [live_a]), compare("toy", sim_b, [live_b])], "pinned")
+    assert merged.live_outcomes == ["promoted", "aborted"]
+    assert merged.outcome_agreement == pytest.approx((1.0 + 0.5) / 2)
+    # decisions: run a 1 of 1 agrees fully; run b: hold 0, abort 0.5 -> (1 + 0 + 0.5) / 3
+    assert merged.decision_agreement == pytest.approx(0.5)
+    assert merged.live_decisions == 3
+    assert merged.sim_episodes == 5
+    assert merged.live_decision_mix["abort"] == pytest.approx(1 / 3)
+
+
+def test_the_live_healthy_test_seed_is_one_the_simulator_promotes() -> None:
+    """The live e2e test runs ``healthy`` with one seed; its premise is that the shipped policy
+    promotes that draw (a canary as good as stable) almost surely. Over every draw the policy
+    aborts 6 % of healthy canaries (models/evaluation); this keeps the e2e test from becoming a
+    coin flip when the model changes."""
+    from decision_service.policy import DEFAULT_MODEL_PATH
+    from demo_apps.demo import DemoOptions
+    from demo_apps.sim_to_real import live_draw, onnx_policy
+    from tests.demo_apps.test_demo_e2e import HEALTHY_SEED, INTERVAL_SECONDS
+
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(f"{DEFAULT_MODEL_PATH} is not built")
+    scenario = live_draw(
+        resolve_scenario("healthy"),
+        HEALTHY_SEED,
+        interval_seconds=INTERVAL_SECONDS,
+        max_rps=DemoOptions().max_rps,
+    )
+    records = simulate(scenario, onnx_policy(DEFAULT_MODEL_PATH), episodes=400, seed=1000)
+    promoted = sum(r.outcome == "promoted" for r in records) / len(records)
+    print(f"healthy seed {HEALTHY_SEED} in the simulator: {promoted:.1%} promoted")
+    assert promoted >= 0.97
 
 
 def test_live_runs_are_read_back_from_the_demos_events(tmp_path: Path) -> None:
