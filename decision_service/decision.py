@@ -73,7 +73,7 @@ def evaluate(
     proposed, q_values = policy.decide(observation)
     guarded = apply_guardrails(proposed, snapshot, slo_latency_ms, guardrails)
     if guarded.decision == "promote":
-        doubt = _first_count_without_promote(policy, observation, snapshot.measurements_at_step)
+        doubt = first_count_without_promote(policy, observation, snapshot.measurements_at_step)
         if doubt is not None:
             count, action = doubt
             guarded = Guarded(
@@ -86,10 +86,13 @@ def evaluate(
     return Evaluation(guarded, proposed, q_values, named(observation))
 
 
-def _first_count_without_promote(
+def first_count_without_promote(
     policy: OnnxPolicy, observation: npt.NDArray[np.float32], taken: int
 ) -> tuple[int, Action] | None:
-    """The smallest count above ``taken`` at which the policy would not promote, if any."""
+    """The smallest count above ``taken`` at which the policy would not promote, if any.
+
+    Public so the simulator's evaluation (``training.evaluation``) applies the same rule and
+    measures the policy as the service runs it."""
     counts = list(range(max(taken, 0) + 1, MEASUREMENTS_SCALE + 1))
     if not counts:
         return None

@@ -290,10 +290,12 @@ def format_agreement(a: Agreement) -> str:
 
 
 def onnx_policy(model_path: Path) -> Policy:
+    """The policy as the service runs it (with its ``step_count`` rule)."""
     from decision_service.policy import OnnxPolicy
+    from training.evaluation import service_action
 
     policy = OnnxPolicy(model_path)
-    return lambda observation: int(np.argmax(policy.q_values(observation)[0]))
+    return lambda observation: service_action(policy, observation)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from decision_service.actions import HOLD, PROMOTE
+from decision_service.decision import first_count_without_promote
+from decision_service.features import FEATURE_NAMES, MEASUREMENTS_SCALE
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
 from decision_service.scenarios import Scenario
@@ -24,6 +27,7 @@ from training.baselines import Agent, make_baseline
 from training.env import CanaryRolloutEnv, EnvConfig
 
 POLICY = "policy"
+COUNT_INDEX = FEATURE_NAMES.index("measurements_at_step")
 STAT_KEYS = (
     "bad_promotion_rate",
     "healthy_abort_rate",
@@ -53,7 +57,10 @@ class EpisodeRecord:
 
 
 class PolicyAgent:
-    """The shipped policy: the ONNX Q-network's greedy action (guardrails run in the env)."""
+    """The shipped policy as the service runs it: the ONNX Q-network's greedy action, and a
+    ``promote`` only if the policy also promotes at every larger step count (the service's
+    ``step_count`` rule, :mod:`decision_service.decision`); the other guardrails run in the env.
+    """
 
     name: ClassVar[str] = POLICY
 
@@ -64,7 +71,19 @@ class PolicyAgent:
         return None
 
     def act(self, env: CanaryRolloutEnv, observation: np.ndarray) -> int:
-        return int(np.argmax(self._policy.q_values(observation)[0]))
+        return service_action(self._policy, observation)
+
+
+def service_action(policy: OnnxPolicy, observation: np.ndarray) -> int:
+    """The action the decision service takes for ``observation`` before the guardrails that
+    read the metrics: the greedy one, except a promote the policy would not repeat at a larger
+    step count is a hold."""
+    action = int(np.argmax(policy.q_values(observation)[0]))
+    if action == PROMOTE:
+        taken = round(float(observation[COUNT_INDEX]) * MEASUREMENTS_SCALE)
+        if first_count_without_promote(policy, observation, taken) is not None:
+            return HOLD
+    return action
 
 
 def run_episode(agent: Agent, scenario: Scenario, seed: int, config: EnvConfig) -> EpisodeRecord:
