@@ -34,7 +34,7 @@ from decision_service.prometheus_source import PrometheusSource, Target
 
 DRY_RUN_GUARDRAIL: Final = "dry_run"
 STEP_COUNT_GUARDRAIL: Final = "step_count"
-_COUNT_INDEX: Final = FEATURE_NAMES.index("measurements_at_step")
+COUNT_INDEX: Final = FEATURE_NAMES.index("measurements_at_step")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,7 @@ def first_count_without_promote(
     if not counts:
         return None
     batch = np.repeat(observation[np.newaxis, :], len(counts), axis=0)
-    batch[:, _COUNT_INDEX] = np.asarray(counts, dtype=np.float32) / MEASUREMENTS_SCALE
+    batch[:, COUNT_INDEX] = np.asarray(counts, dtype=np.float32) / MEASUREMENTS_SCALE
     actions = policy.q_values(batch).argmax(axis=1)
     for count, action in zip(counts, actions, strict=True):
         if int(action) != PROMOTE:

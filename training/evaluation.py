@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from decision_service.actions import HOLD, PROMOTE
-from decision_service.decision import first_count_without_promote
-from decision_service.features import FEATURE_NAMES, MEASUREMENTS_SCALE
+from decision_service.decision import COUNT_INDEX, first_count_without_promote
+from decision_service.features import MEASUREMENTS_SCALE
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
 from decision_service.scenarios import Scenario
@@ -27,7 +27,6 @@ from training.baselines import Agent, make_baseline
 from training.env import CanaryRolloutEnv, EnvConfig
 
 POLICY = "policy"
-COUNT_INDEX = FEATURE_NAMES.index("measurements_at_step")
 STAT_KEYS = (
     "bad_promotion_rate",
     "healthy_abort_rate",
