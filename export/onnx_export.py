@@ -3,7 +3,7 @@
 The file's input is ``observation`` (float32, ``[batch, N_FEATURES]``), its output
 ``q_values`` (float32, ``[batch, 3]`` in ``ACTION_NAMES`` order). Its metadata carries the
 feature names and spec version, the action names, the model's name and the SHA-256 of the
-training config document written beside the ONNX file (:func:`write_training_config`), so the
+training config document written beside the ONNX file (:func:`write_companions`), so the
 service can refuse a model that does not match its feature module and a report can say which
 training produced it.
 
@@ -92,11 +92,6 @@ def run_config(model_zip: Path) -> Path:
     if not config.is_file():
         raise FileNotFoundError(f"{config}: the training config is missing next to {model_zip}")
     return config
-
-
-def config_hash_for(model_zip: Path) -> str:
-    """SHA-256 of the training config next to the model."""
-    return hashlib.sha256(run_config(model_zip).read_bytes()).hexdigest()
 
 
 def member_name(model_zip: Path) -> str:
