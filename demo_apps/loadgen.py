@@ -7,10 +7,11 @@ the driver sets. It runs its own asyncio loop in a background thread, keeps at m
 without bound), and records per-second outcomes per version for the timeline.
 
 Requests go over :class:`KeepAliveClient`, a minimal HTTP/1.1 client on pooled keep-alive
-connections. A general-purpose client (httpx) topped out at about 250 requests per second on one
-core here, which starved the canary of evidence (an analysis interval held a tenth of the
-requests the policy was trained on); this one serves well over 1,000 per second, so the demo's
-load is limited by the apps, not by the load generator.
+connections. With a general-purpose client (httpx) the load generator used a whole core at
+about 400 requests per second here and fell to 250-300 when asked for more, which starved the
+canary of evidence (the demo was capped at 200, a tenth of what the policy was trained on);
+this one sent 2,000 per second to the two demo apps without dropping any, so the demo's load is
+limited by the apps, not by the load generator.
 """
 
 from __future__ import annotations
