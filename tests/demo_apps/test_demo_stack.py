@@ -96,6 +96,7 @@ def test_a_scripted_rollout_splits_traffic_by_weight_and_cleans_up(tmp_path: Pat
                 interval_seconds=0.5,
                 run_dir=tmp_path,
                 warmup_intervals=2,
+                max_rps=200.0,  # the driver's semantics, not evidence: no need for full load
             ),
             printer=None,
         )
@@ -128,6 +129,8 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
                 f"http://{fake.url}",
                 "--interval",
                 "0.5",
+                "--max-rps",
+                "200",
                 "--run-dir",
                 str(tmp_path),
                 "--no-plot",
