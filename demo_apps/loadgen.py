@@ -60,8 +60,8 @@ class KeepAliveClient:
             connection = self._idle.pop()
             try:
                 return await self._exchange(connection)
-            except (HttpError, OSError, asyncio.IncompleteReadError):
-                pass  # closed while idle: one retry on a fresh connection
+            except (HttpError, OSError, asyncio.IncompleteReadError, ValueError):
+                pass  # closed while idle (or garbled): one retry on a fresh connection
         try:
             connection = await asyncio.open_connection(self.host, self.port)
         except OSError as error:

@@ -188,3 +188,17 @@ def test_unreachable_app_counts_errors_not_crashes() -> None:
     assert totals["canary"].requests > 100
     assert totals["canary"].errors == totals["canary"].requests
     assert totals["stable"].requests == 0
+
+
+def test_a_malformed_answer_on_a_reused_connection_is_retried_not_lost() -> None:
+    # The second answer has a status line that does not parse as a number (a ValueError inside
+    # the client): it must be handled like any other failure of a reused connection.
+    def respond(i: int, head: bytes) -> bytes:
+        return b"HTTP/1.1 abc X\r\ncontent-length: 0\r\n\r\n" if i == 2 else _response(200, b"ok")
+
+    with Server(respond) as server:
+        assert _gets(server.url, 2) == [200, 200]
+    assert server.requests == 3
+    garbled = b"HTTP/1.1 abc X\r\ncontent-length: 0\r\n\r\n"
+    with Server(lambda i, head: garbled) as server, pytest.raises(HttpError):
+        _gets(server.url, 1)
