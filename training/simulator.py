@@ -10,7 +10,14 @@ Per analysis interval, at the current canary weight ``w`` (percent):
   multinomial draw, and p50/p95 are read back with ``histogram_quantile``, so few requests give
   noisy quantiles exactly as in production;
 * each interval is also split into :data:`SUB_BUCKETS` scrapes (request and error counts, mean
-  latency) — the per-scrape samples a Kayenta-style judge compares.
+  latency) — the per-scrape samples a Kayenta-style judge compares;
+* the weather (canary spikes, shared incidents) is drawn once per interval's length, but on its
+  own clock: in production a spike starts whenever it starts, not when an analysis window opens.
+  An episode whose scenario has weather draws a phase, ``weather_offset`` scrapes; the first that
+  many scrapes of every interval still have the previous period's weather. So one spike usually
+  shows in two consecutive windows, partly in each, as it does live (issue 4's sim-to-real check:
+  with window-aligned spikes the simulator promoted 94 % of the live ``flaky`` draws that the
+  live runs aborted twice out of three).
 
 The simulator keeps the canary's counts over its life and stable's over the same span, and
 builds the :class:`~decision_service.features.MetricsSnapshot` the live service would build.
@@ -55,7 +62,7 @@ class VersionInterval:
     scrape_requests: IntArray  # per scrape
     scrape_errors: IntArray
     scrape_mean_latency_ms: FloatArray  # NaN where a scrape had no request
-    behaviour: VersionBehaviour
+    behaviour: VersionBehaviour  # in force at the interval's end (see ``sample_version``)
 
     @property
     def scrape_error_rates(self) -> FloatArray:
@@ -88,17 +95,49 @@ def _latency_bucket_probabilities(behaviour: VersionBehaviour) -> FloatArray:
     return np.clip(probs, 0.0, 1.0)
 
 
-def sample_version(
-    requests: int, behaviour: VersionBehaviour, rng: np.random.Generator
-) -> VersionInterval:
-    """Errors, latency histogram and per-scrape samples for ``requests`` requests."""
-    scrape_requests = rng.multinomial(requests, np.full(SUB_BUCKETS, 1.0 / SUB_BUCKETS))
-    scrape_errors = rng.binomial(scrape_requests, behaviour.error_rate)
-    probs = _latency_bucket_probabilities(behaviour)
-    buckets = rng.multinomial(requests, probs / probs.sum())
+def _latency_mean_std(behaviour: VersionBehaviour) -> tuple[float, float]:
+    """Mean and standard deviation of the log-normal per-request latency."""
     sigma = behaviour.latency_spread
     mean = behaviour.latency_p50_ms * math.exp(sigma * sigma / 2.0)
-    std = mean * math.sqrt(math.expm1(sigma * sigma))
+    return mean, mean * math.sqrt(math.expm1(sigma * sigma))
+
+
+def sample_version(
+    requests: int,
+    behaviour: VersionBehaviour,
+    rng: np.random.Generator,
+    *,
+    earlier: VersionBehaviour | None = None,
+    earlier_scrapes: int = 0,
+) -> VersionInterval:
+    """Errors, latency histogram and per-scrape samples for ``requests`` requests.
+
+    The first ``earlier_scrapes`` scrapes ran under ``earlier`` (the weather before the change
+    that falls inside this interval), the rest under ``behaviour``.
+    """
+    if not 0 <= earlier_scrapes < SUB_BUCKETS:
+        raise ValueError(f"earlier_scrapes must be in [0, {SUB_BUCKETS}), got {earlier_scrapes}")
+    if earlier is None or earlier_scrapes == 0:
+        earlier, earlier_scrapes = behaviour, 0
+    scrape_requests = rng.multinomial(requests, np.full(SUB_BUCKETS, 1.0 / SUB_BUCKETS))
+    split = earlier_scrapes  # scrapes [0, split) ran under `earlier`
+    rates = np.full(SUB_BUCKETS, behaviour.error_rate)
+    rates[:split] = earlier.error_rate
+    scrape_errors = rng.binomial(scrape_requests, rates)
+    probs = _latency_bucket_probabilities(behaviour)
+    if split:
+        early = int(scrape_requests[:split].sum())
+        early_probs = _latency_bucket_probabilities(earlier)
+        buckets = rng.multinomial(early, early_probs / early_probs.sum()) + rng.multinomial(
+            requests - early, probs / probs.sum()
+        )
+    else:
+        buckets = rng.multinomial(requests, probs / probs.sum())
+    mean_now, std_now = _latency_mean_std(behaviour)
+    mean_then, std_then = _latency_mean_std(earlier)
+    mean = np.full(SUB_BUCKETS, mean_now)
+    std = np.full(SUB_BUCKETS, std_now)
+    mean[:split], std[:split] = mean_then, std_then
     with np.errstate(divide="ignore", invalid="ignore"):
         scrape_latency = np.where(
             scrape_requests > 0,
@@ -160,6 +199,17 @@ class RolloutSimulator:
         self.params = EpisodeParameters.draw(scenario, rng)
         self._conditions = Conditions(self.params, scenario, rng)
         self._rng = rng
+        #: Scrapes at the start of each interval that still have the previous period's weather
+        #: (0 = the weather's clock is aligned with the analysis windows; always 0 without
+        #: weather, so such scenarios draw exactly the episodes they drew before phases existed).
+        self.weather_offset = 0
+        self._weather_before = (False, False)  # (spike, incident) of the period before
+        p = self.params
+        if p.spike_probability > 0 or p.incident_probability > 0:
+            self.weather_offset = int(rng.integers(SUB_BUCKETS))
+            if self.weather_offset:
+                self._conditions.advance()  # the period the first window starts in
+                self._weather_before = (self._conditions.spike, self._conditions.incident)
         self.interval_seconds = interval_seconds
         self.intervals = 0
         self._canary_total = _Totals()
@@ -177,15 +227,23 @@ class RolloutSimulator:
         rng = self._rng
         total = int(rng.poisson(self.expected_requests))
         canary_requests = int(rng.binomial(total, weight / 100.0))
-        conditions = self._conditions
+        conditions, params, split = self._conditions, self.params, self.weather_offset
+        spike_before, incident_before = self._weather_before
         canary = sample_version(
             canary_requests,
-            self.params.canary(age_minutes, conditions.spike, conditions.incident),
+            params.canary(age_minutes, conditions.spike, conditions.incident),
             rng,
+            earlier=params.canary(age_minutes, spike_before, incident_before),
+            earlier_scrapes=split,
         )
         stable = sample_version(
-            total - canary_requests, self.params.stable(conditions.incident), rng
+            total - canary_requests,
+            params.stable(conditions.incident),
+            rng,
+            earlier=params.stable(incident_before),
+            earlier_scrapes=split,
         )
+        self._weather_before = (conditions.spike, conditions.incident)
         self._canary_total.add(canary)
         self._stable_total.add(stable)
         interval = Interval(self.intervals, weight, canary, stable, self.expected_requests)

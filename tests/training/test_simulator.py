@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
-from decision_service.scenarios import load_scenario
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS
+from decision_service.scenarios import Scenario, VersionBehaviour, load_scenario
 from tests.conftest import SCENARIOS_DIR
-from training.simulator import SUB_BUCKETS, RolloutSimulator
+from training.simulator import SUB_BUCKETS, RolloutSimulator, sample_version
 
 
 def sim(name: str, seed: int = 0) -> RolloutSimulator:
@@ -71,3 +73,54 @@ def test_snapshot_without_canary_traffic_has_no_latency() -> None:
             assert snap.canary.latency_p95_ms is None and snap.canary.error_rate is None
             return
     pytest.fail("expected an interval without canary requests at 5 % of low traffic")
+
+
+def test_a_weather_change_inside_an_interval_splits_its_scrapes() -> None:
+    before = VersionBehaviour(error_rate=1.0, latency_p50_ms=2000.0, latency_spread=0.1)
+    after = VersionBehaviour(error_rate=0.0, latency_p50_ms=5.0, latency_spread=0.1)
+    v = sample_version(6000, after, np.random.default_rng(0), earlier=before, earlier_scrapes=2)
+    early = int(v.scrape_requests[:2].sum())
+    assert v.scrape_errors[:2].tolist() == v.scrape_requests[:2].tolist()  # all failed before
+    assert v.scrape_errors[2:].sum() == 0 and v.errors == early
+    assert v.buckets.sum() == v.requests == 6000
+    slow = int(v.buckets[np.searchsorted(LATENCY_BUCKETS_SECONDS, 1.0) :].sum())
+    assert slow == early  # the earlier requests took ~2 s, the later ~5 ms
+    assert (v.scrape_mean_latency_ms[:2] > 1000).all() and (v.scrape_mean_latency_ms[2:] < 50).all()
+    with pytest.raises(ValueError, match="earlier_scrapes"):
+        sample_version(10, after, np.random.default_rng(0), earlier=before, earlier_scrapes=6)
+
+
+def _spiky(probability: float) -> Scenario:
+    raw = yaml.safe_load((SCENARIOS_DIR / "flaky.yaml").read_text())
+    raw["stable"]["error_rate"] = 0.0
+    raw["canary"]["spikes"] = {"probability": probability, "error_rate": 1.0}
+    return Scenario.model_validate(raw)
+
+
+def test_spikes_run_on_their_own_clock_and_straddle_analysis_windows() -> None:
+    """Live, a spike starts whenever it starts: the simulator draws the phase per episode."""
+    offsets = set()
+    straddled = 0
+    for seed in range(30):
+        s = RolloutSimulator(_spiky(0.3), np.random.default_rng(seed), 30.0)
+        k = s.weather_offset
+        offsets.add(k)
+        spiking_before = s._weather_before[0]
+        for _ in range(20):
+            iv = s.next_interval(50.0).canary
+            # errors happen only while a spike lasts (error rate 1.0 then, 0 otherwise)
+            failed = iv.scrape_errors == iv.scrape_requests
+            clean = iv.scrape_errors == 0
+            expected_head, expected_tail = spiking_before, s._conditions.spike
+            assert (failed if expected_head else clean)[:k].all()
+            assert (failed if expected_tail else clean)[k:].all()
+            straddled += int(k > 0 and expected_head != expected_tail)
+            spiking_before = expected_tail
+    assert offsets == set(range(SUB_BUCKETS))
+    assert straddled > 50  # windows that saw part of a spike
+
+
+def test_scenarios_without_weather_keep_aligned_windows() -> None:
+    for name in ("healthy", "buggy", "degrading"):
+        for seed in range(10):
+            assert sim(name, seed).weather_offset == 0
