@@ -51,12 +51,12 @@ TRAIN_SEEDS ?= 7 11
 train: install
 	@pids=""; for seed in $(TRAIN_SEEDS); do \
 	  $(PYTHON) -m training.train --config training/configs/dqn.yaml \
-	    --seed $$seed --run-name dqn4-s$$seed & pids="$$pids $$!"; \
+	    --seed $$seed --run-name dqn5-s$$seed & pids="$$pids $$!"; \
 	done; status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
 
 # One ONNX file: the mean Q-values of every seed's best and final checkpoint.
 export: install
-	$(PYTHON) -m export $(foreach seed,$(TRAIN_SEEDS),--run runs/dqn4-s$(seed)) \
+	$(PYTHON) -m export $(foreach seed,$(TRAIN_SEEDS),--run runs/dqn5-s$(seed)) \
 	  --model best_model.zip --model final_model.zip --out models/canary-dqn.onnx
 
 evaluate: install
