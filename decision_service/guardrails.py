@@ -15,9 +15,17 @@ guardrail                   when                                                
                             an incident hitting both versions does not abort a canary
 ``insufficient_evidence``   fewer than ``min_canary_requests`` canary requests over its   hold
                             life: neither promote nor abort on a handful of requests
+``regression_veto``         the policy proposes ``promote``, but over the canary's life   hold
+                            (at least ``min_breach_requests`` requests) its error rate
+                            is ≥ ``relative_factor`` × stable's over the same span with
+                            a two-proportion z ≥ ``promote_veto_z``: a clear regression
+                            is never promoted, whatever the model makes of it
 ==========================  ==========================================================  =========
 
-No guardrail ever answers ``promote``.
+No guardrail ever answers ``promote``. ``regression_veto`` exists because a model can be wrong
+far from its training data: live, a buggy canary's first window once showed 7.5 % errors
+(stable 0.76 %) together with a cold-start p95 of twice stable's, which looked to the policy
+like a good canary's transient spike, and it proposed ``promote``.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decision_service.actions import Action
-from decision_service.features import MetricsSnapshot, MissingMetricError, stable_reference
+from decision_service.features import (
+    MetricsSnapshot,
+    MissingMetricError,
+    stable_reference,
+    two_proportion_z,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +50,7 @@ class GuardrailConfig:
     hard_error_rate: float = 0.25
     hard_latency_slo_factor: float = 3.0
     relative_factor: float = 2.0
+    promote_veto_z: float = 5.0
 
     def __post_init__(self) -> None:
         if self.min_canary_requests < 0 or self.min_breach_requests < 1:
@@ -45,6 +59,8 @@ class GuardrailConfig:
             raise ValueError(f"hard_error_rate must be within (0, 1], got {self.hard_error_rate}")
         if self.hard_latency_slo_factor <= 0 or self.relative_factor < 1.0:
             raise ValueError("hard_latency_slo_factor must be > 0 and relative_factor >= 1")
+        if self.promote_veto_z <= 0:
+            raise ValueError(f"promote_veto_z must be > 0, got {self.promote_veto_z}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +126,32 @@ def apply_guardrails(
             f"The policy proposed {proposed}, but the canary has served only {total:.0f} "
             f"requests (< {config.min_canary_requests}); holding for more evidence.",
         )
+    if proposed == "promote":
+        regression = _clear_regression(snapshot, config)
+        if regression is not None:
+            return Guarded(
+                "hold",
+                "regression_veto",
+                f"The policy proposed promote, but {regression}; holding.",
+            )
     return Guarded(proposed, None, _describe(proposed, snapshot))
+
+
+def _clear_regression(snapshot: MetricsSnapshot, config: GuardrailConfig) -> str | None:
+    """Why promoting would ship a clear error regression (None: it would not)."""
+    canary, stable = snapshot.canary, stable_reference(snapshot)
+    c_rate, s_rate = canary.error_rate, stable.error_rate
+    if canary.requests < config.min_breach_requests or c_rate is None or s_rate is None:
+        return None
+    z = two_proportion_z(canary.errors, canary.requests, stable.errors, stable.requests)
+    # `not >=`: a NaN anywhere never vetoes here (the observation would not have been built)
+    if not (c_rate >= config.relative_factor * s_rate and z >= config.promote_veto_z):
+        return None
+    times = f"{c_rate / s_rate:.1f}x" if s_rate > 0 else "above"
+    return (
+        f"the canary's error rate in this window, {c_rate:.2%} over {canary.requests:.0f} "
+        f"requests, is {times} stable's {s_rate:.2%} (z = {z:.1f} >= {config.promote_veto_z:g})"
+    )
 
 
 def _describe(decision: Action, snapshot: MetricsSnapshot) -> str:

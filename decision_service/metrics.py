@@ -20,6 +20,7 @@ GUARDRAIL_LABELS: Final = (
     "no_data",
     "hard_slo_breach",
     "insufficient_evidence",
+    "regression_veto",
     "step_count",
 )
 DURATION_BUCKETS: Final = (

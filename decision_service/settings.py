@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         ge=1,
         description="How many times stable's error rate / p95 a breach must also exceed.",
     )
+    guardrail_promote_veto_z: float = Field(
+        default=_DEFAULTS.promote_veto_z,
+        gt=0,
+        description="A promote becomes hold when the canary's window errors are relative_factor "
+        "x stable's with a two-proportion z of at least this.",
+    )
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 
     _api_token: str | None = PrivateAttr(default=None)
@@ -200,4 +206,5 @@ class Settings(BaseSettings):
             hard_error_rate=self.guardrail_hard_error_rate,
             hard_latency_slo_factor=self.guardrail_hard_latency_slo_factor,
             relative_factor=self.guardrail_relative_factor,
+            promote_veto_z=self.guardrail_promote_veto_z,
         )

@@ -51,6 +51,7 @@ class GuardrailSection(_Strict):
     hard_error_rate: float = Field(0.25, gt=0, le=1, description="Hard error-rate limit.")
     hard_latency_slo_factor: float = Field(3.0, gt=0, description="Hard p95 limit, × SLO.")
     relative_factor: float = Field(2.0, ge=1, description="Breach must be this × stable's.")
+    promote_veto_z: float = Field(5.0, gt=0, description="Regression z that vetoes promote.")
 
 
 class DQNSection(_Strict):

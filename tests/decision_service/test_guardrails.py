@@ -52,6 +52,21 @@ CONFIG = GuardrailConfig()
         ),
         ("abort", version(5, 1), version(800, 4), version(10, 1), "hold", "insufficient_evidence"),
         ("hold", version(5, 0), version(800, 4), version(10, 0), "hold", None),
+        # a clear regression in the window is never promoted (the live case: 12 errors in 159
+        # canary requests vs 0.77 % on stable, below the hard limit; z = 8.0)
+        (
+            "promote",
+            version(159, 12),
+            version(3000, 23),
+            version(159, 12),
+            "hold",
+            "regression_veto",
+        ),
+        # ... but holding or aborting on it is the policy's call
+        ("abort", version(159, 12), version(3000, 23), version(159, 12), "abort", None),
+        ("hold", version(159, 12), version(3000, 23), version(159, 12), "hold", None),
+        # 4x stable's rate on 4 errors is not clear (z = 2.1): the policy may promote
+        ("promote", version(200, 4), version(800, 4), version(2000, 10), "promote", None),
     ],
 )
 def test_guardrail_table(proposed, canary, stable, total, expected, guardrail) -> None:
@@ -80,6 +95,24 @@ def test_no_data_holds() -> None:
     assert "canary.requests" in result.reason
 
 
+def test_the_veto_names_the_regression_it_saw() -> None:
+    result = apply_guardrails(
+        "promote",
+        snapshot(canary=version(159, 12), stable=version(3000, 23)),
+        SLO,
+        CONFIG,
+    )
+    assert result.reason == (
+        "The policy proposed promote, but the canary's error rate in this window, 7.55% over "
+        "159 requests, is 9.8x stable's 0.77% (z = 8.0 >= 5); holding."
+    )
+    looser = GuardrailConfig(promote_veto_z=8.5)
+    relaxed = apply_guardrails(
+        "promote", snapshot(canary=version(159, 12), stable=version(3000, 23)), SLO, looser
+    )
+    assert relaxed.guardrail is None
+
+
 def test_stable_at_zero_traffic_uses_its_span() -> None:
     full = snapshot(
         step_weight=100, canary=version(500, 250), stable=VersionMetrics(0, 0, None, None)
@@ -95,6 +128,7 @@ def test_stable_at_zero_traffic_uses_its_span() -> None:
         {"relative_factor": 0.5},
         {"min_breach_requests": 0},
         {"hard_latency_slo_factor": -1},
+        {"promote_veto_z": 0.0},
     ],
 )
 def test_config_validation(kwargs) -> None:

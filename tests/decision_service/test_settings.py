@@ -33,6 +33,7 @@ PUBLIC_ENV = {
     "GUARDRAIL_HARD_ERROR_RATE": ("0.5", "guardrail_hard_error_rate", 0.5),
     "GUARDRAIL_HARD_LATENCY_SLO_FACTOR": ("4", "guardrail_hard_latency_slo_factor", 4.0),
     "GUARDRAIL_RELATIVE_FACTOR": ("3", "guardrail_relative_factor", 3.0),
+    "GUARDRAIL_PROMOTE_VETO_Z": ("4", "guardrail_promote_veto_z", 4.0),
     "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
 }
 FILE_ENV = ("API_TOKEN", "API_TOKEN_FILE", "QUERY_TEMPLATES_FILE")
@@ -100,6 +101,7 @@ def test_templates_file_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         ({"ANALYSIS_WINDOW": "500ms"}, "at least 1s"),
         ({"GUARDRAIL_HARD_ERROR_RATE": "1.5"}, "guardrail_hard_error_rate"),
         ({"GUARDRAIL_RELATIVE_FACTOR": "0.5"}, "guardrail_relative_factor"),
+        ({"GUARDRAIL_PROMOTE_VETO_Z": "0"}, "guardrail_promote_veto_z"),
         ({"GUARDRAIL_MIN_BREACH_REQUESTS": "0"}, "guardrail_min_breach_requests"),
         ({"LOG_LEVEL": "chatty"}, "log_level"),
         ({"API_TOKEN": "a", "API_TOKEN_FILE": "{token}"}, "not both"),
