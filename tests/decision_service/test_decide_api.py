@@ -114,7 +114,12 @@ def test_slo_override_and_empty_optional_args(client_for: ClientFactory) -> None
 
 def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) -> None:
     client = client_for(handler=demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03)))
-    assert client.post("/v1/decide", json=BODY).json()["decision"] == "promote"  # 10 % < 25 %
+    # 10 % < 25 %: no hard breach, so no abort; the policy proposes promote, but 10x stable's
+    # errors are a clear regression, which is never promoted
+    default = client.post("/v1/decide", json=BODY).json()
+    assert (default["decision"], default["guardrail"]) == ("hold", "regression_veto")
+    q = default["policy"]["q_values"]
+    assert max(q, key=q.get) == "promote" and "proposed promote" in default["reason"]
     strict = client.post("/v1/decide", json=BODY | {"hard_error_rate": "0.05"}).json()
     assert (strict["decision"], strict["guardrail"]) == ("abort", "hard_slo_breach")
 
