@@ -15,10 +15,10 @@ guardrail                   when                                                
                             an incident hitting both versions does not abort a canary
 ``insufficient_evidence``   fewer than ``min_canary_requests`` canary requests over its   hold
                             life: neither promote nor abort on a handful of requests
-``regression_veto``         the policy proposes ``promote``, but over the canary's life   hold
-                            (at least ``min_breach_requests`` requests) its error rate
-                            is ≥ ``relative_factor`` × stable's over the same span with
-                            a two-proportion z ≥ ``promote_veto_z``: a clear regression
+``regression_veto``         the policy proposes ``promote``, but in the window (with at   hold
+                            least ``min_breach_requests`` canary requests) the canary's
+                            error rate is ≥ ``relative_factor`` × stable's with a
+                            two-proportion z ≥ ``promote_veto_z``: a clear regression
                             is never promoted, whatever the model makes of it
 ==========================  ==========================================================  =========
 
