@@ -42,8 +42,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
-from decision_service.scenarios import resolve_scenario
 from demo_apps.behaviour import DEFAULT_INTERVAL_SECONDS, LiveBehaviour, Track
+from scenarios import resolve_scenario
 
 VERSIONS: dict[Track, str] = {"stable": "1.0", "canary": "2.0"}
 

@@ -1,8 +1,8 @@
 """How one demo app version serves a request at a given moment, from a scenario file.
 
-The live apps use the same behaviour model as the simulator (:mod:`decision_service.scenarios`):
-one :class:`~decision_service.scenarios.EpisodeParameters` draw per run, and
-:class:`~decision_service.scenarios.Conditions` (spikes, shared incidents) advanced once per
+The live apps use the same behaviour model as the simulator (:mod:`scenarios`):
+one :class:`~scenarios.EpisodeParameters` draw per run, and
+:class:`~scenarios.Conditions` (spikes, shared incidents) advanced once per
 analysis interval. Wall-clock time is mapped to scenario time by ``time_scale`` (scenario seconds
 per wall second), so a demo that shortens the 30 s analysis interval to 3 s (``time_scale=10``)
 also lets a degrading canary drift ten times faster: one scenario minute per 6 wall seconds.
@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from decision_service.scenarios import (
+from scenarios import (
     Conditions,
     EpisodeParameters,
     Scenario,

@@ -36,7 +36,6 @@ from typing import Any
 
 import httpx
 
-from decision_service.scenarios import resolve_scenario
 from demo_apps.argo import Manifests, format_duration, parse_duration
 from demo_apps.behaviour import live_parameters
 from demo_apps.driver import (
@@ -50,6 +49,7 @@ from demo_apps.driver import (
 from demo_apps.loadgen import LoadGenerator
 from demo_apps.stack import LocalStack, StackConfig
 from demo_apps.timeline import plot_timeline
+from scenarios import resolve_scenario
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO_ROOT / "rollouts" / "base"

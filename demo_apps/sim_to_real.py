@@ -47,7 +47,7 @@ import numpy as np
 
 from decision_service.actions import ACTION_NAMES
 from decision_service.guardrails import GuardrailConfig
-from decision_service.scenarios import (
+from scenarios import (
     EpisodeParameters,
     Scenario,
     load_scenario,

@@ -192,7 +192,7 @@ PARITY_ABS_TOLERANCE = 1e-5
 def rollout_observations(samples: int, seed: int = 0) -> np.ndarray:
     """Observations the service meets: states of simulated rollouts (library and randomised
     scenarios, a random mostly-hold policy so every step and weight is visited)."""
-    from decision_service.scenarios import LIBRARY_DIR, load_scenarios
+    from scenarios import LIBRARY_DIR, load_scenarios
     from training.env import CanaryRolloutEnv
     from training.train import mixed_source
 

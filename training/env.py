@@ -6,7 +6,7 @@ Argo Rollouts moves traffic to a canary through a schedule of weights (default 5
 60, 80, 100 %). At every step it measures the canary for one analysis interval and asks for a
 decision. The agent answers as the decision service would: ``hold`` (measure again at this
 weight), ``promote`` (next step; past the last step the rollout completes) or ``abort`` (all
-traffic back to stable). The world is a scenario (:mod:`decision_service.scenarios`) drawn
+traffic back to stable). The world is a scenario (:mod:`scenarios`) drawn
 per episode; traffic and metrics are sampled by :mod:`training.simulator`. The agent never sees
 the ground truth.
 
@@ -88,7 +88,7 @@ from decision_service.features import (
     build_observation,
 )
 from decision_service.guardrails import GuardrailConfig, apply_guardrails
-from decision_service.scenarios import Scenario
+from scenarios import Scenario
 from training.simulator import Interval, RolloutSimulator
 
 DEFAULT_WEIGHTS: Final = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)

@@ -25,7 +25,7 @@ import yaml
 
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import DEFAULT_MODEL_PATH
-from decision_service.scenarios import load_scenarios
+from scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
 from training.evaluation import (

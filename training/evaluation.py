@@ -22,7 +22,7 @@ from decision_service.decision import COUNT_INDEX, first_count_without_promote
 from decision_service.features import MEASUREMENTS_SCALE
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
-from decision_service.scenarios import Scenario
+from scenarios import Scenario
 from training.baselines import Agent, make_baseline
 from training.env import CanaryRolloutEnv, EnvConfig
 

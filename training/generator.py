@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from decision_service.scenarios import Scenario
+from scenarios import Scenario
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:

@@ -35,7 +35,7 @@ from scipy.special import ndtr
 
 from decision_service.features import MetricsSnapshot, VersionMetrics
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
-from decision_service.scenarios import (
+from scenarios import (
     Conditions,
     EpisodeParameters,
     Scenario,

@@ -28,7 +28,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
 from decision_service.guardrails import GuardrailConfig
-from decision_service.scenarios import Scenario, load_scenarios
+from scenarios import Scenario, load_scenarios
 from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
 from training.evaluation import episode_seed
 from training.generator import random_scenario

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from decision_service.scenarios import load_scenarios
+from scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
 from training.evaluation import AgentSpec, run_agents

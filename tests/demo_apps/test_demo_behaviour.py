@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from decision_service.scenarios import EpisodeParameters, Scenario, resolve_scenario
 from demo_apps.behaviour import LiveBehaviour
+from scenarios import EpisodeParameters, Scenario, resolve_scenario
 
 
 def _pair(scenario: Scenario, **kwargs: float) -> tuple[LiveBehaviour, LiveBehaviour]:

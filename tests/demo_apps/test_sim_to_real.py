@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from decision_service.actions import ABORT, PROMOTE
-from decision_service.scenarios import resolve_scenario
 from demo_apps.driver import Event
 from demo_apps.sim_to_real import RunRecord, compare, live_record, rollout_shape, simulate
+from scenarios import resolve_scenario
 
 pytest.importorskip("training.env", reason="the train extra (gymnasium) is missing")
 
@@ -69,9 +69,9 @@ def test_agreement_numbers() -> None:
 
 
 def test_a_pinned_draw_is_the_same_canary_in_every_episode() -> None:
-    from decision_service.scenarios import EpisodeParameters
     from demo_apps.behaviour import live_parameters
     from demo_apps.sim_to_real import pin_draw
+    from scenarios import EpisodeParameters
 
     for name in ("healthy", "flaky", "degrading", "noisy_neighbour"):
         scenario = resolve_scenario(name)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from decision_service.scenarios import load_scenario
+from scenarios import load_scenario
 from tests.conftest import SCENARIOS_DIR
 from training.baselines import (
     BASELINES,

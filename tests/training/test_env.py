@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 from decision_service.actions import ABORT, HOLD, PROMOTE
 from decision_service.guardrails import GuardrailConfig
-from decision_service.scenarios import load_scenario, load_scenarios
+from scenarios import load_scenario, load_scenarios
 from tests.conftest import SCENARIOS_DIR
 from training import env as env_module
 from training.env import CanaryRolloutEnv, EnvConfig

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
-from decision_service.scenarios import Scenario, VersionBehaviour, load_scenario
+from scenarios import Scenario, VersionBehaviour, load_scenario
 from tests.conftest import SCENARIOS_DIR
 from training.simulator import SUB_BUCKETS, RolloutSimulator, sample_version
 

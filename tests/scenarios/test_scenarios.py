@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from decision_service.scenarios import (
+from scenarios import (
     SCENARIO_JSON_SCHEMA,
     Conditions,
     EpisodeParameters,
