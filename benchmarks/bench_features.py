@@ -26,10 +26,11 @@ import onnxruntime as ort
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from decision_service.decision import evaluate  # noqa: E402
-from decision_service.features import MetricsSnapshot, VersionMetrics, build_observation  # noqa: E402
+from decision_service.features import build_observation  # noqa: E402
 from decision_service.guardrails import GuardrailConfig  # noqa: E402
+from decision_service.pipeline import DecisionConfig, decide  # noqa: E402
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
+from decision_service.snapshot import MetricsSnapshot, VersionMetrics  # noqa: E402
 
 
 def snapshots(n: int, seed: int = 0) -> list[MetricsSnapshot]:
@@ -46,7 +47,6 @@ def snapshots(n: int, seed: int = 0) -> list[MetricsSnapshot]:
         out.append(
             MetricsSnapshot(
                 step_weight=float(rng.choice([10, 25, 50, 75])),
-                measurements_at_step=int(rng.integers(0, 10)),
                 canary=version(n_window, canary_rate, p50 * rng.uniform(0.9, 1.5)),
                 stable=version(n_window * 4, stable_rate, p50),
                 canary_cumulative=version(n_window * 10, canary_rate, p50 * 1.1),
@@ -85,8 +85,11 @@ def main() -> int:
     options.inter_op_num_threads = 1
     bare = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
     snaps = snapshots(512)
-    ready = [build_observation(s, 200.0).reshape(1, -1) for s in snaps]
-    config = GuardrailConfig()
+    counts = np.random.default_rng(1).integers(0, 10, len(snaps)).tolist()
+    ready = [
+        build_observation(s, c, 200.0).reshape(1, -1) for s, c in zip(snaps, counts, strict=True)
+    ]
+    config = DecisionConfig(slo_latency_ms=200.0, guardrails=GuardrailConfig())
     k = len(snaps)
 
     print(f"model {policy.info.label}, {args.n} calls each, one thread")
@@ -95,13 +98,17 @@ def main() -> int:
         lambda i: bare.run(["q_values"], {"observation": ready[i % k]}),
         args.n,
     )
-    timed("features", lambda i: build_observation(snaps[i % k], 200.0), args.n)
+    timed("features", lambda i: build_observation(snaps[i % k], counts[i % k], 200.0), args.n)
     timed(
         "features + policy",
-        lambda i: policy.decide(build_observation(snaps[i % k], 200.0)),
+        lambda i: policy.decide(build_observation(snaps[i % k], counts[i % k], 200.0)),
         args.n,
     )
-    timed("evaluate (whole)", lambda i: evaluate(snaps[i % k], policy, 200.0, config), args.n)
+    timed(
+        "pipeline.decide (whole)",
+        lambda i: decide(snaps[i % k], counts[i % k], policy, config),
+        args.n,
+    )
     return 0
 
 

@@ -13,7 +13,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from decision_service.logs import configure_logging
-from decision_service.prometheus_source import TemplateError
+from decision_service.queries import TemplateError
 from decision_service.settings import Settings
 
 

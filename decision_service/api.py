@@ -9,19 +9,22 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from decision_service.decision import answer, measure_and_evaluate
+from decision_service import pipeline
 from decision_service.guardrails import GuardrailConfig
 from decision_service.logs import DECISION_LOGGER
 from decision_service.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
+from decision_service.pipeline import DecisionConfig, Evaluation, answer
 from decision_service.policy import OnnxPolicy
-from decision_service.prometheus_source import PrometheusSource, PrometheusUnavailable, Target
+from decision_service.prometheus_answers import PrometheusUnavailable
+from decision_service.prometheus_source import PrometheusSource
+from decision_service.queries import Target
 from decision_service.schemas import (
     DecideRequestV1,
     DecisionV1,
@@ -32,6 +35,7 @@ from decision_service.schemas import (
     PolicyV1,
 )
 from decision_service.settings import Settings
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.step_memory import StepMemory
 
 log = logging.getLogger(__name__)
@@ -161,20 +165,13 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
     slo = body.slo_latency_ms or settings.slo_latency
     guardrails = state.guardrails
     if body.hard_error_rate is not None:
-        guardrails = replace(guardrails, hard_error_rate=body.hard_error_rate)
+        guardrails = guardrails.model_copy(update={"hard_error_rate": body.hard_error_rate})
+    config = DecisionConfig(slo_latency_ms=slo, guardrails=guardrails)
 
     try:
+        # One worker thread does the queries, the parsing, the features and the inference.
         evaluation = await source.run(
-            partial(
-                measure_and_evaluate,
-                source,
-                target,
-                body.step_weight,
-                taken,
-                policy,
-                slo,
-                guardrails,
-            )
+            partial(_measure_and_decide, source, target, body.step_weight, taken, policy, config)
         )
     except PrometheusUnavailable as exc:
         state.metrics.observe_prometheus_error(exc.kind)
@@ -271,6 +268,27 @@ async def metrics(state: StateDep) -> Response:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _measure_and_decide(
+    source: PrometheusSource,
+    target: Target,
+    step_weight: float,
+    measurements_at_step: int,
+    policy: OnnxPolicy,
+    config: DecisionConfig,
+) -> Evaluation:
+    """Query Prometheus for the snapshot, then :func:`~decision_service.pipeline.decide`.
+
+    Blocking: the route runs it in the source's thread pool (``source.run``). Raises
+    :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
+    """
+    snapshot: MetricsSnapshot | MissingMetricError
+    try:
+        snapshot = source.snapshot_blocking(target, step_weight)
+    except MissingMetricError as missing:
+        snapshot = missing
+    return pipeline.decide(snapshot, measurements_at_step, policy, config)
 
 
 def _request_fields(body: DecideRequestV1) -> dict[str, Any]:

@@ -24,11 +24,8 @@ from decision_service.api import ApiError, ServiceState, ops, v1
 from decision_service.features import N_FEATURES
 from decision_service.metrics import ServiceMetrics
 from decision_service.policy import OnnxPolicy, PolicyLoadError
-from decision_service.prometheus_source import (
-    PrometheusSource,
-    load_templates,
-    prometheus_client,
-)
+from decision_service.prometheus_source import PrometheusSource, prometheus_client
+from decision_service.queries import load_templates
 from decision_service.schemas import ErrorDetailV1, ErrorV1
 from decision_service.settings import Settings
 
@@ -98,7 +95,7 @@ def _load_policy(settings: Settings) -> OnnxPolicy:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The decision service as an ASGI app (settings from the environment by default).
 
-    Raises :class:`~decision_service.prometheus_source.TemplateError` for an unusable
+    Raises :class:`~decision_service.queries.TemplateError` for an unusable
     templates file: a configuration error stops the process at start-up.
     """
     settings = settings or Settings()

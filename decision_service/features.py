@@ -1,16 +1,10 @@
 """The observation vector: one module owns its feature names, order and normalisation.
 
 The simulator (``training.env``), the exporter (``export``) and the live service all build
-observations here, from the same plain data object, :class:`MetricsSnapshot`. The ONNX model
-carries :data:`FEATURE_NAMES` and :data:`FEATURE_SPEC_VERSION` in its metadata, and the service
-refuses a model whose names differ.
-
-What a snapshot holds is what Prometheus can give for the canary and the stable version:
-
-* ``canary`` / ``stable``: the last analysis window (requests, errors, p50 and p95 latency);
-* ``canary_cumulative`` / ``stable_cumulative``: the canary's whole life so far (counts since its
-  pods appeared, selected by its pod-template hash) and the stable version over the same span.
-  This is the accumulated evidence that lets the service stay stateless (DESIGN §7).
+observations here, from the same plain data object,
+:class:`~decision_service.snapshot.MetricsSnapshot` (each version's last window and the canary's
+life). The ONNX model carries :data:`FEATURE_NAMES` and :data:`FEATURE_SPEC_VERSION` in its
+metadata, and the service refuses a model whose names differ.
 
 Missing data is never replaced by a made-up number: :func:`build_observation` raises
 :class:`MissingMetricError` naming what is missing, and the caller answers ``hold``. The one
@@ -62,11 +56,13 @@ index  name                           value
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError, VersionMetrics
+from decision_service.statistics import error_llr, stable_reference, two_proportion_z
 
 FEATURE_SPEC_VERSION: Final = "2"
 
@@ -104,50 +100,9 @@ FEATURE_HIGH: Final = np.array(
 
 #: Measurements per step that the features distinguish (the template's ``count``).
 MEASUREMENTS_SCALE: Final = 10
-#: The ratio the sequential likelihood-ratio feature tests against equality.
-LLR_ALTERNATIVE_RATIO: Final = 2.0
 #: Errors' worth of prior (at stable's rate) the canary/stable ratio starts from.
 RATIO_PRIOR_ERRORS: Final = 2.0
 _RATE_FLOOR: Final = 1e-4
-
-
-class MissingMetricError(ValueError):
-    """A metric the observation needs is absent (no requests, NaN, empty Prometheus result)."""
-
-    def __init__(self, metric: str, detail: str) -> None:
-        super().__init__(f"{metric}: {detail}")
-        self.metric = metric
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class VersionMetrics:
-    """What Prometheus reports for one version over one span of time.
-
-    Latencies are ``None`` when the version served no request in the span (Prometheus then
-    returns NaN or nothing): there is no latency to report, and none is invented.
-    """
-
-    requests: float
-    errors: float
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests > 0 else None
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsSnapshot:
-    """Everything one decision is built from (see the module docstring)."""
-
-    step_weight: float
-    measurements_at_step: int
-    canary: VersionMetrics
-    stable: VersionMetrics
-    canary_cumulative: VersionMetrics
-    stable_cumulative: VersionMetrics
 
 
 def _finite(value: float | None, metric: str) -> float:
@@ -179,37 +134,13 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
-def two_proportion_z(e_c: float, n_c: float, e_s: float, n_s: float) -> float:
-    """Pooled two-proportion z-score of canary vs stable error rates (0 with no errors at all)."""
-    pooled = (e_c + e_s) / (n_c + n_s)
-    if pooled <= 0.0 or pooled >= 1.0:
-        return 0.0
-    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_s))
-    return (e_c / n_c - e_s / n_s) / se
-
-
-def error_llr(
-    e_c: float, n_c: float, e_s: float, n_s: float, ratio: float = LLR_ALTERNATIVE_RATIO
-) -> float:
-    """Log-likelihood ratio of "canary error rate = ratio × stable's" vs "equal".
-
-    Conditional on the errors seen, each error belongs to the canary with probability
-    ``n_c / (n_c + n_s)`` under equality and ``ratio·n_c / (ratio·n_c + n_s)`` under the
-    alternative; the statistic is the sum of log-ratios (the SPRT statistic).
-    """
-    pi0 = n_c / (n_c + n_s)
-    pi1 = ratio * n_c / (ratio * n_c + n_s)
-    return e_c * math.log(pi1 / pi0) + e_s * math.log((1.0 - pi1) / (1.0 - pi0))
-
-
-def stable_reference(snapshot: MetricsSnapshot) -> VersionMetrics:
-    """Stable's window, or its measurement over the canary's life when it served no request
-    in the window (the canary is at 100 %)."""
-    return snapshot.stable if snapshot.stable.requests > 0 else snapshot.stable_cumulative
-
-
-def build_observation(snapshot: MetricsSnapshot, slo_latency_ms: float) -> npt.NDArray[np.float32]:
+def build_observation(
+    snapshot: MetricsSnapshot, measurements_at_step: int, slo_latency_ms: float
+) -> npt.NDArray[np.float32]:
     """The normalised observation vector (order :data:`FEATURE_NAMES`).
+
+    ``measurements_at_step`` is the count of measurements already taken at this step (the
+    caller's: the service's step memory, the simulator's episode).
 
     Raises :class:`MissingMetricError` if a metric it needs is missing.
     """
@@ -222,7 +153,7 @@ def build_observation(snapshot: MetricsSnapshot, slo_latency_ms: float) -> npt.N
     n_s, e_s, s50, s95 = _counted(stable_reference(snapshot), "stable")
     nc_t, ec_t, ct50, ct95 = _counted(snapshot.canary_cumulative, "canary_cumulative")
     ns_t, es_t, st50, st95 = _counted(snapshot.stable_cumulative, "stable_cumulative")
-    measurements = max(0, int(snapshot.measurements_at_step))
+    measurements = max(0, int(measurements_at_step))
 
     canary_rate, stable_rate = e_c / n_c, e_s / n_s
     canary_total_rate, stable_total_rate = ec_t / nc_t, es_t / ns_t

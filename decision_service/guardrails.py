@@ -31,36 +31,73 @@ like a good canary's transient spike, and it proposed ``promote``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from decision_service.actions import Action
-from decision_service.features import (
-    MetricsSnapshot,
-    MissingMetricError,
-    stable_reference,
-    two_proportion_z,
-)
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError
+from decision_service.statistics import stable_reference, two_proportion_z
 
 
-@dataclass(frozen=True, slots=True)
-class GuardrailConfig:
-    """Limits of the guardrails (see the module docstring)."""
+class GuardrailConfig(BaseModel):
+    """Limits of the guardrails (see the module docstring).
 
-    min_canary_requests: int = 20
-    min_breach_requests: int = 20
-    hard_error_rate: float = 0.25
-    hard_latency_slo_factor: float = 3.0
-    relative_factor: float = 2.0
-    promote_veto_z: float = 5.0
+    The one definition: the service's settings (``GUARDRAIL_*``), the Helm values and the
+    training config's ``guardrails:`` section are all read into this type.
+    """
 
-    def __post_init__(self) -> None:
-        if self.min_canary_requests < 0 or self.min_breach_requests < 1:
-            raise ValueError("request minimums must be >= 0 (breach: >= 1)")
-        if not 0.0 < self.hard_error_rate <= 1.0:
-            raise ValueError(f"hard_error_rate must be within (0, 1], got {self.hard_error_rate}")
-        if self.hard_latency_slo_factor <= 0 or self.relative_factor < 1.0:
-            raise ValueError("hard_latency_slo_factor must be > 0 and relative_factor >= 1")
-        if self.promote_veto_z <= 0:
-            raise ValueError(f"promote_veto_z must be > 0, got {self.promote_veto_z}")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_canary_requests: int = Field(
+        20,
+        ge=0,
+        description="Hold (never promote or let the policy abort) below this many canary "
+        "requests over its life.",
+    )
+    min_breach_requests: int = Field(
+        20,
+        ge=1,
+        description="Canary requests in the window needed before a hard SLO breach aborts.",
+    )
+    hard_error_rate: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Canary window error rate that aborts (if also relative_factor x stable's).",
+    )
+    hard_latency_slo_factor: float = Field(
+        3.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Canary window p95 of this many SLOs aborts (if also relative to stable).",
+    )
+    relative_factor: float = Field(
+        2.0,
+        ge=1,
+        allow_inf_nan=False,
+        description="How many times stable's error rate / p95 a breach must also exceed.",
+    )
+    promote_veto_z: float = Field(
+        5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="A promote becomes hold when the canary's window errors are relative_factor "
+        "x stable's with a two-proportion z of at least this.",
+    )
+
+
+#: Every name an answer's ``guardrail`` can hold: the guardrails here, the pipeline's
+#: ``step_count`` rule (:mod:`decision_service.pipeline`) and the service's ``dry_run`` mode.
+GuardrailName = Literal[
+    "no_data",
+    "hard_slo_breach",
+    "insufficient_evidence",
+    "regression_veto",
+    "step_count",
+    "dry_run",
+]
+GUARDRAIL_NAMES: Final[tuple[GuardrailName, ...]] = get_args(GuardrailName)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +105,7 @@ class Guarded:
     """The final decision, which guardrail (if any) set it, and one human sentence."""
 
     decision: Action
-    guardrail: str | None
+    guardrail: GuardrailName | None
     reason: str
 
 

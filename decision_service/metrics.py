@@ -12,17 +12,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from decision_service.actions import ACTION_NAMES
+from decision_service.guardrails import GUARDRAIL_NAMES
 from decision_service.policy import ModelInfo
-from decision_service.prometheus_source import ERROR_KINDS, ErrorKind
+from decision_service.prometheus_answers import ERROR_KINDS, ErrorKind
 
-GUARDRAIL_LABELS: Final = (
-    "none",
-    "no_data",
-    "hard_slo_breach",
-    "insufficient_evidence",
-    "regression_veto",
-    "step_count",
-)
+#: The ``guardrail`` label's values: ``none`` (the policy's choice stood) and every name but
+#: ``dry_run``, which labels the answer Argo saw, not the decision (``dry_run`` is its own label).
+GUARDRAIL_LABELS: Final = ("none", *(name for name in GUARDRAIL_NAMES if name != "dry_run"))
 DURATION_BUCKETS: Final = (
     0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

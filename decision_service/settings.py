@@ -10,9 +10,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from decision_service.guardrails import GuardrailConfig
@@ -32,7 +39,13 @@ _DURATION_SECONDS: Final = {
     "w": 7 * 86400,
     "y": 365 * 86400,
 }
-_DEFAULTS: Final = GuardrailConfig()
+_GUARDRAIL_PREFIX: Final = "guardrail_"
+
+
+def _guardrail(name: str) -> Any:
+    """A ``GUARDRAIL_<NAME>`` setting: GuardrailConfig's default and description."""
+    info = GuardrailConfig.model_fields[name]
+    return Field(default=info.default, description=info.description)
 
 
 def prometheus_duration_seconds(duration: str) -> float:
@@ -98,39 +111,14 @@ class Settings(BaseSettings):
     analysis_window: str = Field(
         default="30s", description="The last-window span (a Prometheus duration, e.g. 30s, 1m)."
     )
-    guardrail_min_canary_requests: int = Field(
-        default=_DEFAULTS.min_canary_requests,
-        ge=0,
-        description="Hold (never promote or let the policy abort) below this many canary "
-        "requests over its life.",
-    )
-    guardrail_min_breach_requests: int = Field(
-        default=_DEFAULTS.min_breach_requests,
-        ge=1,
-        description="Canary requests in the window needed before a hard SLO breach aborts.",
-    )
-    guardrail_hard_error_rate: float = Field(
-        default=_DEFAULTS.hard_error_rate,
-        gt=0,
-        le=1,
-        description="Canary window error rate that aborts (if also relative_factor x stable's).",
-    )
-    guardrail_hard_latency_slo_factor: float = Field(
-        default=_DEFAULTS.hard_latency_slo_factor,
-        gt=0,
-        description="Canary window p95 of this many SLOs aborts (if also relative to stable).",
-    )
-    guardrail_relative_factor: float = Field(
-        default=_DEFAULTS.relative_factor,
-        ge=1,
-        description="How many times stable's error rate / p95 a breach must also exceed.",
-    )
-    guardrail_promote_veto_z: float = Field(
-        default=_DEFAULTS.promote_veto_z,
-        gt=0,
-        description="A promote becomes hold when the canary's window errors are relative_factor "
-        "x stable's with a two-proportion z of at least this.",
-    )
+    # The guardrails' limits: defaults and descriptions from GuardrailConfig, the one definition
+    # (its validation runs in _check_combinations and names the variable).
+    guardrail_min_canary_requests: int = _guardrail("min_canary_requests")
+    guardrail_min_breach_requests: int = _guardrail("min_breach_requests")
+    guardrail_hard_error_rate: float = _guardrail("hard_error_rate")
+    guardrail_hard_latency_slo_factor: float = _guardrail("hard_latency_slo_factor")
+    guardrail_relative_factor: float = _guardrail("relative_factor")
+    guardrail_promote_veto_z: float = _guardrail("promote_veto_z")
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 
     _api_token: str | None = PrivateAttr(default=None)
@@ -173,10 +161,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
-        for name in ("slo_latency", "guardrail_hard_latency_slo_factor"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number")
-        self.guardrails()  # GuardrailConfig validates its own limits
+        if not math.isfinite(self.slo_latency):
+            raise ValueError("slo_latency must be a finite number")
+        try:
+            self.guardrails()
+        except ValidationError as exc:  # name the variable, not GuardrailConfig's field
+            problems = "; ".join(
+                f"{_GUARDRAIL_PREFIX}{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(problems) from None
         token = self.api_token.get_secret_value().strip() if self.api_token else None
         if token and self.api_token_file is not None:
             raise ValueError("set API_TOKEN or API_TOKEN_FILE, not both")
@@ -200,11 +194,6 @@ class Settings(BaseSettings):
         return prometheus_duration_seconds(self.analysis_window)
 
     def guardrails(self) -> GuardrailConfig:
-        return GuardrailConfig(
-            min_canary_requests=self.guardrail_min_canary_requests,
-            min_breach_requests=self.guardrail_min_breach_requests,
-            hard_error_rate=self.guardrail_hard_error_rate,
-            hard_latency_slo_factor=self.guardrail_hard_latency_slo_factor,
-            relative_factor=self.guardrail_relative_factor,
-            promote_veto_z=self.guardrail_promote_veto_z,
+        return GuardrailConfig.model_validate(
+            {name: getattr(self, _GUARDRAIL_PREFIX + name) for name in GuardrailConfig.model_fields}
         )

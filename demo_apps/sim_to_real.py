@@ -291,8 +291,9 @@ def format_agreement(a: Agreement) -> str:
 
 def onnx_policy(model_path: Path) -> Policy:
     """The policy as the service runs it (with its ``step_count`` rule)."""
-    from decision_service.policy import OnnxPolicy
     from training.evaluation import service_action
+
+    from decision_service.policy import OnnxPolicy
 
     policy = OnnxPolicy(model_path)
     return lambda observation: service_action(policy, observation)

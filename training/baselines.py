@@ -34,7 +34,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from decision_service.actions import ABORT, HOLD, PROMOTE
-from decision_service.features import stable_reference
+from decision_service.statistics import stable_reference
 from training.env import CanaryRolloutEnv
 
 

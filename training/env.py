@@ -30,8 +30,16 @@ last interval; its docstring has the table. Bounds from ``FEATURE_LOW``/``FEATUR
 The live service answers ``hold`` without consulting the policy when a metric is missing (the
 canary served no request in the window). The environment does the same: such an interval is
 an automatic hold (it costs time and patience like any other), and the agent is asked only
-when an observation can be built. With ``guardrails`` set, the policy's answer also passes
-through :func:`decision_service.guardrails.apply_guardrails`, exactly as in the service.
+when an observation can be built.
+
+## The decision
+
+Every action goes through :func:`decision_service.pipeline.decide`, the function the service
+answers with: the agent's action is the proposal (:class:`~decision_service.pipeline.FixedAction`),
+then, with ``guardrails`` set, the guardrails. :meth:`CanaryRolloutEnv.step_policy` instead
+hands the pipeline a policy (the shipped ONNX policy in the evaluation), so the step-count rule
+that needs the policy's Q-values at other counts runs too: the episode is decided exactly as
+the service would decide it.
 
 ## Rewards — the one objective every agent is scored on
 
@@ -80,14 +88,10 @@ import numpy as np
 import numpy.typing as npt
 
 from decision_service.actions import ACTION_NAMES, Action
-from decision_service.features import (
-    FEATURE_HIGH,
-    FEATURE_LOW,
-    MetricsSnapshot,
-    MissingMetricError,
-    build_observation,
-)
-from decision_service.guardrails import GuardrailConfig, apply_guardrails
+from decision_service.features import FEATURE_HIGH, FEATURE_LOW, build_observation
+from decision_service.guardrails import GuardrailConfig
+from decision_service.pipeline import DecisionConfig, Evaluation, FixedAction, Policy, decide
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from scenarios import Scenario
 from training.simulator import Interval, RolloutSimulator
 
@@ -123,6 +127,11 @@ class EnvConfig:
             raise ValueError("weights must increase")
         if self.patience < 1 or self.interval_seconds <= 0 or self.slo_latency_ms <= 0:
             raise ValueError("patience, interval_seconds and slo_latency_ms must be positive")
+
+    @property
+    def decision(self) -> DecisionConfig:
+        """The decision pipeline's configuration (the service's, for the same settings)."""
+        return DecisionConfig(slo_latency_ms=self.slo_latency_ms, guardrails=self.guardrails)
 
 
 def library_source(scenarios: Sequence[Scenario]) -> ScenarioSource:
@@ -161,12 +170,18 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self._objective = 0.0
         self._snapshot: MetricsSnapshot | None = None
         self._intervals: list[Interval] = []
+        self._last_evaluation: Evaluation | None = None
 
     # -- episode mechanics ---------------------------------------------------------------
 
     @property
     def weight(self) -> float:
         return self.config.weights[self._step_index]
+
+    @property
+    def measurements_at_step(self) -> int:
+        """Measurements already taken at the current step."""
+        return self._measurements
 
     @property
     def snapshot(self) -> MetricsSnapshot | None:
@@ -200,10 +215,12 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             if self._truth_bad:
                 self._blast += interval.canary.requests
                 cost -= BLAST_COST * interval.canary.requests / max(interval.expected_requests, 1.0)
-            snapshot = self._sim.snapshot(self._measurements)
+            snapshot = self._sim.snapshot()
             self._snapshot = snapshot
             try:
-                observation = build_observation(snapshot, self.config.slo_latency_ms)
+                observation = build_observation(
+                    snapshot, self._measurements, self.config.slo_latency_ms
+                )
             except MissingMetricError:
                 # The service's `no_data` answer: an automatic hold.
                 self._measurements += 1
@@ -253,14 +270,30 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
     def step(
         self, action: int
     ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """The agent's ``action``, decided by the pipeline (guardrails as configured)."""
+        return self.step_policy(FixedAction(int(action)))
+
+    def step_policy(
+        self, policy: Policy
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """One step decided by the pipeline with ``policy``, as the service decides it."""
         if self._sim is None or self._snapshot is None:
             raise RuntimeError("call reset() first")
-        proposed: Action = ACTION_NAMES[int(action)]
-        decision = proposed
-        if self.config.guardrails is not None:
-            decision = apply_guardrails(
-                proposed, self._snapshot, self.config.slo_latency_ms, self.config.guardrails
-            ).decision
+        evaluation = decide(self._snapshot, self._measurements, policy, self.config.decision)
+        self._last_evaluation = evaluation
+        return self._advance(evaluation)
+
+    @property
+    def last_evaluation(self) -> Evaluation | None:
+        """The pipeline's output for the last step (decision, guardrail, reason, Q-values)."""
+        return self._last_evaluation
+
+    def _advance(
+        self, evaluation: Evaluation
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Apply a decision to the rollout, then measure the next interval."""
+        decision: Action = evaluation.guarded.decision
+        proposed = evaluation.proposed
         reward = 0.0
         outcome: str | None = None
         if decision == "abort":

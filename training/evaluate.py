@@ -28,15 +28,8 @@ from decision_service.policy import DEFAULT_MODEL_PATH
 from scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
-from training.evaluation import (
-    EPISODE_COLUMNS,
-    POLICY,
-    AgentSpec,
-    acceptance,
-    records_as_rows,
-    run_agents,
-    summarise,
-)
+from training.episodes import EPISODE_COLUMNS, POLICY, AgentSpec, records_as_rows, run_agents
+from training.report import acceptance, summarise
 from training.tune import DEFAULT_OUT as BASELINES_CONFIG
 
 AGENT_ORDER = (POLICY, "static_threshold", "mann_whitney", "sequential")

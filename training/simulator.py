@@ -33,8 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
-from decision_service.features import MetricsSnapshot, VersionMetrics
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
+from decision_service.snapshot import MetricsSnapshot, VersionMetrics
 from scenarios import (
     Conditions,
     EpisodeParameters,
@@ -251,14 +251,13 @@ class RolloutSimulator:
         self.last = interval
         return interval
 
-    def snapshot(self, measurements_at_step: int) -> MetricsSnapshot:
+    def snapshot(self) -> MetricsSnapshot:
         """The metrics snapshot after the last interval (what the live service would read)."""
         if self.last is None:
             raise RuntimeError("no interval simulated yet")
         c, s = self._canary_total, self._stable_total
         return MetricsSnapshot(
             step_weight=self.last.weight,
-            measurements_at_step=measurements_at_step,
             canary=_window(self.last.canary),
             stable=_window(self.last.stable),
             canary_cumulative=version_metrics(c.requests, c.errors, c.buckets),

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from decision_service.guardrails import GuardrailConfig
 from scenarios import Scenario, load_scenarios
 from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
-from training.evaluation import episode_seed
+from training.episodes import episode_seed
 from training.generator import random_scenario
 
 
@@ -43,15 +43,6 @@ class EnvSection(_Strict):
     patience: int = Field(10, ge=1, description="Measurements per step before a pause.")
     interval_seconds: float = Field(30.0, gt=0, description="Analysis interval.")
     slo_latency_ms: float = Field(200.0, gt=0, description="Latency SLO the features use.")
-
-
-class GuardrailSection(_Strict):
-    min_canary_requests: int = Field(20, ge=0, description="Evidence before promote/abort.")
-    min_breach_requests: int = Field(20, ge=1, description="Evidence for a hard breach.")
-    hard_error_rate: float = Field(0.25, gt=0, le=1, description="Hard error-rate limit.")
-    hard_latency_slo_factor: float = Field(3.0, gt=0, description="Hard p95 limit, × SLO.")
-    relative_factor: float = Field(2.0, ge=1, description="Breach must be this × stable's.")
-    promote_veto_z: float = Field(5.0, gt=0, description="Regression z that vetoes promote.")
 
 
 class DQNSection(_Strict):
@@ -109,7 +100,7 @@ class TrainConfig(_Strict):
         "correct abort reads as about -1, and the policy aborts on thin evidence.",
     )
     env: EnvSection = Field(default_factory=EnvSection)
-    guardrails: GuardrailSection = Field(default_factory=GuardrailSection)
+    guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
     dqn: DQNSection = Field(default_factory=DQNSection)
     exploration: ExplorationSection = Field(default_factory=ExplorationSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
@@ -120,7 +111,7 @@ class TrainConfig(_Strict):
             patience=self.env.patience,
             interval_seconds=self.env.interval_seconds,
             slo_latency_ms=self.env.slo_latency_ms,
-            guardrails=GuardrailConfig(**self.guardrails.model_dump()),
+            guardrails=self.guardrails,
         )
 
 

@@ -21,7 +21,7 @@ import yaml
 from scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
-from training.evaluation import AgentSpec, run_agents
+from training.episodes import AgentSpec, run_agents
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "configs" / "baselines.yaml"
 

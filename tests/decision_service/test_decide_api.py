@@ -17,7 +17,7 @@ from decision_service import api
 from decision_service.actions import ACTION_NAMES
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
-from decision_service.prometheus_source import TemplateError
+from decision_service.queries import TemplateError
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
 from tests.support.service import BODY, settings_for
 

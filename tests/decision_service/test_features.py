@@ -12,14 +12,11 @@ from decision_service.features import (
     FEATURE_LOW,
     FEATURE_NAMES,
     N_FEATURES,
-    MetricsSnapshot,
-    MissingMetricError,
-    VersionMetrics,
     build_observation,
-    error_llr,
     named,
-    two_proportion_z,
 )
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError, VersionMetrics
+from decision_service.statistics import error_llr, two_proportion_z
 
 SLO = 200.0
 
@@ -33,7 +30,6 @@ def version(
 def snapshot(**overrides: object) -> MetricsSnapshot:
     values: dict[str, object] = {
         "step_weight": 20.0,
-        "measurements_at_step": 2,
         "canary": version(200, 1),
         "stable": version(800, 4),
         "canary_cumulative": version(2000, 10),
@@ -49,7 +45,7 @@ def test_names_are_unique_and_bounds_match() -> None:
 
 
 def test_equal_versions_give_neutral_comparisons() -> None:
-    obs = named(build_observation(snapshot(), SLO))
+    obs = named(build_observation(snapshot(), 2, SLO))
     assert obs["step_weight"] == pytest.approx(0.2)
     assert obs["measurements_at_step"] == pytest.approx(0.2)
     assert obs["canary_p95_latency"] == pytest.approx(120 / SLO)
@@ -71,7 +67,7 @@ def test_worse_canary_moves_the_comparisons_up() -> None:
         canary=version(200, 20, 80, 300),
         canary_cumulative=version(2000, 200, 80, 300),
     )
-    obs = named(build_observation(bad, SLO))
+    obs = named(build_observation(bad, 2, SLO))
     assert obs["error_z_total"] > 1.0
     assert obs["error_llr_total"] > 1.0
     assert obs["p95_ratio_total"] == pytest.approx(math.log2(300 / 120), rel=1e-5)
@@ -85,7 +81,7 @@ def test_observation_stays_within_bounds_for_extremes() -> None:
         stable=version(1, 0, 0.001, 0.001),
         stable_cumulative=version(1, 0, 0.001, 0.001),
     )
-    obs = build_observation(extreme, SLO)
+    obs = build_observation(extreme, 2, SLO)
     assert np.all(obs >= FEATURE_LOW) and np.all(obs <= FEATURE_HIGH)
 
 
@@ -104,13 +100,13 @@ def test_missing_metrics_raise_never_default(
     field: str, value: VersionMetrics, metric: str
 ) -> None:
     with pytest.raises(MissingMetricError) as caught:
-        build_observation(snapshot(**{field: value}), SLO)
+        build_observation(snapshot(**{field: value}), 2, SLO)
     assert caught.value.metric == metric
 
 
 def test_stable_without_window_traffic_uses_its_measured_span() -> None:
     at_full_weight = snapshot(step_weight=100.0, stable=version(0, 0, None, None))
-    obs = named(build_observation(at_full_weight, SLO))
+    obs = named(build_observation(at_full_weight, 2, SLO))
     assert obs["stable_p95_latency"] == pytest.approx(120 / SLO)
     assert obs["stable_error_vs_history"] == pytest.approx(0.0, abs=1e-6)
 
@@ -119,6 +115,7 @@ def test_both_versions_missing_stable_is_still_an_error() -> None:
     with pytest.raises(MissingMetricError):
         build_observation(
             snapshot(stable=version(0, 0, None, None), stable_cumulative=version(0, 0, None, None)),
+            2,
             SLO,
         )
 
@@ -134,4 +131,4 @@ def test_statistics() -> None:
 @pytest.mark.parametrize("weight", [-1.0, 100.5])
 def test_weight_out_of_range_is_rejected(weight: float) -> None:
     with pytest.raises(ValueError, match="step_weight"):
-        build_observation(snapshot(step_weight=weight), SLO)
+        build_observation(snapshot(step_weight=weight), 2, SLO)

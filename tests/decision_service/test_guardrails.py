@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from decision_service.features import MissingMetricError, VersionMetrics
 from decision_service.guardrails import GuardrailConfig, apply_guardrails, no_data
+from decision_service.snapshot import MissingMetricError, VersionMetrics
 from tests.decision_service.test_features import snapshot, version
 
 SLO = 200.0
@@ -87,6 +89,48 @@ def test_no_guardrail_ever_promotes_on_its_own() -> None:
         for canary in (version(200, 80), version(5, 0), version(200, 1)):
             result = apply_guardrails(proposed, snapshot(canary=canary), SLO, CONFIG)
             assert result.decision != "promote"
+
+
+_counts = st.floats(0, 1e6, allow_nan=False)
+_latency = st.one_of(st.none(), st.floats(0.1, 1e5, allow_nan=False))
+
+
+@st.composite
+def _versions(draw: st.DrawFn) -> VersionMetrics:
+    requests = draw(_counts)
+    errors = draw(st.floats(0, 1, allow_nan=False)) * requests
+    return VersionMetrics(requests, errors, draw(_latency), draw(_latency))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    proposed=st.sampled_from(["hold", "promote", "abort"]),
+    canary=_versions(),
+    stable=_versions(),
+    canary_total=_versions(),
+    stable_total=_versions(),
+    weight=st.floats(0, 100),
+)
+def test_a_promote_only_ever_comes_from_the_policy(
+    proposed: str,
+    canary: VersionMetrics,
+    stable: VersionMetrics,
+    canary_total: VersionMetrics,
+    stable_total: VersionMetrics,
+    weight: float,
+) -> None:
+    """Whatever the metrics, no guardrail turns hold or abort into promote, and a promote that
+    stands is the policy's own (guardrail None)."""
+    snap = snapshot(
+        step_weight=weight,
+        canary=canary,
+        stable=stable,
+        canary_cumulative=canary_total,
+        stable_cumulative=stable_total,
+    )
+    result = apply_guardrails(proposed, snap, SLO, CONFIG)  # type: ignore[arg-type]
+    if result.decision == "promote":
+        assert proposed == "promote" and result.guardrail is None
 
 
 def test_no_data_holds() -> None:

@@ -15,15 +15,10 @@ import requests
 from fastapi.testclient import TestClient
 
 from decision_service.app import create_app
-from decision_service.features import FEATURE_NAMES, MissingMetricError
-from decision_service.prometheus_source import (
-    PRESET_NAMES,
-    PrometheusSource,
-    Target,
-    load_templates,
-    prometheus_client,
-    render,
-)
+from decision_service.features import FEATURE_NAMES
+from decision_service.prometheus_source import PrometheusSource, prometheus_client
+from decision_service.queries import PRESET_NAMES, Target, load_templates, render
+from decision_service.snapshot import MissingMetricError
 from tests.conftest import prometheus_binary
 from tests.support.live_stack import (
     CANARY_SPAN_BURST,
@@ -66,7 +61,7 @@ def _target(canary: str, stable: str = "s-main") -> Target:
 
 
 def test_window_and_life_of_a_healthy_canary(source: PrometheusSource) -> None:
-    snapshot = source.snapshot_blocking(_target("c-healthy"), 20, 0)
+    snapshot = source.snapshot_blocking(_target("c-healthy"), 20)
     window, life = snapshot.canary, snapshot.canary_cumulative
     # 50 requests/s for 3 s (increase() extrapolates a little): about 150
     assert 100 <= window.requests <= 200
@@ -82,7 +77,7 @@ def test_the_window_forgets_an_early_burst_that_the_life_span_keeps(
     source: PrometheusSource, live: LiveStack
 ) -> None:
     time.sleep(max(0.0, live.burst_at + 3.5 - time.time()))  # the burst leaves the 3 s window
-    snapshot = source.snapshot_blocking(_target("c-span", "s-span"), 20, 0)
+    snapshot = source.snapshot_blocking(_target("c-span", "s-span"), 20)
     burst_requests, burst_errors = CANARY_SPAN_BURST
     assert snapshot.canary.errors == 0.0
     assert burst_errors * 0.8 <= snapshot.canary_cumulative.errors <= burst_errors * 1.3
@@ -96,7 +91,7 @@ def test_stable_is_measured_over_the_canarys_span_only(
     source: PrometheusSource, live: LiveStack
 ) -> None:
     """s-span served 1000 requests (100 errors) before c-span appeared: not in its span."""
-    snapshot = source.snapshot_blocking(_target("c-span", "s-span"), 20, 0)
+    snapshot = source.snapshot_blocking(_target("c-span", "s-span"), 20)
     stable = snapshot.stable_cumulative
     history_requests, history_errors = STABLE_SPAN_HISTORY
     canary_age = time.time() - live.burst_at
@@ -104,7 +99,7 @@ def test_stable_is_measured_over_the_canarys_span_only(
     assert stable.requests <= 200 * (canary_age + 7)
     assert stable.errors < history_errors / 2
     assert stable.requests >= 200 * canary_age * 0.7
-    lifelong = source.snapshot_blocking(_target("c-healthy", "s-span"), 20, 0).stable_cumulative
+    lifelong = source.snapshot_blocking(_target("c-healthy", "s-span"), 20).stable_cumulative
     assert lifelong.requests == pytest.approx(stable.requests, rel=0.2)
     assert history_requests > 0
 
@@ -112,15 +107,15 @@ def test_stable_is_measured_over_the_canarys_span_only(
 def test_an_idle_canary_has_no_requests_and_an_absent_one_no_start(
     source: PrometheusSource,
 ) -> None:
-    idle = source.snapshot_blocking(_target("c-idle"), 20, 0)
+    idle = source.snapshot_blocking(_target("c-idle"), 20)
     assert idle.canary.requests == 0.0
     assert idle.canary.latency_p50_ms is None  # histogram_quantile of nothing: NaN → missing
     with pytest.raises(MissingMetricError, match="canary_start"):
-        source.snapshot_blocking(_target("c-absent"), 20, 0)
+        source.snapshot_blocking(_target("c-absent"), 20)
 
 
 def test_a_stable_without_series_is_missing_not_zero(source: PrometheusSource) -> None:
-    snapshot = source.snapshot_blocking(_target("c-healthy", "s-gone"), 20, 0)
+    snapshot = source.snapshot_blocking(_target("c-healthy", "s-gone"), 20)
     assert math.isnan(snapshot.stable.requests)
     assert snapshot.stable.latency_p95_ms is None
 

@@ -9,22 +9,19 @@ from string import Template
 
 import pytest
 
-from decision_service.features import MissingMetricError
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
-from decision_service.prometheus_source import (
+from decision_service.prometheus_answers import PrometheusUnavailable, parse_spans, parse_start
+from decision_service.prometheus_source import PrometheusSource, prometheus_client
+from decision_service.queries import (
     PRESET_NAMES,
     QUERY_TAG_LABEL,
-    PrometheusSource,
-    PrometheusUnavailable,
     QueryTemplates,
     Target,
     TemplateError,
     load_templates,
-    parse_spans,
-    parse_start,
-    prometheus_client,
     render,
 )
+from decision_service.snapshot import MissingMetricError
 from tests.support.fake_prometheus import FakePrometheus, Reply, vector
 
 TARGET = Target("shop", "checkout", "abc123", "def456", service="checkout-web")
@@ -317,14 +314,13 @@ def test_one_query_per_decision_once_the_canary_start_is_known(
     source = _source(fake_prometheus)
     target = Target("shop", "web", "abc", "def")
     try:
-        source.snapshot_blocking(target, 10, 0)
+        source.snapshot_blocking(target, 10)
         assert len(fake_prometheus.queries) == 2
-        snapshot = source.snapshot_blocking(target, 10, 1)
+        snapshot = source.snapshot_blocking(target, 10)
         assert len(fake_prometheus.queries) == 3
     finally:
         source.close()
     assert snapshot.canary.requests == 1.0
-    assert snapshot.measurements_at_step == 1
     assert "[30s]" in fake_prometheus.queries[-1]
 
 
@@ -335,7 +331,7 @@ def test_a_canary_without_series_is_missing_data_and_not_cached(
     try:
         for _ in range(2):
             with pytest.raises(MissingMetricError, match="canary_start"):
-                source.snapshot_blocking(Target("shop", "web", "abc", "def"), 10, 0)
+                source.snapshot_blocking(Target("shop", "web", "abc", "def"), 10)
     finally:
         source.close()
     assert len(fake_prometheus.queries) == 2  # asked again: no start was cached

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from decision_service.app import create_app
 from decision_service.metrics import GUARDRAIL_LABELS, ServiceMetrics
-from decision_service.prometheus_source import ERROR_KINDS
+from decision_service.prometheus_answers import ERROR_KINDS
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
 from tests.support.service import BODY, settings_for
 

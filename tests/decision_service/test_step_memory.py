@@ -9,15 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decision_service.decision import evaluate
-from decision_service.features import (
-    MEASUREMENTS_SCALE,
-    MetricsSnapshot,
-    VersionMetrics,
-    build_observation,
-)
+from decision_service.features import MEASUREMENTS_SCALE, build_observation
 from decision_service.guardrails import GuardrailConfig
+from decision_service.pipeline import DecisionConfig, decide
 from decision_service.policy import OnnxPolicy
+from decision_service.snapshot import MetricsSnapshot, VersionMetrics
 from decision_service.step_memory import StepMemory
 from tests.support.onnx_models import build_model, shipped_model
 
@@ -70,7 +66,6 @@ def _snapshots(rng: np.random.Generator, n: int) -> list[MetricsSnapshot]:
         out.append(
             MetricsSnapshot(
                 step_weight=float(rng.choice([10, 20, 50, 80])),
-                measurements_at_step=0,
                 canary=version(n_window, canary_rate, canary_p50),
                 stable=version(n_window * 4, stable_rate, stable_p50),
                 canary_cumulative=version(n_window * age, canary_rate, canary_p50),
@@ -83,9 +78,7 @@ def _snapshots(rng: np.random.Generator, n: int) -> list[MetricsSnapshot]:
 def _decisions(policy: OnnxPolicy, snap: MetricsSnapshot) -> list[str]:
     """The service's decision for this snapshot at every count 0 .. scale + 2."""
     return [
-        evaluate(
-            replace(snap, measurements_at_step=k), policy, 200.0, GuardrailConfig()
-        ).guarded.decision
+        decide(snap, k, policy, DecisionConfig(200.0, GuardrailConfig())).guarded.decision
         for k in range(MEASUREMENTS_SCALE + 3)
     ]
 
@@ -115,12 +108,9 @@ def test_the_step_count_guardrail_holds_a_promote_that_a_later_count_would_not_m
     policy = OnnxPolicy(model)
     snap = _snapshots(np.random.default_rng(1), 1)[0]
     healthy = replace(snap, canary=snap.stable, canary_cumulative=snap.stable_cumulative)
-    raw = [
-        policy.decide(build_observation(replace(healthy, measurements_at_step=k), 200.0))[0]
-        for k in range(11)
-    ]
+    raw = [policy.decide(build_observation(healthy, k, 200.0))[0] for k in range(11)]
     assert raw[0] == "promote" and raw[10] == "abort"
-    evaluation = evaluate(healthy, policy, 200.0, GuardrailConfig())
+    evaluation = decide(healthy, 0, policy, DecisionConfig(200.0, GuardrailConfig()))
     assert evaluation.proposed == "promote"
     assert evaluation.guarded.decision == "hold"
     assert evaluation.guarded.guardrail == "step_count"
@@ -130,5 +120,5 @@ def test_the_step_count_guardrail_holds_a_promote_that_a_later_count_would_not_m
 @pytest.mark.parametrize("k", [0, 5, 10, 50])
 def test_the_count_feature_saturates(k: int) -> None:
     healthy = VersionMetrics(100, 0, 30, 60)
-    obs = build_observation(MetricsSnapshot(10, k, healthy, healthy, healthy, healthy), 200.0)
+    obs = build_observation(MetricsSnapshot(10, healthy, healthy, healthy, healthy), k, 200.0)
     assert obs[1] == pytest.approx(min(k, MEASUREMENTS_SCALE) / MEASUREMENTS_SCALE)

@@ -512,5 +512,5 @@ def test_the_service_accepts_the_rendered_settings(values_file: Path, tmp_path: 
     assert settings.prometheus_url == env["PROMETHEUS_URL"].rstrip("/")
     assert settings.dry_run is (env["DRY_RUN"] == "true")
     # The preset and any user templates load as the app would load them at start.
-    source = pytest.importorskip("decision_service.prometheus_source")
-    source.load_templates(settings.query_preset, settings.query_templates_file)
+    queries = pytest.importorskip("decision_service.queries")
+    queries.load_templates(settings.query_preset, settings.query_templates_file)

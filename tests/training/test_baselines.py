@@ -16,7 +16,7 @@ from training.baselines import (
     make_baseline,
 )
 from training.env import EnvConfig
-from training.evaluation import run_episode
+from training.episodes import run_episode
 
 
 def outcomes(agent, name: str, n: int = 40) -> Counter:

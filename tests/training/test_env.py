@@ -92,12 +92,12 @@ def test_patience_exhausted_pauses() -> None:
 def test_measurements_at_step_counts_and_resets() -> None:
     env = make("healthy")
     env.reset(seed=5)
-    assert env.snapshot.measurements_at_step == 0
+    assert env.measurements_at_step == 0
     env.step(HOLD)
     env.step(HOLD)
-    assert env.snapshot.measurements_at_step == 2
+    assert env.measurements_at_step == 2
     env.step(PROMOTE)
-    assert env.snapshot.measurements_at_step == 0
+    assert env.measurements_at_step == 0
     assert env.snapshot.step_weight == 10
 
 
@@ -112,7 +112,7 @@ def test_no_data_is_an_automatic_hold() -> None:
             auto_holds += info["holds"]
             continue
         assert env.snapshot.canary.requests > 0
-        auto_holds += env.snapshot.measurements_at_step
+        auto_holds += env.measurements_at_step
     assert auto_holds > 0
 
 

@@ -35,7 +35,7 @@ def test_error_rates_follow_the_scenario() -> None:
     s = sim("buggy", 1)
     for _ in range(100):
         s.next_interval(50.0)
-    snap = s.snapshot(0)
+    snap = s.snapshot()
     expected = s.params.stable_error_rate + s.params.error_additive
     assert snap.canary_cumulative.error_rate == pytest.approx(expected, rel=0.1)
     assert snap.stable_cumulative.error_rate == pytest.approx(s.params.stable_error_rate, rel=0.3)
@@ -47,13 +47,13 @@ def test_quantiles_come_from_the_histogram_and_are_noisy_with_few_requests() -> 
         s = sim("healthy", seed)
         s.next_interval(50.0)
         busy.append(
-            s.snapshot(0).canary.latency_p95_ms
+            s.snapshot().canary.latency_p95_ms
             / (s.params.stable_p50_ms * np.exp(1.645 * s.params.latency_spread))
         )
         q = sim("low_traffic", seed)
         for _ in range(50):
             q.next_interval(50.0)
-            snap = q.snapshot(0)
+            snap = q.snapshot()
             if snap.canary.requests > 0:
                 quiet.append(
                     snap.canary.latency_p95_ms
@@ -69,7 +69,7 @@ def test_snapshot_without_canary_traffic_has_no_latency() -> None:
     for _ in range(100):
         interval = s.next_interval(5.0)
         if interval.canary.requests == 0:
-            snap = s.snapshot(0)
+            snap = s.snapshot()
             assert snap.canary.latency_p95_ms is None and snap.canary.error_rate is None
             return
     pytest.fail("expected an interval without canary requests at 5 % of low traffic")

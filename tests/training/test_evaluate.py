@@ -7,13 +7,13 @@ import gzip
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from decision_service.policy import DEFAULT_MODEL_PATH
 from tests.conftest import SCENARIOS_DIR
 from training import evaluate
-from training.evaluation import STAT_KEYS, EpisodeRecord, episode_seed, paired_difference, stats
+from training.episodes import EpisodeRecord, episode_seed
+from training.report import STAT_KEYS, paired_difference, stats
 
 CSV_COLUMNS = [
     "scenario",
@@ -95,34 +95,3 @@ def test_cli_writes_the_contract(tmp_path: Path) -> None:
     assert {r["outcome"] for r in table} <= {"promoted", "aborted", "paused"}
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert "| buggy |" in (tmp_path / "t.md").read_text()
-
-
-def test_the_evaluated_policy_applies_the_services_step_count_rule(tmp_path: Path) -> None:
-    """A model that promotes early in a step and aborts late: the service holds its early
-    promotes (``step_count``), so the evaluation must too, or it measures another policy."""
-    from decision_service.actions import HOLD, PROMOTE
-    from decision_service.features import FEATURE_NAMES
-    from decision_service.policy import OnnxPolicy
-    from tests.support.onnx_models import build_model
-    from training.evaluation import service_action
-
-    impatient = OnnxPolicy(
-        build_model(
-            tmp_path / "impatient.onnx",
-            q_values=(0.0, 1.0, 0.0),
-            weights={
-                ("measurements_at_step", "promote"): -2.0,
-                ("measurements_at_step", "abort"): 0.5,
-            },
-        )
-    )
-    steady = OnnxPolicy(build_model(tmp_path / "steady.onnx", q_values=(0.0, 1.0, 0.0)))
-    count = FEATURE_NAMES.index("measurements_at_step")
-    observation = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
-    for taken in (0, 2):
-        observation[count] = taken / 10
-        assert int(np.argmax(impatient.q_values(observation)[0])) == PROMOTE
-        assert service_action(impatient, observation) == HOLD
-        assert service_action(steady, observation) == PROMOTE
-    observation[count] = 1.0  # saturated: no larger count to doubt it
-    assert service_action(steady, observation) == PROMOTE

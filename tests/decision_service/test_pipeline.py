@@ -1,4 +1,4 @@
-"""The decision, pure: missing data holds, guardrails override the policy, dry-run answers."""
+"""The decision pipeline, pure: missing data holds, guardrails override, dry-run answers."""
 
 from __future__ import annotations
 
@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from decision_service.decision import Evaluation, answer, evaluate
-from decision_service.features import (
-    FEATURE_NAMES,
-    MetricsSnapshot,
-    MissingMetricError,
-    VersionMetrics,
-)
+from decision_service.features import FEATURE_NAMES
 from decision_service.guardrails import Guarded, GuardrailConfig
+from decision_service.pipeline import DecisionConfig, Evaluation, answer, decide
 from decision_service.policy import OnnxPolicy
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError, VersionMetrics
 
 HEALTHY = VersionMetrics(requests=500, errors=2, latency_p50_ms=30, latency_p95_ms=60)
 BROKEN = VersionMetrics(requests=500, errors=200, latency_p50_ms=30, latency_p95_ms=60)
@@ -32,7 +28,7 @@ def snapshot(canary: VersionMetrics = HEALTHY, **overrides: VersionMetrics) -> M
         "canary_cumulative": canary,
         "stable_cumulative": HEALTHY,
     } | overrides
-    return MetricsSnapshot(step_weight=20, measurements_at_step=0, **values)
+    return MetricsSnapshot(step_weight=20, **values)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +43,7 @@ CONFIG = GuardrailConfig()
 def test_a_healthy_snapshot_gets_the_policys_choice(
     policies: dict[str, OnnxPolicy], model: str
 ) -> None:
-    evaluation = evaluate(snapshot(), policies[model], 200.0, CONFIG)
+    evaluation = decide(snapshot(), 0, policies[model], DecisionConfig(200.0, CONFIG))
     assert evaluation.guarded.decision == model
     assert evaluation.guarded.guardrail is None
     assert evaluation.proposed == model
@@ -74,7 +70,7 @@ def test_a_healthy_snapshot_gets_the_policys_choice(
 def test_missing_data_holds_even_when_the_policy_says_promote(
     policies: dict[str, OnnxPolicy], missing: MetricsSnapshot | MissingMetricError
 ) -> None:
-    evaluation = evaluate(missing, policies["promote"], 200.0, CONFIG)
+    evaluation = decide(missing, 0, policies["promote"], DecisionConfig(200.0, CONFIG))
     assert evaluation.guarded.decision == "hold"
     assert evaluation.guarded.guardrail == "no_data"
     assert evaluation.q_values is None and evaluation.observation is None
@@ -82,7 +78,7 @@ def test_missing_data_holds_even_when_the_policy_says_promote(
 
 
 def test_a_hard_breach_aborts_whatever_the_policy_says(policies: dict[str, OnnxPolicy]) -> None:
-    evaluation = evaluate(snapshot(BROKEN), policies["promote"], 200.0, CONFIG)
+    evaluation = decide(snapshot(BROKEN), 0, policies["promote"], DecisionConfig(200.0, CONFIG))
     assert evaluation.guarded.decision == "abort"
     assert evaluation.guarded.guardrail == "hard_slo_breach"
     assert evaluation.proposed == "promote"
@@ -90,7 +86,7 @@ def test_a_hard_breach_aborts_whatever_the_policy_says(policies: dict[str, OnnxP
 
 def test_too_little_evidence_holds_a_promote(policies: dict[str, OnnxPolicy]) -> None:
     few = VersionMetrics(requests=5, errors=0, latency_p50_ms=30, latency_p95_ms=60)
-    evaluation = evaluate(snapshot(few), policies["promote"], 200.0, CONFIG)
+    evaluation = decide(snapshot(few), 0, policies["promote"], DecisionConfig(200.0, CONFIG))
     assert evaluation.guarded.decision == "hold"
     assert evaluation.guarded.guardrail == "insufficient_evidence"
 
@@ -100,8 +96,11 @@ def test_the_slo_override_changes_the_observation_and_the_guardrail(
 ) -> None:
     slow = VersionMetrics(requests=500, errors=2, latency_p50_ms=300, latency_p95_ms=700)
     fast_stable = snapshot(slow, stable=HEALTHY)
-    assert evaluate(fast_stable, policies["promote"], 1000.0, CONFIG).guarded.decision == "promote"
-    strict = evaluate(fast_stable, policies["promote"], 200.0, CONFIG)
+    assert (
+        decide(fast_stable, 0, policies["promote"], DecisionConfig(1000.0, CONFIG)).guarded.decision
+        == "promote"
+    )
+    strict = decide(fast_stable, 0, policies["promote"], DecisionConfig(200.0, CONFIG))
     assert strict.guarded.guardrail == "hard_slo_breach"  # p95 700 >= 3 x 200 and >= 2 x 60
 
 

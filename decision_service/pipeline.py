@@ -1,0 +1,170 @@
+"""The decision: snapshot → observation → policy → guardrails → step count → the answer.
+
+This module is the one place a decision is assembled. :func:`decide` is a pure function (no
+I/O, no state): from a snapshot (or the missing metric that kept one from being built), the
+measurements already taken at the step, a policy and a :class:`DecisionConfig`, it returns the
+real decision with its reasons. The service's route, the gymnasium environment (training and
+evaluation alike), the demo and the exporter's checks all call it, unchanged. :func:`answer`
+then applies the service's dry-run mode to it.
+
+In order:
+
+1. **No data.** A missing metric (here or while building the features) is ``hold``
+   (``no_data``); the policy does not run.
+2. **Policy.** The observation (:func:`decision_service.features.build_observation`) goes to the
+   policy; its greedy action is the *proposal*.
+3. **Guardrails** (:func:`decision_service.guardrails.apply_guardrails`), unless the config
+   has none (the classical baselines are judged without them). No guardrail answers
+   ``promote``: a promote always comes from the policy.
+4. **Step count.** ``measurements_at_step`` comes from the caller. In the service it is this
+   process's memory, which can only be short, never long (a restart, another replica, an
+   eviction: see :mod:`decision_service.step_memory`). So a ``promote`` stands only if the policy
+   also promotes at every *larger* count up to where the feature saturates; otherwise the answer
+   is ``hold`` and names the ``step_count`` rule. With it a lost count can never produce a promote
+   that the true count would not, whatever the model learned (the guardrails do not read the
+   count).
+
+A policy is anything with ``q_values(observations) -> (batch, 3)``: the ONNX policy in the
+service, or :class:`FixedAction` when the action was chosen elsewhere (a learning agent, a
+baseline). A fixed action is the same at every count, so the step-count rule never changes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from decision_service.actions import ACTION_NAMES, PROMOTE, Action
+from decision_service.features import (
+    FEATURE_NAMES,
+    MEASUREMENTS_SCALE,
+    build_observation,
+    named,
+)
+from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
+from decision_service.snapshot import MetricsSnapshot, MissingMetricError
+
+COUNT_INDEX: Final = FEATURE_NAMES.index("measurements_at_step")
+
+
+class Policy(Protocol):
+    """What the pipeline needs of a policy: Q-values for a batch of observations."""
+
+    def q_values(self, observations: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedAction:
+    """A policy that proposes one given action for every observation (Q = 1 there, else 0).
+
+    How the environment puts an action chosen outside the pipeline (by a learning agent or a
+    classical baseline) through it."""
+
+    action: int
+
+    def q_values(self, observations: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        rows = np.asarray(observations).reshape(-1, len(FEATURE_NAMES)).shape[0]
+        q = np.zeros((rows, len(ACTION_NAMES)), dtype=np.float32)
+        q[:, self.action] = 1.0
+        return q
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionConfig:
+    """Everything a decision is configured by, besides the policy."""
+
+    slo_latency_ms: float
+    #: ``None``: no guardrails, the proposal stands (how the classical baselines are judged).
+    guardrails: GuardrailConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The real decision, and what it was made from (``None`` where the policy did not run)."""
+
+    guarded: Guarded
+    proposed: Action | None
+    q_values: dict[str, float] | None
+    observation: dict[str, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the response says: the decision Argo acts on, the guardrail, the reason."""
+
+    decision: Action
+    guardrail: str | None
+    reason: str
+    dry_run: bool
+
+
+def decide(
+    snapshot: MetricsSnapshot | MissingMetricError,
+    measurements_at_step: int,
+    policy: Policy,
+    config: DecisionConfig,
+) -> Evaluation:
+    """The real decision for a snapshot and the measurements already taken at its step."""
+    if isinstance(snapshot, MissingMetricError):
+        return Evaluation(no_data(snapshot), None, None, None)
+    try:
+        observation = build_observation(snapshot, measurements_at_step, config.slo_latency_ms)
+    except MissingMetricError as missing:
+        return Evaluation(no_data(missing), None, None, None)
+    q = policy.q_values(observation)[0]
+    proposed = ACTION_NAMES[int(np.argmax(q))]
+    q_values: dict[str, float] = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
+    if config.guardrails is None:
+        guarded = Guarded(proposed, None, f"The agent chose {proposed}.")
+    else:
+        guarded = apply_guardrails(proposed, snapshot, config.slo_latency_ms, config.guardrails)
+    if guarded.decision == "promote":
+        doubt = first_count_without_promote(policy, observation, measurements_at_step)
+        if doubt is not None:
+            count, action = doubt
+            guarded = Guarded(
+                "hold",
+                "step_count",
+                f"The policy proposed promote after {measurements_at_step} measurements "
+                f"at this step, but not after {count} ({action}); this process's step count can "
+                "only be short, so holding.",
+            )
+    return Evaluation(guarded, proposed, q_values, named(observation))
+
+
+def first_count_without_promote(
+    policy: Policy, observation: npt.NDArray[np.float32], taken: int
+) -> tuple[int, Action] | None:
+    """The smallest count above ``taken`` at which the policy would not promote, if any."""
+    counts = list(range(max(taken, 0) + 1, MEASUREMENTS_SCALE + 1))
+    if not counts:
+        return None
+    batch = np.repeat(observation[np.newaxis, :], len(counts), axis=0)
+    batch[:, COUNT_INDEX] = np.asarray(counts, dtype=np.float32) / MEASUREMENTS_SCALE
+    actions = policy.q_values(batch).argmax(axis=1)
+    for count, action in zip(counts, actions, strict=True):
+        if int(action) != PROMOTE:
+            return count, ACTION_NAMES[int(action)]
+    return None
+
+
+def answer(evaluation: Evaluation, dry_run: bool, dry_run_answer: Action) -> Answer:
+    """The answer Argo sees; in dry-run mode the configured safe one (the real one in reason).
+
+    Even in dry-run mode a decision made without data is answered ``hold``: the service never
+    says ``promote`` for a canary it could not measure.
+    """
+    real = evaluation.guarded
+    if not dry_run:
+        return Answer(real.decision, real.guardrail, real.reason, False)
+    shown: Action = "hold" if real.guardrail == "no_data" else dry_run_answer
+    real_label = f"{real.decision} ({real.guardrail})" if real.guardrail else real.decision
+    return Answer(
+        shown,
+        "dry_run",
+        f"Dry run: answering {shown}; the real decision is {real_label}: {real.reason}",
+        True,
+    )

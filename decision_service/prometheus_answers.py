@@ -1,0 +1,192 @@
+"""Prometheus's answers, parsed: the span query's series become each version's metrics.
+
+:func:`parse_spans` turns the combined span query's instant vector (see
+:mod:`decision_service.queries`) into :class:`~decision_service.snapshot.VersionMetrics` per span
+and version; :func:`parse_start` reads the canary's start time. Latency quantiles are computed
+from the bucket counts with :func:`decision_service.histogram.histogram_quantile`, which follows
+Prometheus's own ``histogram_quantile``.
+
+An answer that does not fit the contract raises :class:`PrometheusUnavailable` (the decision is
+a 503); a count Prometheus did not return stays NaN and a latency ``None`` — never filled in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Final, Literal
+
+from decision_service.histogram import histogram_quantile
+from decision_service.queries import QUERY_TAG_LABEL, QueryTemplates
+from decision_service.snapshot import VersionMetrics
+
+ErrorKind = Literal["unreachable", "timeout", "http_error", "malformed", "bad_template"]
+ERROR_KINDS: Final[tuple[ErrorKind, ...]] = (
+    "unreachable",
+    "timeout",
+    "http_error",
+    "malformed",
+    "bad_template",
+)
+
+
+class PrometheusUnavailable(RuntimeError):
+    """Prometheus could not answer usably: the decision is a 503, never a guess."""
+
+    def __init__(self, kind: ErrorKind, detail: str) -> None:
+        super().__init__(f"Prometheus {kind.replace('_', ' ')}: {detail}")
+        self.kind: ErrorKind = kind
+        self.detail = detail
+
+
+def _malformed(series: Any) -> PrometheusUnavailable:
+    return PrometheusUnavailable(
+        "malformed", f"unexpected series in the answer: {str(series)[:200]}"
+    )
+
+
+def _sample_value(series: Any) -> tuple[dict[str, str], float]:
+    """Labels and value of one instant-vector series; PrometheusUnavailable if malformed."""
+    try:
+        labels = series["metric"]
+        raw = series["value"][1]
+        if not isinstance(labels, dict) or not isinstance(raw, str):
+            raise TypeError("unexpected types")
+        return labels, float(raw)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise _malformed(series) from exc
+
+
+def _result_list(result: Any) -> list[Any]:
+    if not isinstance(result, list):
+        raise PrometheusUnavailable(
+            "malformed", f"expected an instant vector, got {str(result)[:200]}"
+        )
+    return result
+
+
+def parse_start(result: Any) -> float | None:
+    """The canary's start (unix seconds) from the ``canary_start`` answer; None if absent."""
+    values = [value for _, value in map(_sample_value, _result_list(result))]
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else None
+
+
+@dataclass(slots=True)
+class _Accumulator:
+    requests: float = 0.0
+    errors: float = 0.0
+    request_series: int = 0
+    nan: bool = False
+    buckets: dict[float, float] | None = None
+    buckets_nan: bool = False
+
+
+def _quantiles(buckets: dict[float, float], scale: float) -> tuple[float | None, float | None]:
+    bounds = sorted(b for b in buckets if math.isfinite(b))
+    if math.inf not in buckets or not bounds:
+        return None, None
+    # increase() extrapolates each bucket on its own, so counts can dip; Prometheus'
+    # histogram_quantile makes them monotonic the same way.
+    cumulative = list(accumulate([buckets[b] for b in bounds] + [buckets[math.inf]], max))
+    p50 = histogram_quantile(0.50, bounds, cumulative)
+    p95 = histogram_quantile(0.95, bounds, cumulative)
+    return (
+        p50 * scale if p50 is not None else None,
+        p95 * scale if p95 is not None else None,
+    )
+
+
+def _template_error(templates: QueryTemplates, labels: dict[str, str]) -> PrometheusUnavailable:
+    """Why a series does not fit the template contract (for the slow path of parse_spans)."""
+    tag = labels.get(QUERY_TAG_LABEL, "")
+    name = tag.partition(":")[2]
+    if name not in {"requests", "latency_buckets"}:
+        return PrometheusUnavailable("malformed", f"series with unknown tag {tag!r}")
+    if templates.version_label not in labels:
+        return PrometheusUnavailable(
+            "bad_template",
+            f"{name} returned a series without the '{templates.version_label}' label: "
+            "keep it in 'sum by (...)'",
+        )
+    if name == "requests":
+        return PrometheusUnavailable(
+            "bad_template",
+            f"requests returned a series without the '{templates.status_label}' label",
+        )
+    return PrometheusUnavailable(
+        "bad_template", "latency_buckets returned a series without a numeric 'le'"
+    )
+
+
+def parse_spans(
+    result: Any, templates: QueryTemplates, canary: str, stable: str, spans: Iterable[str]
+) -> dict[str, dict[str, VersionMetrics]]:
+    """``{span: {"canary": VersionMetrics, "stable": VersionMetrics}}`` from the span query.
+
+    A count Prometheus did not return is NaN and a latency ``None``: the feature module then
+    raises :class:`MissingMetricError` and the service holds. Nothing is filled in.
+    """
+    is_error = re.compile(templates.error_status).fullmatch
+    version_label, status_label = templates.version_label, templates.status_label
+    spans = list(spans)
+    acc = {(span, track): _Accumulator() for span in spans for track in ("canary", "stable")}
+    # (tag, version) -> (slot, is requests): one dict lookup per series on the hot path
+    slots = {
+        (f"{span}:{name}", version): (acc[span, track], name == "requests")
+        for span in spans
+        for name in ("requests", "latency_buckets")
+        for version, track in ((canary, "canary"), (stable, "stable"))
+    }
+    for series in _result_list(result):
+        labels, value = _sample_value(series)
+        entry = slots.get((labels.get(QUERY_TAG_LABEL, ""), labels.get(version_label, "")))
+        if entry is None:
+            if version_label in labels and labels.get(QUERY_TAG_LABEL, "").partition(":")[2] in {
+                "requests",
+                "latency_buckets",
+            }:
+                continue  # another version matched by a user's wider selector
+            raise _template_error(templates, labels)
+        slot, is_requests = entry
+        if is_requests:
+            status = labels.get(status_label)
+            if status is None:
+                raise _template_error(templates, labels)
+            slot.request_series += 1
+            if value != value:  # NaN
+                slot.nan = True
+            slot.requests += value
+            if is_error(status):
+                slot.errors += value
+        else:
+            try:
+                bound = float(labels["le"])
+            except (KeyError, ValueError):
+                raise _template_error(templates, labels) from None
+            if bound != bound:
+                raise _template_error(templates, labels)
+            if slot.buckets is None:
+                slot.buckets = {}
+            if value != value:
+                slot.buckets_nan = True
+            slot.buckets[bound] = slot.buckets.get(bound, 0.0) + value
+    scale = 1000.0 if templates.latency_unit == "seconds" else 1.0
+    out: dict[str, dict[str, VersionMetrics]] = {}
+    for (span, track), slot in acc.items():
+        counted = slot.request_series > 0 and not slot.nan
+        p50, p95 = (
+            _quantiles(slot.buckets, scale)
+            if slot.buckets is not None and not slot.buckets_nan
+            else (None, None)
+        )
+        out.setdefault(span, {})[track] = VersionMetrics(
+            requests=slot.requests if counted else math.nan,
+            errors=slot.errors if counted else math.nan,
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+        )
+    return out

@@ -1,0 +1,77 @@
+"""Seeded episodes: the shipped evaluation reproduces; the policy runs as the service runs it."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+from decision_service.policy import OnnxPolicy
+from scenarios import load_scenarios
+from tests.conftest import REPO_ROOT, SCENARIOS_DIR
+from tests.support.onnx_models import build_model
+from training import evaluate
+from training.env import CanaryRolloutEnv, EnvConfig
+
+SHIPPED_CSV = REPO_ROOT / "models" / "evaluation" / "episodes.csv.gz"
+EPISODES = 12
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_shipped_evaluation_reproduces_row_for_row(tmp_path: Path) -> None:
+    """The first episodes of every scenario, every agent: the same rows, byte for byte, as the
+    committed per-episode CSV (episode seeds depend only on scenario and index, so a short run
+    is a prefix of the long one). Any change to the decision path, the simulator, the
+    baselines or the scoring that moves a number shows here."""
+    out = tmp_path / "episodes.csv"
+    evaluate.main(
+        [
+            "--scenarios",
+            str(SCENARIOS_DIR),
+            "--scenarios",
+            str(SCENARIOS_DIR / "holdout"),
+            "--episodes",
+            str(EPISODES),
+            "--episodes-csv",
+            str(out),
+            "--workers",
+            "1",
+        ]
+    )
+    produced = _rows(out)
+    key = ("scenario", "agent", "seed")
+    shipped = {tuple(r[k] for k in key): r for r in _rows(SHIPPED_CSV)}
+    assert len(produced) == 13 * 4 * EPISODES
+    mismatched = [r for r in produced if shipped.get(tuple(r[k] for k in key)) != r]
+    assert not mismatched, f"{len(mismatched)} rows differ, e.g. {mismatched[:2]}"
+
+
+def test_the_evaluated_policy_is_held_by_the_step_count_rule(tmp_path: Path) -> None:
+    """A model that promotes early in a step and aborts late: the pipeline holds its early
+    promotes (``step_count``), in the environment exactly as in the service."""
+    impatient = OnnxPolicy(
+        build_model(
+            tmp_path / "impatient.onnx",
+            q_values=(0.0, 1.0, 0.0),
+            weights={
+                ("measurements_at_step", "promote"): -2.0,
+                ("measurements_at_step", "abort"): 0.5,
+            },
+        )
+    )
+    steady = OnnxPolicy(build_model(tmp_path / "steady.onnx", q_values=(0.0, 1.0, 0.0)))
+    scenario = load_scenarios(SCENARIOS_DIR / "healthy.yaml")
+    env = CanaryRolloutEnv(scenario, EnvConfig())
+    env.reset(seed=3)
+    _, _, _, _, info = env.step_policy(impatient)
+    assert (info["proposed"], info["decision"]) == ("promote", "hold")
+    assert env.last_evaluation is not None
+    assert env.last_evaluation.guarded.guardrail == "step_count"
+    env.reset(seed=3)
+    _, _, _, _, info = env.step_policy(steady)
+    assert info["decision"] == "promote" and env.weight == 10

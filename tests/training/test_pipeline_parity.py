@@ -1,0 +1,111 @@
+"""The service's route and the environment decide the same snapshot the same way.
+
+Both call :func:`decision_service.pipeline.decide`; this checks that nothing around it (the
+route's overrides and step memory, the environment's count and configuration) makes them
+differ. Episodes of the library are played in the environment with the shipped policy; at every
+decision the same snapshot and step count go through the real HTTP route (its Prometheus
+source replaced by one that returns that snapshot), and the decision, guardrail and reason
+must be identical.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fastapi.testclient import TestClient
+
+from decision_service.app import create_app
+from decision_service.guardrails import GuardrailConfig
+from decision_service.policy import OnnxPolicy
+from decision_service.snapshot import MetricsSnapshot
+from decision_service.step_memory import StepMemory
+from scenarios import load_scenarios
+from tests.conftest import SCENARIOS_DIR
+from tests.support.onnx_models import shipped_model
+from tests.support.service import BODY, settings_for
+from training.env import CanaryRolloutEnv, EnvConfig
+
+_T = TypeVar("_T")
+
+
+class SnapshotSource:
+    """Stands in for the Prometheus source: answers the snapshot the test sets."""
+
+    def __init__(self) -> None:
+        self.snapshot: MetricsSnapshot | None = None
+
+    async def run(self, job: Callable[[], _T], queries: int = 2) -> _T:
+        return job()
+
+    def snapshot_blocking(self, target: Any, step_weight: float) -> MetricsSnapshot:
+        assert self.snapshot is not None and self.snapshot.step_weight == step_weight
+        return self.snapshot
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    return shipped_model()
+
+
+@pytest.fixture(scope="module")
+def service(model: Path) -> Iterator[tuple[TestClient, SnapshotSource]]:
+    app = create_app(settings_for(model, "http://127.0.0.1:9"))
+    with TestClient(app) as client:
+        real_source = app.state.service.source
+        stub = SnapshotSource()
+        app.state.service.source = stub
+        yield client, stub
+        app.state.service.source = real_source
+
+
+def _route_decision(
+    client: TestClient, stub: SnapshotSource, snapshot: MetricsSnapshot, count: int
+) -> tuple[str, str | None, str]:
+    state = client.app.state.service  # type: ignore[attr-defined]
+    state.memory = StepMemory()
+    key = StepMemory.key(
+        BODY["namespace"], BODY["rollout"], BODY["canary_hash"], snapshot.step_weight
+    )
+    for _ in range(count):
+        state.memory.record(key)
+    stub.snapshot = snapshot
+    response = client.post("/v1/decide", json=BODY | {"step_weight": str(snapshot.step_weight)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["decision"], body["guardrail"], body["reason"]
+
+
+def test_route_and_environment_agree_decision_for_decision(
+    service: tuple[TestClient, SnapshotSource], model: Path
+) -> None:
+    client, stub = service
+    policy = OnnxPolicy(model)
+    seen: Counter[tuple[str, str | None]] = Counter()
+    for scenario in load_scenarios(SCENARIOS_DIR):
+        env = CanaryRolloutEnv([scenario], EnvConfig(guardrails=GuardrailConfig()))
+        for seed in range(4):
+            _, info = env.reset(seed=seed, options={"allow_terminal": True})
+            while "outcome" not in info:
+                snapshot, count = env.snapshot, env.measurements_at_step
+                assert snapshot is not None
+                routed = _route_decision(client, stub, snapshot, count)
+                _, _, _, _, info = env.step_policy(policy)
+                evaluation = env.last_evaluation
+                assert evaluation is not None
+                guarded = evaluation.guarded
+                assert routed == (guarded.decision, guarded.guardrail, guarded.reason), (
+                    scenario.name,
+                    seed,
+                    count,
+                )
+                seen[guarded.decision, guarded.guardrail] += 1
+    # The comparison covered the policy's own choices and the overrides that occur in practice.
+    assert seen["promote", None] and seen["hold", None] and seen["abort", None]
+    assert seen["hold", "step_count"] + seen["hold", "regression_veto"] > 0, seen
