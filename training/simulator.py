@@ -15,9 +15,9 @@ Per analysis interval, at the current canary weight ``w`` (percent):
   own clock: in production a spike starts whenever it starts, not when an analysis window opens.
   An episode whose scenario has weather draws a phase, ``weather_offset`` scrapes; the first that
   many scrapes of every interval still have the previous period's weather. So one spike usually
-  shows in two consecutive windows, partly in each, as it does live (issue 4's sim-to-real check:
-  with window-aligned spikes the simulator promoted 94 % of the live ``flaky`` draws that the
-  live runs aborted twice out of three).
+  shows in two consecutive windows, partly in each, as it does live (the live sim-to-real check
+  of docs/demo.md: with window-aligned spikes the simulator promoted 94 % of the live ``flaky``
+  draws that the live runs aborted twice out of three).
 
 The simulator keeps the canary's counts over its life and stable's over the same span, and
 builds the :class:`~decision_service.features.MetricsSnapshot` the live service would build.

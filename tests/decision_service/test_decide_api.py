@@ -1,5 +1,5 @@
-"""The HTTP API: the DESIGN §4 answer, input validation (422, no query sent), auth, dry-run,
-per-step memory, the error shape. Prometheus is a fake on a loopback port here; the real one
+"""The HTTP API: the answer of docs/architecture.md, input validation (422, no query sent),
+auth, dry-run, per-step memory, the error shape. Prometheus is a fake on a loopback port here; the real one
 is in ``test_prometheus_live.py``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every failure of issue 3: Prometheus down, slow, 5xx or malformed → 503 (never a guess);
+"""Every failure Prometheus can have: Prometheus down, slow, 5xx or malformed → 503 (never a guess);
 model missing, corrupt or mismatched → not ready, no decisions served."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from decision_service.settings import Settings, prometheus_duration_seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-#: The names the Helm chart, the manifests and users' scripts rely on (issue 3).
+#: The names the Helm chart, the manifests and users' scripts rely on.
 PUBLIC_ENV = {
     "MODEL_PATH": ("/models/x.onnx", "model_path", Path("/models/x.onnx")),
     "SLO_LATENCY": ("350", "slo_latency", 350.0),

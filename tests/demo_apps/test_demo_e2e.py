@@ -1,4 +1,4 @@
-"""Acceptance: the four seed scenarios, live, end to end (issue 4).
+"""Acceptance: the four seed scenarios, live, end to end.
 
 Real processes on 127.0.0.1: the stable and canary apps, a real Prometheus, the real decision
 service with the shipped model, the load generator, and the project's Rollout and
@@ -11,7 +11,7 @@ template's 30 s; the apps' scenario clock runs 10x faster to match).
 * ``flaky`` (a sound canary with transient spikes) is never promoted on thin evidence: every
   ``promote`` comes from the policy, with no guardrail holding it back and the canary having
   served at least the guardrail's minimum of requests. Whether it is then promoted, paused or
-  aborted is the model's call; the test prints it (the closing note of issue 4 reports it).
+  aborted is the model's call; the test prints it (docs/demo.md reports it).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The Helm chart: `helm lint` and a render of every ci/*-values.yaml through Helm's own Go SDK
 (helm-python-sdk), every rendered object validated — built-in kinds against Kubernetes' OpenAPI
 schemas (kubernetes-validate), the ClusterAnalysisTemplate against Argo Rollouts' CRD, the
-ServiceMonitor structurally — and the contracts the rest of the project relies on (DESIGN §3
-template shape, the service's env var names, the hardening of the pod).
+ServiceMonitor structurally — and the contracts the rest of the project relies on (the template
+shape of docs/architecture.md, "The Argo mapping"; the service's env var names; the hardening of
+the pod).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Every Argo object (raw files and the rendered kustomize variants) is validated against the
 ``openAPIV3Schema`` of Argo's own CRDs with ``jsonschema``; every built-in kind with
 ``kubernetes-validate`` (strict: unknown fields fail). The AnalysisTemplate is checked against
-DESIGN §3's reference shape, the Rollout against the template's args and the simulator's
-weights, and the scrape config with ``promtool``.
+the reference shape of docs/architecture.md ("The Argo mapping"), the Rollout against the
+template's args and the simulator's weights, and the scrape config with ``promtool``.
 """
 
 from __future__ import annotations

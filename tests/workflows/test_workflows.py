@@ -2,7 +2,7 @@
 built-in copy), clean under zizmor's offline audits, and held to the project's rules — least
 permissions, `timeout-minutes` on every job, actions pinned to full commit SHAs, no `${{ }}`
 expression inside a shell script, checkouts that drop their token unless the job pushes — plus
-what each workflow must do (issue 5) and the files and names it relies on from the rest of the
+what each workflow must do and the files and names it relies on from the rest of the
 repository. The workflows themselves run on GitHub (image builds, kind e2e); this is what can be
 proven here.
 """
@@ -211,7 +211,7 @@ def test_files_the_workflows_use_exist(path: Path) -> None:
         if "*" in ref or ref.startswith("runs/"):
             continue
         if ref == "demo_apps/Dockerfile" and not (REPO_ROOT / ref).exists():
-            pending.append(ref)  # the demo-app owner's deliverable (issue 4)
+            pending.append(ref)  # the demo app's image, built by build-app.yaml
             continue
         assert (REPO_ROOT / ref).exists(), f"{path.name} uses {ref}, which does not exist"
     if pending:
