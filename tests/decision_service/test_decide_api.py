@@ -1,6 +1,6 @@
 """The HTTP API: the answer of docs/architecture.md, input validation (422, no query sent),
-auth, dry-run, per-step memory, the error shape. Prometheus is a fake on a loopback port here; the real one
-is in ``test_prometheus_live.py``."""
+auth, dry-run, per-step memory, the error shape. Prometheus is a fake on a loopback port here;
+the real one is in ``test_prometheus_live.py``."""
 
 from __future__ import annotations
 
