@@ -4,14 +4,19 @@ One YAML format drives the gymnasium simulator (``training``) and the live demo 
 (``demo_apps``), so a scenario means the same thing in both. A file looks like::
 
     name: small_error_regression
-    truth: bad                      # ground truth: is this canary fit to ship?
+    truth: bad                      # the author's intent: is this canary fit to ship?
     description: one sentence
     traffic:
       requests_per_second: [20, 120]  # total over both versions; drawn once per episode
+      profile:                      # optional: the rate over the canary's life, x factor
+        - {minute: 0, factor: 1.0}  # (piecewise linear between points; dips, ramps, slopes)
+        - {minute: 3, factor: [0.2, 0.5]}
     stable:
       error_rate: 0.005
       latency_p50_ms: [40, 80]
       latency_spread: 0.5           # sigma of log(latency): p95 = p50 * exp(1.645 * spread)
+      error_dispersion: 0.0         # errors in clumps: beta-binomial per scrape, intra-scrape
+                                    # correlation 0 (binomial) .. <1; both versions
     canary:
       error_multiplier: [1.8, 2.5]  # canary error rate = stable's * multiplier + additive
       error_additive: 0.0
@@ -25,14 +30,32 @@ One YAML format drives the gymnasium simulator (``training``) and the live demo 
         probability: 0.0            # per analysis interval
         error_rate: 0.0             # added while a spike lasts
         latency_multiplier: 1.0
+      latency_spread_multiplier: 1.0  # tail-only change: canary sigma = stable's x this
+      cold_start:                   # elevated errors/latency right after the canary starts,
+        minutes: 2                  # fading linearly to nothing over this many minutes
+        error_rate: 0.05            # added at the start
+        latency_multiplier: 2.0     # at the start
+        after_scale_up: false       # also for the new pods' share after each weight increase
+      load_dependent:               # a bug that shows only under load: from this weight on,
+        from_weight: 40             # grows linearly to these values at 100 %
+        error_rate: 0.03
+        latency_multiplier: 1.5
+      error_dispersion: null        # the canary's own clumping (default: stable's)
     shared_incidents:               # hit stable and canary together (noisy neighbour)
       probability: 0.0              # chance per interval that one starts
       duration_intervals: [1, 3]
       error_rate: 0.0
       latency_multiplier: 1.0
+    stable_incidents:               # stable alone degrades; the canary is not at fault
+      probability: 0.0
+      duration_intervals: [1, 3]
+      error_rate: 0.0
+      latency_multiplier: 1.0
 
 Every number may be a scalar or a ``[low, high]`` range, drawn uniformly once per episode (or
-per incident). Omitted sections mean "no such effect". :func:`load_scenarios` takes a file or a
+per incident). Omitted sections mean "no such effect". ``truth`` is what the author meant; the
+truth an episode is scored on is computed from its draw against the user's tolerance
+(:mod:`scenarios.truth`). :func:`load_scenarios` takes a file or a
 folder and rejects a bad file with a message naming the file and the field.
 :data:`SCENARIO_JSON_SCHEMA` (also shipped as ``scenario.schema.json`` beside the files) is the same
 contract for editors and other tools.
@@ -43,6 +66,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -74,16 +98,23 @@ def _check_range(value: float | tuple[float, float]) -> float | tuple[float, flo
 Value = Annotated[float | tuple[float, float], AfterValidator(_check_range)]
 
 
-def _bounded(low: float, high: float | None = None) -> AfterValidator:
-    def check(value: float | tuple[float, float]) -> float | tuple[float, float]:
-        values = value if isinstance(value, tuple) else (value,)
-        for v in values:
-            if v < low or (high is not None and v > high):
-                bound = f"within {low}..{high}" if high is not None else f">= {low}"
-                raise ValueError(f"{v} is not {bound}")
-        return value
+def _within(
+    value: float | tuple[float, float], low: float, high: float | None
+) -> float | tuple[float, float]:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if v < low or (high is not None and v > high):
+            bound = f"within {low}..{high}" if high is not None else f">= {low}"
+            raise ValueError(f"{v} is not {bound}")
+    return value
 
-    return AfterValidator(check)
+
+def _bounded(low: float, high: float | None = None) -> AfterValidator:
+    return AfterValidator(lambda value: _within(value, low, high))
+
+
+def _bounded_optional(low: float, high: float) -> AfterValidator:
+    return AfterValidator(lambda value: None if value is None else _within(value, low, high))
 
 
 Probability = Annotated[Value, _bounded(0.0, 1.0)]
@@ -95,9 +126,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ProfilePoint(_Strict):
+    minute: float = Field(ge=0, description="Minutes since the canary started.")
+    factor: Annotated[Value, _bounded(0.0)] = Field(
+        description="Multiplier of requests_per_second at that minute."
+    )
+
+
+def _increasing(points: tuple[ProfilePoint, ...]) -> tuple[ProfilePoint, ...]:
+    minutes = [p.minute for p in points]
+    if any(b <= a for a, b in pairwise(minutes)):
+        raise ValueError(f"profile minutes must increase, got {minutes}")
+    return points
+
+
 class Traffic(_Strict):
     requests_per_second: Positive = Field(
         description="Total requests per second over both versions, drawn once per episode."
+    )
+    profile: Annotated[tuple[ProfilePoint, ...], AfterValidator(_increasing)] = Field(
+        default=(),
+        description="The rate over the canary's life: requests_per_second x factor, piecewise "
+        "linear between points, flat before the first and after the last.",
     )
 
 
@@ -106,6 +156,11 @@ class Stable(_Strict):
     latency_p50_ms: Positive = Field(description="Stable's median latency in milliseconds.")
     latency_spread: Positive = Field(
         0.5, description="Sigma of log(latency); p95 = p50 * exp(1.645 * spread)."
+    )
+    error_dispersion: Annotated[Value, _bounded(0.0, 0.95)] = Field(
+        default=0.0,
+        description="Errors in clumps: intra-scrape correlation of a beta-binomial (0: binomial). "
+        "Applies to both versions unless the canary sets its own.",
     )
 
 
@@ -127,6 +182,28 @@ class Spikes(_Strict):
     )
     error_rate: Probability = Field(default=0.0, description="Error rate added during a spike.")
     latency_multiplier: Positive = Field(default=1.0, description="Latency factor during a spike.")
+
+
+class ColdStart(_Strict):
+    minutes: Positive = Field(default=2.0, description="How long the cold start lasts (fading).")
+    error_rate: Probability = Field(default=0.0, description="Error rate added at the start.")
+    latency_multiplier: Annotated[Value, _bounded(1.0)] = Field(
+        default=1.0, description="Latency factor at the start."
+    )
+    after_scale_up: bool = Field(
+        default=False,
+        description="Also after each weight increase, for the new pods' share of the canary.",
+    )
+
+
+class LoadDependent(_Strict):
+    from_weight: Annotated[Value, _bounded(0.0, 99.0)] = Field(
+        default=40.0, description="Canary weight (%) at which the bug starts to show."
+    )
+    error_rate: Probability = Field(default=0.0, description="Error rate added at 100 %.")
+    latency_multiplier: Annotated[Value, _bounded(1.0)] = Field(
+        default=1.0, description="Latency factor at 100 %."
+    )
 
 
 class SharedIncidents(_Strict):
@@ -157,6 +234,16 @@ class Canary(_Strict):
     )
     drift: Drift = Field(default_factory=Drift)
     spikes: Spikes = Field(default_factory=Spikes)
+    latency_spread_multiplier: Positive = Field(
+        default=1.0, description="Tail-only change: the canary's sigma = stable's x this."
+    )
+    cold_start: ColdStart | None = Field(default=None, description="Cold start after it starts.")
+    load_dependent: LoadDependent | None = Field(
+        default=None, description="A regression that grows with the canary's traffic share."
+    )
+    error_dispersion: Annotated[Value | None, _bounded_optional(0.0, 0.95)] = Field(
+        default=None, description="The canary's own error clumping (default: stable's)."
+    )
 
 
 class Scenario(_Strict):
@@ -169,6 +256,10 @@ class Scenario(_Strict):
     stable: Stable
     canary: Canary = Field(default_factory=Canary)
     shared_incidents: SharedIncidents = Field(default_factory=SharedIncidents)
+    stable_incidents: SharedIncidents = Field(
+        default_factory=SharedIncidents,
+        description="Incidents on stable alone (same fields as shared_incidents).",
+    )
 
 
 SCENARIO_JSON_SCHEMA: dict[str, Any] = Scenario.model_json_schema()

@@ -7,8 +7,9 @@ Argo Rollouts moves traffic to a canary through a schedule of weights (default 5
 decision. The agent answers as the decision service would: ``hold`` (measure again at this
 weight), ``promote`` (next step; past the last step the rollout completes) or ``abort`` (all
 traffic back to stable). The world is a scenario (:mod:`scenarios`) drawn
-per episode; traffic and metrics are sampled by :mod:`training.simulator`. The agent never sees
-the ground truth.
+per episode; traffic and metrics are sampled by :mod:`training.simulator`. Whether the canary is
+good or bad is computed per episode from the draw, against the configured tolerance
+(:func:`scenarios.truth.episode_truth`); the agent never sees it.
 
 ## Action space
 
@@ -70,7 +71,8 @@ human, counted as the end). There is no truncation: patience bounds every episod
 ``len(weights) × patience`` intervals.
 
 ``info`` carries ``decision`` (after guardrails) and ``proposed`` and, at the end, ``outcome``,
-``truth``, ``scenario``, ``decisions`` (measurements), ``holds`` (of them, answered hold),
+``truth`` (computed for this draw), ``intent`` (the scenario file's ``truth:``), ``scenario``,
+``decisions`` (measurements), ``holds`` (of them, answered hold),
 ``blast_radius`` (requests served by a bad canary) and
 ``objective``. The properties ``snapshot`` (the metrics behind the observation) and
 ``recent_intervals`` (the intervals simulated since the last decision, for baselines that
@@ -92,7 +94,9 @@ from decision_service.features import FEATURE_HIGH, FEATURE_LOW, build_observati
 from decision_service.guardrails import GuardrailConfig
 from decision_service.pipeline import DecisionConfig, Evaluation, FixedAction, Policy, decide
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
+from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
+from scenarios.truth import DEFAULT_HORIZON_MINUTES, Schedule, episode_truth
 from training.simulator import Interval, RolloutSimulator
 
 DEFAULT_WEIGHTS: Final = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)
@@ -118,6 +122,10 @@ class EnvConfig:
     interval_seconds: float = 30.0
     slo_latency_ms: float = 200.0
     guardrails: GuardrailConfig | None = None
+    #: What "not worse than stable" means: the truth every episode is scored on.
+    tolerance: Tolerance = DEFAULT_TOLERANCE
+    #: Minutes after full promotion over which the truth judges the canary.
+    truth_horizon_minutes: float = DEFAULT_HORIZON_MINUTES
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -127,6 +135,11 @@ class EnvConfig:
             raise ValueError("weights must increase")
         if self.patience < 1 or self.interval_seconds <= 0 or self.slo_latency_ms <= 0:
             raise ValueError("patience, interval_seconds and slo_latency_ms must be positive")
+
+    @property
+    def schedule(self) -> Schedule:
+        """The nominal rollout the truth is computed for."""
+        return Schedule(self.weights, self.interval_seconds, self.truth_horizon_minutes)
 
     @property
     def decision(self) -> DecisionConfig:
@@ -234,6 +247,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         return {
             "outcome": outcome,
             "truth": "bad" if self._truth_bad else "good",
+            "intent": self.scenario.truth,
             "scenario": self.scenario.name,
             "decisions": self._decisions,
             "holds": self._holds,
@@ -249,7 +263,8 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         for _ in range(100):
             scenario = self._source(self.np_random)
             self._sim = RolloutSimulator(scenario, self.np_random, self.config.interval_seconds)
-            self._truth_bad = scenario.truth == "bad"
+            truth = episode_truth(self._sim.params, self.config.tolerance, self.config.schedule)
+            self._truth_bad = truth == "bad"
             self._step_index = 0
             self._measurements = 0
             self._decisions = 0

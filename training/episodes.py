@@ -12,10 +12,9 @@ included. The classical baselines choose an action and the pipeline applies no g
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,19 +24,17 @@ from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
 from scenarios import Scenario
 from training.baselines import Agent, make_baseline
-from training.env import CanaryRolloutEnv, EnvConfig
+from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
+from training.seeds import episode_seed
+from training.stress import STRESS_SALT, family_source
 
 POLICY = "policy"
-
-
-def episode_seed(scenario: str, index: int, salt: str = "eval") -> int:
-    """The seed of episode ``index`` of ``scenario`` (stable across runs and agents)."""
-    return zlib.crc32(f"{salt}:{scenario}".encode()) * 100_000 + index
 
 
 @dataclass(frozen=True, slots=True)
 class EpisodeRecord:
     scenario: str
+    #: This episode's truth, computed from its draw against the tolerance.
     truth: str
     seed: int
     agent: str
@@ -46,6 +43,39 @@ class EpisodeRecord:
     decisions: int
     objective: float
     holds: int
+    #: ``library``, ``holdout`` or the stress family.
+    family: str = "library"
+    #: The scenario file's ``truth:`` (what its author meant).
+    intent: str = ""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A set of seeded episodes: one scenario file, or a stress family (a fresh scenario drawn
+    from each episode's seed). Picklable, so worker processes build their own sources."""
+
+    name: str
+    family: str
+    scenario: Scenario | None = None
+    stress_family: str | None = None
+    salt: str = "eval"
+
+    @classmethod
+    def of(cls, scenario: Scenario, family: str = "library") -> Suite:
+        return cls(scenario.name, family, scenario=scenario)
+
+    @classmethod
+    def stress(cls, family: str) -> Suite:
+        return cls(f"stress:{family}", family, stress_family=family, salt=STRESS_SALT)
+
+    def seed(self, index: int) -> int:
+        return episode_seed(self.name, index, self.salt)
+
+    def source(self) -> ScenarioSource | list[Scenario]:
+        if self.scenario is not None:
+            return [self.scenario]
+        assert self.stress_family is not None
+        return family_source(self.stress_family)
 
 
 class PolicyAgent:
@@ -65,8 +95,11 @@ class PolicyAgent:
         return int(np.argmax(self.policy.q_values(observation)[0]))
 
 
-def run_episode(agent: Agent, scenario: Scenario, seed: int, config: EnvConfig) -> EpisodeRecord:
-    env = CanaryRolloutEnv([scenario], config)
+def run_episode(
+    agent: Agent, suite: Suite | Scenario, seed: int, config: EnvConfig
+) -> EpisodeRecord:
+    suite = suite if isinstance(suite, Suite) else Suite.of(suite)
+    env = CanaryRolloutEnv(suite.source(), config)
     agent.reset()
     observation, info = env.reset(seed=seed, options={"allow_terminal": True})
     while "outcome" not in info:
@@ -75,8 +108,8 @@ def run_episode(agent: Agent, scenario: Scenario, seed: int, config: EnvConfig) 
         else:
             observation, _, _, _, info = env.step(agent.act(env, observation))
     return EpisodeRecord(
-        scenario=scenario.name,
-        truth=scenario.truth,
+        scenario=suite.name,
+        truth=info["truth"],
         seed=seed,
         agent=agent.name,
         outcome=info["outcome"],
@@ -84,6 +117,8 @@ def run_episode(agent: Agent, scenario: Scenario, seed: int, config: EnvConfig) 
         decisions=int(info["decisions"]),
         objective=float(info["objective"]),
         holds=int(info["holds"]),
+        family=suite.family,
+        intent=info["intent"] if suite.scenario is not None else "",
     )
 
 
@@ -104,38 +139,40 @@ class AgentSpec:
 
 
 def _run_batch(
-    args: tuple[AgentSpec, Scenario, list[int], EnvConfig],
+    args: tuple[AgentSpec, Suite, list[int], EnvConfig],
 ) -> list[EpisodeRecord]:
-    spec, scenario, seeds, config = args
+    spec, suite, seeds, config = args
     agent = spec.build()
-    env_config = EnvConfig(
-        weights=config.weights,
-        patience=config.patience,
-        interval_seconds=config.interval_seconds,
-        slo_latency_ms=config.slo_latency_ms,
-        guardrails=spec.guardrails,
-    )
-    return [run_episode(agent, scenario, seed, env_config) for seed in seeds]
+    env_config = replace(config, guardrails=spec.guardrails)
+    return [run_episode(agent, suite, seed, env_config) for seed in seeds]
 
 
 def run_agents(
     specs: Sequence[AgentSpec],
-    scenarios: Sequence[Scenario],
+    suites: Sequence[Suite | Scenario],
     episodes: int,
     config: EnvConfig,
     *,
     salt: str = "eval",
+    stress_episodes: int | None = None,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[EpisodeRecord]:
-    """Every agent on ``episodes`` seeded episodes of every scenario (same seeds for all)."""
+    """Every agent on ``episodes`` seeded episodes of every suite (same seeds for all);
+    ``stress_episodes`` (default ``episodes``) for stress families.
+
+    A bare scenario is a library suite whose seeds use ``salt``."""
     chunk = 250
     tasks = []
-    for scenario in scenarios:
-        seeds = [episode_seed(scenario.name, i, salt) for i in range(episodes)]
+    for item in suites:
+        suite = item if isinstance(item, Suite) else replace(Suite.of(item), salt=salt)
+        count = episodes
+        if suite.stress_family is not None and stress_episodes is not None:
+            count = stress_episodes
+        seeds = [suite.seed(i) for i in range(count)]
         for spec in specs:
-            for start in range(0, episodes, chunk):
-                tasks.append((spec, scenario, seeds[start : start + chunk], config))
+            for start in range(0, count, chunk):
+                tasks.append((spec, suite, seeds[start : start + chunk], config))
     records: list[EpisodeRecord] = []
     if workers <= 1:
         for i, task in enumerate(tasks):
@@ -161,6 +198,7 @@ EPISODE_COLUMNS = (
     "blast_radius",
     "decisions",
     "objective",
+    "family",
 )
 
 

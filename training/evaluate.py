@@ -1,13 +1,16 @@
 """Evaluate the shipped policy (from its ONNX file) against the tuned classical baselines.
 
-    python -m training.evaluate --scenarios scenarios --episodes 2000 --json report.json \\
-        [--plot report.png] [--episodes-csv episodes.csv.gz] [--markdown report.md]
+    python -m training.evaluate --scenarios scenarios --scenarios scenarios/holdout \\
+        [--stress 2000] [--episodes 2000] [--json report.json] [--plot report.png] \\
+        [--episodes-csv episodes.csv.gz] [--markdown report.md]
 
-Every agent runs the same seeded episodes (seed = f(scenario name, index)); the table and the
-JSON report per scenario and overall: bad promotions, healthy aborts, blast radius (requests
-served by a bad canary), decisions to promote, pause rate and the objective of
-:mod:`training.env`, plus hold rates and paired 95 % confidence intervals of the policy's
-objective against each baseline.
+Every agent runs the same seeded episodes (seed = f(scenario name, index)). ``--stress N`` adds
+the stress suite (:mod:`training.stress`): ``N`` episodes of every family of random effect
+combinations that training never sees. Each episode's truth is computed from its draw against
+the tolerance (:mod:`scenarios.truth`). The report gives, per scenario, per family and overall:
+bad canaries promoted, good ones aborted, pauses, blast radius, decisions to promote and the
+objective of :mod:`training.env`, with hold rates and the policy's paired 95 % confidence
+intervals against each baseline (overall, on the library and on the stress suite).
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ from decision_service.policy import DEFAULT_MODEL_PATH
 from scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
-from training.episodes import EPISODE_COLUMNS, POLICY, AgentSpec, records_as_rows, run_agents
+from training.episodes import (
+    EPISODE_COLUMNS,
+    POLICY,
+    AgentSpec,
+    Suite,
+    records_as_rows,
+    run_agents,
+)
 from training.report import acceptance, summarise
+from training.stress import FAMILIES
 from training.tune import DEFAULT_OUT as BASELINES_CONFIG
 
 AGENT_ORDER = (POLICY, "static_threshold", "mann_whitney", "sequential")
@@ -46,22 +57,23 @@ def _num(value: float | None, digits: int = 2) -> str:
 def markdown_table(report: dict[str, Any]) -> str:
     """Per scenario and overall, one row per agent (the README's results table)."""
     lines = [
-        "| scenario | truth | agent | objective | bad promoted | good aborted | paused | hold rate "
-        "| blast radius | decisions to promote |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | family | bad draws | agent | objective | bad promoted | good aborted "
+        "| paused | hold rate | blast radius | decisions to promote |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     holds = report.get("hold_rate", {})
     for name, entry in report["scenarios"].items():
         for agent, s in entry["agents"].items():
             lines.append(
-                f"| {name} | {entry['truth']} | {agent} | {_num(s['objective_mean'])} "
-                f"| {_pct(s['bad_promotion_rate'])} | {_pct(s['healthy_abort_rate'])} "
-                f"| {_pct(s['pause_rate'])} | {_pct(holds.get(name, {}).get(agent))} "
+                f"| {name} | {entry['family']} | {_pct(entry['bad_share'])} | {agent} "
+                f"| {_num(s['objective_mean'])} | {_pct(s['bad_promotion_rate'])} "
+                f"| {_pct(s['healthy_abort_rate'])} | {_pct(s['pause_rate'])} "
+                f"| {_pct(holds.get(name, {}).get(agent))} "
                 f"| {_num(s['blast_radius_mean'], 0)} | {_num(s['decisions_to_promote_mean'], 1)} |"
             )
     for agent, s in report["overall"].items():
         lines.append(
-            f"| **overall** | | **{agent}** | **{_num(s['objective_mean'])}** "
+            f"| **overall** | | | **{agent}** | **{_num(s['objective_mean'])}** "
             f"| {_pct(s['bad_promotion_rate'])} | {_pct(s['healthy_abort_rate'])} "
             f"| {_pct(s['pause_rate'])} | | {_num(s['blast_radius_mean'], 0)} "
             f"| {_num(s['decisions_to_promote_mean'], 1)} |"
@@ -69,34 +81,45 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cell(s: dict[str, Any]) -> str:
+    return (
+        f"{s['objective_mean']:7.3f} {100 * s['bad_promotion_rate']:4.1f}/"
+        f"{100 * s['healthy_abort_rate']:4.1f}/{100 * s['pause_rate']:4.1f}"
+    )
+
+
 def print_summary(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
     agents = list(report["overall"])
-    header = f"{'scenario':24s} {'truth':5s} " + " ".join(f"{a:>18s}" for a in agents)
     print(
-        "objective per episode (higher is better); [bad promoted | good aborted | paused]", file=out
+        "objective per episode (higher is better) and % bad promoted / good aborted / paused",
+        file=out,
     )
-    print(header, file=out)
-    rows = [*report["scenarios"].items(), ("OVERALL", {"truth": "", "agents": report["overall"]})]
-    for name, entry in rows:
-        cells = []
-        for agent in agents:
-            s = entry["agents"][agent]
-            wrong = s["bad_promotion_rate"] if entry["truth"] != "good" else s["healthy_abort_rate"]
-            cells.append(
-                f"{s['objective_mean']:7.3f} {100 * wrong:4.1f}%/{100 * s['pause_rate']:4.1f}%"
+    print(f"{'scenario':34s} {'bad':>5s} " + " ".join(f"{a:>24s}" for a in agents), file=out)
+    for name, entry in report["scenarios"].items():
+        cells = " ".join(f"{_cell(entry['agents'][a]):>24s}" for a in agents)
+        print(f"{name:34s} {100 * entry['bad_share']:4.0f}% {cells}", file=out)
+    for family, per_agent in report.get("families", {}).items():
+        cells = " ".join(f"{_cell(per_agent[a]):>24s}" for a in agents)
+        print(f"{'family ' + family:34s} {'':5s} {cells}", file=out)
+    cells = " ".join(f"{_cell(report['overall'][a]):>24s}" for a in agents)
+    print(f"{'OVERALL':34s} {'':5s} {cells}", file=out)
+    groups = report.get("paired_by_group", {})
+    for group, diffs in [
+        ("overall", report.get("paired_objective_vs_policy", {})),
+        *groups.items(),
+    ]:
+        for other, diff in diffs.items():
+            print(
+                f"{group}: policy - {other}: {diff['mean']:+.3f} (95 % CI {diff['ci_low']:+.3f} "
+                f".. {diff['ci_high']:+.3f}, n={diff['n']})",
+                file=out,
             )
-        print(f"{name:24s} {entry['truth']:5s} " + " ".join(f"{c:>18s}" for c in cells), file=out)
-    for other, diff in report.get("paired_objective_vs_policy", {}).items():
-        print(
-            f"policy - {other}: {diff['mean']:+.3f} (95 % CI {diff['ci_low']:+.3f} .. "
-            f"{diff['ci_high']:+.3f}, n={diff['n']})",
-            file=out,
-        )
     for key, value in report.get("acceptance", {}).items():
         print(f"acceptance {key}: {value}", file=out)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """Objective, bad promoted and good aborted per scenario and agent (held-out marked)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,36 +127,35 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import numpy as np
 
     scenarios = list(report["scenarios"])
+    labels = [
+        f"{name}\n({report['scenarios'][name]['family']})"
+        if report["scenarios"][name]["family"] != "library"
+        else name
+        for name in scenarios
+    ]
     agents = list(report["overall"])
-    fig, axes = plt.subplots(2, 1, figsize=(14, 8), constrained_layout=True)
+    panels = (
+        ("objective_mean", 1.0, "objective per episode (higher is better)"),
+        ("bad_promotion_rate", 100.0, "bad canaries promoted, % of bad draws"),
+        ("healthy_abort_rate", 100.0, "good canaries aborted, % of good draws"),
+    )
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(max(12, 0.9 * len(scenarios)), 11), constrained_layout=True
+    )
     width = 0.8 / len(agents)
     x = np.arange(len(scenarios))
-    for i, agent in enumerate(agents):
-        objective = [report["scenarios"][s]["agents"][agent]["objective_mean"] for s in scenarios]
-        wrong = [
-            report["scenarios"][s]["agents"][agent][
-                "bad_promotion_rate"
-                if report["scenarios"][s]["truth"] == "bad"
-                else "healthy_abort_rate"
-            ]
-            for s in scenarios
-        ]
-        axes[0].bar(x + i * width, objective, width, label=agent)
-        axes[1].bar(x + i * width, np.array(wrong) * 100, width, label=agent)
-    for ax, title in zip(
-        axes,
-        (
-            "objective per episode (higher is better)",
-            "wrong terminal decisions, % (bad promoted / good aborted)",
-        ),
-        strict=True,
-    ):
-        ax.set_xticks(x + width * (len(agents) - 1) / 2, scenarios, rotation=20, ha="right")
+    for ax, (key, scale, title) in zip(axes, panels, strict=True):
+        for i, agent in enumerate(agents):
+            values = [report["scenarios"][s]["agents"][agent][key] * scale for s in scenarios]
+            ax.bar(x + i * width, values, width, label=agent)
+        ax.set_xticks(x + width * (len(agents) - 1) / 2, labels, rotation=30, ha="right")
         ax.set_title(title)
         ax.axhline(0, color="black", linewidth=0.5)
-        ax.legend(ncol=len(agents))
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside upper center", ncol=len(agents))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def load_baseline_params(path: Path) -> dict[str, dict[str, Any]]:
@@ -148,12 +170,38 @@ def load_baseline_params(path: Path) -> dict[str, dict[str, Any]]:
     return {name: entry["params"] for name, entry in doc.get("baselines", {}).items()}
 
 
+def library_suites(paths: list[str]) -> list[Suite]:
+    """One suite per scenario file; files in a folder named ``holdout`` are the holdout family."""
+    suites = []
+    for path in paths:
+        family = "holdout" if "holdout" in Path(path).parts else "library"
+        suites += [Suite.of(s, family) for s in load_scenarios(path)]
+    names = [s.name for s in suites]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SystemExit(f"scenario names used twice: {', '.join(duplicates)}")
+    return suites
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenarios", action="append", required=True, help="scenario file or folder (repeatable)"
+        "--scenarios", action="append", default=[], help="scenario file or folder (repeatable)"
     )
     parser.add_argument("--episodes", type=int, default=2000, help="episodes per scenario")
+    parser.add_argument(
+        "--stress",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N episodes of every stress family (training never sees them)",
+    )
+    parser.add_argument(
+        "--stress-family",
+        action="append",
+        choices=sorted(FAMILIES),
+        help="only these stress families (repeatable; default: all)",
+    )
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here")
     parser.add_argument("--episodes-csv", type=Path, help="one row per episode (.gz to compress)")
@@ -163,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", nargs="+", choices=AGENT_ORDER, default=list(AGENT_ORDER))
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    if not args.scenarios and not args.stress:
+        parser.error("give --scenarios and/or --stress")
 
-    scenarios = load_scenarios(args.scenarios)
+    suites = library_suites(args.scenarios)
+    if args.stress:
+        suites += [Suite.stress(f) for f in (args.stress_family or FAMILIES)]
     config = EnvConfig()
     params = load_baseline_params(args.baselines_config)
     specs = []
@@ -187,11 +239,19 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     records = run_agents(
-        specs, scenarios, args.episodes, config, workers=args.workers, progress=progress
+        specs,
+        suites,
+        args.episodes,
+        config,
+        stress_episodes=args.stress,
+        workers=args.workers,
+        progress=progress,
     )
     print(file=sys.stderr)
     report = summarise(records, args.episodes)
+    report["stress_episodes_per_family"] = args.stress
     report["acceptance"] = acceptance(report)
+    report["tolerance"] = config.tolerance.model_dump()
     report["agents_config"] = {
         s.name: (s.params if s.name != POLICY else {"model": str(args.model)}) for s in specs
     }

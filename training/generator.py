@@ -5,22 +5,30 @@ what real rollouts show. The library files are evaluation material; training mix
 (``library_fraction`` in the training config) but most episodes come from here, with traffic,
 baselines and effect sizes far wider than any single file.
 
-The share of good canaries is ``good_fraction`` (training config ``generator_good_fraction``).
+A family only shapes the draw: whether the canary is good or bad is computed per episode
+against the tolerance (:func:`scenarios.truth.episode_truth`), so a family's name says what was
+meant, not what is scored. ``good_fraction`` (training config ``generator_good_fraction``) is the
+share of draws from the "equal / better" family.
 
-======================  =====  ========================================================
-family                  truth  what varies
-======================  =====  ========================================================
-equal / better          good   error ×0.3–1.2, latency ×0.7–1.08; optional canary spikes
-                               (flaky) and shared incidents (noisy neighbour)
-error regression        bad    error ×1.7–30 or +0.3–30 %
-latency regression      bad    latency ×1.25–2.5
-drift                   bad    starts after 0–5 min; errors +0.2–5 %/min and/or p50
-                               +5–30 ms/min
-mixed                   bad    error ×1.5–2.5 and latency ×1.12–1.4
-======================  =====  ========================================================
+======================  ========================================================
+family                  what varies
+======================  ========================================================
+equal / better          error ×0.3–1.2, latency ×0.7–1.08; optional canary spikes
+                        (flaky) and shared incidents (noisy neighbour)
+error regression        error ×1.7–30 or +0.3–30 %
+latency regression      latency ×1.25–2.5
+drift                   starts after 0–5 min; errors +0.2–5 %/min and/or p50
+                        +5–30 ms/min
+mixed                   error ×1.5–2.5 and latency ×1.12–1.4
+tail                    the canary's latency spread ×1.3–2 (p95 moves, p50 does not)
+load                    a regression from 20–60 % weight on: errors +1–10 % or
+                        latency ×1.3–2.5 at 100 %
+======================  ========================================================
 
-The gap between "good" (error ≤ ×1.2, latency ≤ ×1.08) and "bad" (≥ ×1.5 / ≥ ×1.12) keeps
-labels honest: no episode asks the policy to tell ×1.3 from ×1.2.
+Every family may also get the effects real services show whatever the canary does: errors in
+clumps (dispersion), stable-only incidents, a traffic profile (dips and ramps) and a mild cold
+start. Their ranges are narrower than the stress suite's (``training.stress``), which training
+never draws from.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from scenarios import Scenario
+
+BAD_FAMILIES = ("errors", "latency", "drift", "mixed", "tail", "load")
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -53,8 +63,38 @@ def _noise(rng: np.random.Generator, canary: dict[str, Any], doc: dict[str, Any]
         }
 
 
+def _world(rng: np.random.Generator, canary: dict[str, Any], doc: dict[str, Any]) -> None:
+    """Effects of the world around any canary: dispersion, stable incidents, traffic, cold."""
+    if rng.random() < 0.3:
+        doc["stable"]["error_dispersion"] = _log_uniform(rng, 0.001, 0.1)
+    if rng.random() < 0.15:
+        doc["stable_incidents"] = {
+            "probability": float(rng.uniform(0.05, 0.25)),
+            "duration_intervals": (1.0, 3.0),
+            "error_rate": float(rng.uniform(0.01, 0.1)),
+            "latency_multiplier": float(rng.uniform(1.3, 2.5)),
+        }
+    if rng.random() < 0.2:
+        dip_at = float(rng.uniform(0.5, 3.0))
+        doc["traffic"]["profile"] = [
+            {"minute": 0.0, "factor": 1.0},
+            {"minute": dip_at, "factor": float(rng.uniform(0.2, 0.8))},
+            {
+                "minute": dip_at + float(rng.uniform(0.5, 2.0)),
+                "factor": float(rng.uniform(0.8, 1.5)),
+            },
+        ]
+    if rng.random() < 0.15:
+        canary["cold_start"] = {
+            "minutes": float(rng.uniform(0.3, 1.5)),
+            "error_rate": float(rng.uniform(0.005, 0.08)),
+            "latency_multiplier": float(rng.uniform(1.2, 2.5)),
+            "after_scale_up": bool(rng.random() < 0.5),
+        }
+
+
 def random_scenario(rng: np.random.Generator, good_fraction: float = 0.5) -> Scenario:
-    """One randomised training scenario; a good canary with probability ``good_fraction``."""
+    """One randomised training scenario; an "equal / better" canary with ``good_fraction``."""
     doc: dict[str, Any] = {
         "traffic": {"requests_per_second": _log_uniform(rng, 0.2, 1000.0)},
         "stable": {
@@ -72,7 +112,7 @@ def random_scenario(rng: np.random.Generator, good_fraction: float = 0.5) -> Sce
         _noise(rng, canary, doc, 0.3)
     else:
         doc["truth"] = "bad"
-        family = ("errors", "latency", "drift", "mixed")[int(rng.integers(4))]
+        family = BAD_FAMILIES[int(rng.integers(len(BAD_FAMILIES)))]
         if family == "errors":
             if rng.random() < 0.5:
                 canary["error_multiplier"] = _log_uniform(rng, 1.7, 30.0)
@@ -88,10 +128,20 @@ def random_scenario(rng: np.random.Generator, good_fraction: float = 0.5) -> Sce
             if kind in (1, 2):
                 drift["latency_ms_per_minute"] = float(rng.uniform(5.0, 30.0))
             canary["drift"] = drift
-        else:
+        elif family == "mixed":
             canary["error_multiplier"] = float(rng.uniform(1.5, 2.5))
             canary["latency_multiplier"] = float(rng.uniform(1.12, 1.4))
+        elif family == "tail":
+            canary["latency_spread_multiplier"] = float(rng.uniform(1.3, 2.0))
+        else:
+            load: dict[str, float] = {"from_weight": float(rng.uniform(20.0, 60.0))}
+            if rng.random() < 0.5:
+                load["error_rate"] = _log_uniform(rng, 0.01, 0.1)
+            else:
+                load["latency_multiplier"] = float(rng.uniform(1.3, 2.5))
+            canary["load_dependent"] = load
         _noise(rng, canary, doc, 0.15)
+    _world(rng, canary, doc)
     doc["name"] = f"generated-{doc['truth']}-{family}"
     doc["canary"] = canary
     return Scenario.model_validate(doc)

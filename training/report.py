@@ -36,7 +36,8 @@ def stats(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
     """The contract's statistics over a set of episodes of one agent.
 
     Rates are shares of the *relevant* episodes: bad promotions among bad canaries, aborts
-    among good ones (over one scenario, all episodes share a truth, so the other rate is 0).
+    among good ones (each episode's truth is computed from its draw, so one scenario can hold
+    both; a rate over no relevant episode is 0).
     Blast radius is the mean over bad canaries; decisions to promote the mean over promoted
     good canaries (``None`` when none was promoted).
     """
@@ -68,15 +69,35 @@ def paired_difference(records: Sequence[EpisodeRecord], agent: str, other: str) 
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": len(diffs)}
 
 
+#: Families that make up the scenario library (the rest are stress families).
+LIBRARY_FAMILIES = ("library", "holdout")
+
+
+def _group(family: str) -> str:
+    return "library" if family in LIBRARY_FAMILIES else "stress"
+
+
 def summarise(records: Sequence[EpisodeRecord], episodes: int) -> dict[str, Any]:
-    """The report: the contract's shape, plus hold rates and paired comparisons."""
+    """The report: per scenario (and stress family), per family, overall; hold rates; the
+    policy's paired comparisons overall and separately on the library and the stress suite."""
     agents = list(dict.fromkeys(r.agent for r in records))
     scenario_names = list(dict.fromkeys(r.scenario for r in records))
-    report: dict[str, Any] = {"episodes_per_scenario": episodes, "scenarios": {}, "overall": {}}
+    report: dict[str, Any] = {
+        "episodes_per_scenario": episodes,
+        "scenarios": {},
+        "families": {},
+        "overall": {},
+    }
     holds: dict[str, dict[str, float]] = {}
     for name in scenario_names:
         rows = [r for r in records if r.scenario == name]
-        entry: dict[str, Any] = {"truth": rows[0].truth, "agents": {}}
+        first = [r for r in rows if r.agent == rows[0].agent]
+        entry: dict[str, Any] = {
+            "family": rows[0].family,
+            "intent": rows[0].intent or None,
+            "bad_share": sum(r.truth == "bad" for r in first) / len(first),
+            "agents": {},
+        }
         for agent in agents:
             mine = [r for r in rows if r.agent == agent]
             entry["agents"][agent] = stats(mine)
@@ -84,13 +105,25 @@ def summarise(records: Sequence[EpisodeRecord], episodes: int) -> dict[str, Any]
                 1, sum(r.decisions for r in mine)
             )
         report["scenarios"][name] = entry
+    for family in dict.fromkeys(r.family for r in records):
+        rows = [r for r in records if r.family == family]
+        report["families"][family] = {
+            agent: stats([r for r in rows if r.agent == agent]) for agent in agents
+        }
     for agent in agents:
         report["overall"][agent] = stats([r for r in records if r.agent == agent])
     report["hold_rate"] = holds
     if POLICY in agents:
+        others = [a for a in agents if a != POLICY]
         report["paired_objective_vs_policy"] = {
-            other: paired_difference(records, POLICY, other) for other in agents if other != POLICY
+            other: paired_difference(records, POLICY, other) for other in others
         }
+        report["paired_by_group"] = {}
+        for group in dict.fromkeys(_group(r.family) for r in records):
+            rows = [r for r in records if _group(r.family) == group]
+            report["paired_by_group"][group] = {
+                other: paired_difference(rows, POLICY, other) for other in others
+            }
     return report
 
 

@@ -2,9 +2,13 @@
 
 Per analysis interval, at the current canary weight ``w`` (percent):
 
-* total requests ``N ~ Poisson(rps × interval)``; the canary gets ``Binomial(N, w/100)``;
-* errors of each version are ``Binomial(requests, error_rate)`` with the version's error rate
-  for this interval (scenario, drift by the canary's age, spikes, shared incidents);
+* total requests ``N ~ Poisson(rps × profile(t) × interval)`` (the traffic profile at the
+  interval's middle, 1 without one); the canary gets ``Binomial(N, w/100)``;
+* errors of each version are ``Binomial(requests, error_rate)`` per scrape with the version's
+  error rate for this interval (scenario, drift by the canary's age, cold start, load at this
+  weight, spikes, shared and stable-only incidents); with ``error_dispersion`` ρ > 0 each
+  scrape's rate is first drawn from ``Beta`` with that mean and intra-scrape correlation ρ
+  (beta-binomial: errors in clumps, as one bad pod or endpoint makes them);
 * latency is log-normal per request (median ``p50``, sigma ``spread``); the interval's requests
   fall into the Prometheus histogram buckets of :mod:`decision_service.histogram` by a
   multinomial draw, and p50/p95 are read back with ``histogram_quantile``, so few requests give
@@ -35,12 +39,8 @@ from scipy.special import ndtr
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
 from decision_service.snapshot import MetricsSnapshot, VersionMetrics
-from scenarios import (
-    Conditions,
-    EpisodeParameters,
-    Scenario,
-    VersionBehaviour,
-)
+from scenarios import Conditions, EpisodeParameters, Scenario, VersionBehaviour
+from scenarios.sampling import ScaleUp
 
 #: Scrapes per analysis interval (the per-interval samples of the statistical judge).
 SUB_BUCKETS = 6
@@ -123,6 +123,8 @@ def sample_version(
     split = earlier_scrapes  # scrapes [0, split) ran under `earlier`
     rates = np.full(SUB_BUCKETS, behaviour.error_rate)
     rates[:split] = earlier.error_rate
+    if behaviour.error_dispersion > 0:
+        rates = _dispersed(rates, behaviour.error_dispersion, rng)
     scrape_errors = rng.binomial(scrape_requests, rates)
     probs = _latency_bucket_probabilities(behaviour)
     if split:
@@ -153,6 +155,18 @@ def sample_version(
         scrape_mean_latency_ms=np.maximum(scrape_latency, 0.0),
         behaviour=behaviour,
     )
+
+
+def _dispersed(rates: FloatArray, rho: float, rng: np.random.Generator) -> FloatArray:
+    """Each scrape's error rate drawn from Beta(mean = rate, intra-scrape correlation ``rho``).
+
+    Beta(a, b) with a = rate·k, b = (1 − rate)·k and k = 1/ρ − 1 has mean ``rate`` and makes the
+    scrape's error count beta-binomial, with variance n·p·(1−p)·(1 + (n−1)·ρ)."""
+    k = 1.0 / rho - 1.0
+    inside = (rates > 0.0) & (rates < 1.0)
+    out = rates.copy()
+    out[inside] = rng.beta(rates[inside] * k, (1.0 - rates[inside]) * k)
+    return out
 
 
 class _Totals:
@@ -203,47 +217,71 @@ class RolloutSimulator:
         #: (0 = the weather's clock is aligned with the analysis windows; always 0 without
         #: weather, so such scenarios draw exactly the episodes they drew before phases existed).
         self.weather_offset = 0
-        self._weather_before = (False, False)  # (spike, incident) of the period before
-        p = self.params
-        if p.spike_probability > 0 or p.incident_probability > 0:
+        # (spike, incident, stable incident) of the period before
+        self._weather_before = (False, False, False)
+        if self.params.has_weather:
             self.weather_offset = int(rng.integers(SUB_BUCKETS))
             if self.weather_offset:
                 self._conditions.advance()  # the period the first window starts in
-                self._weather_before = (self._conditions.spike, self._conditions.incident)
+                self._weather_before = self._weather()
         self.interval_seconds = interval_seconds
         self.intervals = 0
         self._canary_total = _Totals()
         self._stable_total = _Totals()
         self.last: Interval | None = None
+        #: Weight increases so far (new canary pods: a cold start may follow each).
+        self.scale_ups: list[ScaleUp] = []
 
     @property
     def expected_requests(self) -> float:
+        """Requests per interval at the scenario's nominal rate (the blast-radius unit)."""
         return self.params.requests_per_second * self.interval_seconds
+
+    def _weather(self) -> tuple[bool, bool, bool]:
+        c = self._conditions
+        return (c.spike, c.incident, c.stable_incident)
 
     def next_interval(self, weight: float) -> Interval:
         """Simulate one analysis interval with ``weight`` percent of traffic on the canary."""
         self._conditions.advance()
         age_minutes = (self.intervals + 0.5) * self.interval_seconds / 60.0
+        params = self.params
+        previous = self.last.weight if self.last is not None else None
+        if previous is not None and weight > previous > 0:
+            started = self.intervals * self.interval_seconds / 60.0
+            self.scale_ups.append(ScaleUp(started, (weight - previous) / weight))
         rng = self._rng
-        total = int(rng.poisson(self.expected_requests))
+        expected = self.expected_requests
+        if params.traffic_profile:
+            expected *= params.rate_factor(age_minutes)
+        total = int(rng.poisson(expected))
         canary_requests = int(rng.binomial(total, weight / 100.0))
-        conditions, params, split = self._conditions, self.params, self.weather_offset
-        spike_before, incident_before = self._weather_before
+        conditions, split = self._conditions, self.weather_offset
+        spike_before, incident_before, stable_incident_before = self._weather_before
+        scale_ups = self.scale_ups
         canary = sample_version(
             canary_requests,
-            params.canary(age_minutes, conditions.spike, conditions.incident),
+            params.canary(
+                age_minutes,
+                conditions.spike,
+                conditions.incident,
+                weight=weight,
+                scale_ups=scale_ups,
+            ),
             rng,
-            earlier=params.canary(age_minutes, spike_before, incident_before),
+            earlier=params.canary(
+                age_minutes, spike_before, incident_before, weight=weight, scale_ups=scale_ups
+            ),
             earlier_scrapes=split,
         )
         stable = sample_version(
             total - canary_requests,
-            params.stable(conditions.incident),
+            params.stable(conditions.incident, conditions.stable_incident),
             rng,
-            earlier=params.stable(incident_before),
+            earlier=params.stable(incident_before, stable_incident_before),
             earlier_scrapes=split,
         )
-        self._weather_before = (conditions.spike, conditions.incident)
+        self._weather_before = self._weather()
         self._canary_total.add(canary)
         self._stable_total.add(stable)
         interval = Interval(self.intervals, weight, canary, stable, self.expected_requests)

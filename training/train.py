@@ -30,8 +30,8 @@ from tqdm import tqdm
 from decision_service.guardrails import GuardrailConfig
 from scenarios import Scenario, load_scenarios
 from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
-from training.episodes import episode_seed
 from training.generator import random_scenario
+from training.seeds import episode_seed
 
 
 class _Strict(BaseModel):

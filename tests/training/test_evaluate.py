@@ -12,8 +12,9 @@ import pytest
 from decision_service.policy import DEFAULT_MODEL_PATH
 from tests.conftest import SCENARIOS_DIR
 from training import evaluate
-from training.episodes import EpisodeRecord, episode_seed
+from training.episodes import EpisodeRecord
 from training.report import STAT_KEYS, paired_difference, stats
+from training.seeds import episode_seed
 
 CSV_COLUMNS = [
     "scenario",
@@ -24,6 +25,7 @@ CSV_COLUMNS = [
     "blast_radius",
     "decisions",
     "objective",
+    "family",
 ]
 
 
@@ -78,8 +80,12 @@ def test_cli_writes_the_contract(tmp_path: Path) -> None:
     assert report["episodes_per_scenario"] == 6
     agents = {"policy", "static_threshold", "mann_whitney", "sequential"}
     assert set(report["scenarios"]) == {"buggy", "healthy"}
+    assert report["scenarios"]["buggy"]["intent"] == "bad"
+    assert report["scenarios"]["buggy"]["bad_share"] == 1.0
+    assert report["scenarios"]["healthy"]["bad_share"] == 0.0
+    assert set(report["families"]) == {"library"}
+    assert report["tolerance"]["error_factor"] == 1.2
     for entry in report["scenarios"].values():
-        assert entry["truth"] in {"good", "bad"}
         assert set(entry["agents"]) == agents
         for values in entry["agents"].values():
             assert list(values) == list(STAT_KEYS)
@@ -95,3 +101,35 @@ def test_cli_writes_the_contract(tmp_path: Path) -> None:
     assert {r["outcome"] for r in table} <= {"promoted", "aborted", "paused"}
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert "| buggy |" in (tmp_path / "t.md").read_text()
+
+
+def test_the_stress_suite_runs_with_its_own_seeds_and_families(tmp_path: Path) -> None:
+    out, rows = tmp_path / "report.json", tmp_path / "episodes.csv"
+    code = evaluate.main(
+        [
+            "--stress",
+            "5",
+            "--stress-family",
+            "dispersed",
+            "--stress-family",
+            "cold_start",
+            "--agents",
+            "static_threshold",
+            "sequential",
+            "--json",
+            str(out),
+            "--episodes-csv",
+            str(rows),
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["scenarios"]) == {"stress:dispersed", "stress:cold_start"}
+    assert set(report["families"]) == {"dispersed", "cold_start"}
+    with rows.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert {r["family"] for r in table} == {"dispersed", "cold_start"}
+    assert all(r["scenario"] == f"stress:{r['family']}" for r in table)
+    assert {r["truth"] for r in table} <= {"good", "bad"}
