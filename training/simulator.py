@@ -208,9 +208,11 @@ class RolloutSimulator:
         scenario: Scenario,
         rng: np.random.Generator,
         interval_seconds: float,
+        params: EpisodeParameters | None = None,
     ) -> None:
+        """``params``: this draw of the scenario instead of a fresh one from ``rng``."""
         self.scenario = scenario
-        self.params = EpisodeParameters.draw(scenario, rng)
+        self.params = EpisodeParameters.draw(scenario, rng) if params is None else params
         self._conditions = Conditions(self.params, scenario, rng)
         self._rng = rng
         #: Scrapes at the start of each interval that still have the previous period's weather

@@ -124,3 +124,117 @@ def test_scenarios_without_weather_keep_aligned_windows() -> None:
     for name in ("healthy", "buggy", "degrading"):
         for seed in range(10):
             assert sim(name, seed).weather_offset == 0
+
+
+# --------------------------------------------------------------------------- the newer effects
+
+
+def _sim_of(name: str, seed: int = 0, **overrides: object) -> RolloutSimulator:
+    from dataclasses import replace
+
+    from scenarios import EpisodeParameters
+
+    scenario = load_scenario(SCENARIOS_DIR / f"{name}.yaml")
+    rng = np.random.default_rng(seed)
+    params = replace(EpisodeParameters.draw(scenario, rng), **overrides)  # type: ignore[arg-type]
+    return RolloutSimulator(scenario, rng, 30.0, params=params)
+
+
+def test_over_dispersed_errors_vary_beyond_binomial() -> None:
+    """Per-scrape error counts: binomial variance without dispersion, inflated by about
+    1 + (n - 1)·ρ with it; the mean error rate is the same either way."""
+
+    def scrape_counts(rho: float) -> np.ndarray:
+        behaviour = VersionBehaviour(0.02, 50.0, 0.5, error_dispersion=rho)
+        rng = np.random.default_rng(3)
+        return np.concatenate(
+            [sample_version(1200, behaviour, rng).scrape_errors for _ in range(2000)]
+        )
+
+    plain, clumped = scrape_counts(0.0), scrape_counts(0.05)
+    assert plain.mean() == pytest.approx(4.0, rel=0.03)
+    assert clumped.mean() == pytest.approx(4.0, rel=0.05)
+    assert plain.var() == pytest.approx(200 * 0.02 * 0.98, rel=0.1)
+    assert clumped.var() == pytest.approx(200 * 0.02 * 0.98 * (1 + 199 * 0.05), rel=0.15)
+
+
+def test_the_traffic_profile_scales_the_requests() -> None:
+    s = _sim_of("healthy", requests_per_second=100.0, traffic_profile=((0.0, 1.0), (1.0, 0.1)))
+    first = [s.next_interval(50.0) for _ in range(2)]  # minutes 0.25 and 0.75
+    later = [s.next_interval(50.0) for _ in range(20)]  # minute 1.25 and after: x0.1
+    total = sum(i.canary.requests + i.stable.requests for i in later) / len(later)
+    assert total == pytest.approx(300.0, rel=0.1)
+    assert first[0].canary.requests + first[0].stable.requests > 1500
+
+
+def test_stable_only_incidents_hit_stable_and_spare_the_canary() -> None:
+    s = _sim_of(
+        "healthy",
+        stable_error_rate=0.001,
+        error_multiplier=1.0,
+        requests_per_second=400.0,
+        stable_incident_probability=0.5,
+        stable_incident_error_rate=0.2,
+    )
+    for _ in range(200):
+        s.next_interval(50.0)
+    snap = s.snapshot()
+    assert snap.canary_cumulative.error_rate is not None
+    assert snap.stable_cumulative.error_rate is not None
+    assert snap.canary_cumulative.error_rate < 0.003
+    assert snap.stable_cumulative.error_rate > 0.05
+
+
+def test_a_cold_start_fades_and_returns_after_a_scale_up() -> None:
+    s = _sim_of(
+        "healthy",
+        stable_error_rate=0.001,
+        error_multiplier=1.0,
+        requests_per_second=2000.0,
+        cold_start_minutes=1.0,
+        cold_start_error_rate=0.2,
+        cold_start_after_scale_up=True,
+    )
+    rates = [s.next_interval(w).canary.errors / max(1, s.last.canary.requests) for w in
+             (50.0, 50.0, 50.0, 50.0, 100.0, 100.0, 100.0)]  # fmt: skip
+    assert rates[0] > 0.1  # minute 0.25: 75 % cold
+    assert rates[3] < 0.01  # minute 1.75: warm
+    assert rates[4] > 0.05  # after 50 -> 100: half the pods are new and cold
+    assert rates[6] < 0.01
+    assert s.scale_ups[0].new_share == pytest.approx(0.5)
+
+
+def test_a_load_dependent_regression_grows_with_the_weight() -> None:
+    s = _sim_of(
+        "healthy",
+        stable_error_rate=0.001,
+        error_multiplier=1.0,
+        requests_per_second=2000.0,
+        load_from_weight=40.0,
+        load_error_rate=0.1,
+    )
+
+    def rate(weight: float) -> float:
+        errors = requests = 0
+        for _ in range(5):
+            interval = s.next_interval(weight)
+            errors += interval.canary.errors
+            requests += interval.canary.requests
+        return errors / requests
+
+    assert rate(20.0) < 0.004
+    assert rate(70.0) == pytest.approx(0.001 + 0.05, rel=0.15)
+    assert rate(100.0) == pytest.approx(0.001 + 0.1, rel=0.1)
+
+
+def test_a_tail_only_change_moves_p95_and_not_p50() -> None:
+    base = dict(requests_per_second=3000.0, latency_multiplier=1.0, stable_p50_ms=50.0)
+    wide = _sim_of("healthy", **base, spread_multiplier=1.8)
+    for _ in range(20):
+        wide.next_interval(50.0)
+    snap = wide.snapshot()
+    c, st = snap.canary_cumulative, snap.stable_cumulative
+    assert c.latency_p50_ms is not None and st.latency_p50_ms is not None
+    assert c.latency_p95_ms is not None and st.latency_p95_ms is not None
+    assert c.latency_p50_ms == pytest.approx(st.latency_p50_ms, rel=0.1)
+    assert c.latency_p95_ms > 1.3 * st.latency_p95_ms
