@@ -70,6 +70,18 @@ class Tolerance(BaseModel):
             return self.error_factor * stable + self.error_floor
         return self.latency_factor * stable + self.latency_floor_ms
 
+    def widened(self, times: float) -> Tolerance:
+        """The tolerance with ``times`` its excess: the edge of the indifference zone.
+
+        ``times=2`` of 1.2x + 0.1 pp is 1.4x + 0.2 pp: a canary there is clearly worse than one
+        within tolerance, and a sequential test can tell the two apart on finite evidence."""
+        return Tolerance(
+            error_factor=1.0 + times * (self.error_factor - 1.0),
+            error_floor=times * self.error_floor,
+            latency_factor=1.0 + times * (self.latency_factor - 1.0),
+            latency_floor_ms=times * self.latency_floor_ms,
+        )
+
     def describe(self, metric: Metric) -> str:
         """The tolerance of one metric in words: ``1.2x + 0.1 pp``, ``1.2x + 5 ms``."""
         if metric == "error_rate":

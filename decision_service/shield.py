@@ -1,0 +1,561 @@
+"""The safety shield: promote only on proof, abort only on rejection, hold always allowed.
+
+The policy proposes; the shield decides which proposals may stand (shielded RL, Alshiekh et al.,
+"Safe Reinforcement Learning via Shielding", AAAI 2018). Its bounds are anytime-valid
+confidence sequences (Howard, Ramdas, McAuliffe, Sekhon 2021; the normal-mixture boundary), so
+they hold at every measurement of the canary's life however often the service is asked, which
+is how canaries are watched (Lindon, Sanden, Shirikian, "Rapid Regression Detection in Software
+Deployments through Sequential Testing", KDD 2022). With counts estimated from the data the
+guarantee is the asymptotic one of time-uniform central limit theory (Waudby-Smith et al. 2023).
+
+**What is compared.** Per analysis window ``k`` (stratified, as Mantel–Haenszel does: a shared
+incident, a traffic change or the weight change between steps never compares a canary window
+with a stable window from another time), for each metric:
+
+* errors: ``D_k = canary error rate − (factor × reference + floor)``;
+* latency (p95 and p50): ``D_k = share of canary requests slower than
+  (factor × reference quantile + floor) − (1 − q)`` — under the tolerance's limit at most
+  ``1 − q`` of the canary's requests are slower than that (read from the histogram buckets).
+
+``D_k ≤ 0`` is "within tolerance". The windows are averaged with the canary's requests as
+weights, so windows at high weight count most. The **reference** is chosen against the action
+the bound licenses. For the promote bound it is stable's **baseline**, the request-weighted
+median of stable's windows (including the windows before the canary started, when the source
+has them): a stable-only incident never flatters the canary into a promote, and a shared
+incident only delays one. For the abort bound it is the *higher* of stable's value in the same
+window and its baseline: a shared incident never blames the canary. A window where stable
+served nothing (the canary at 100 %) is compared with the baseline.
+
+**Variance.** Errors come in clumps (one bad pod, a retry burst): a window's error count varies
+more than a binomial one. The shield estimates the extra variance from stable's windows
+(method of moments: ``Var = n p (1 − p) (1 + n κ)``, κ from Pearson residuals) and applies it to
+both versions; it also takes the windows' empirical variance when that is larger. Incidents that
+move stable's windows raise κ too: the bounds widen instead of producing false aborts.
+
+**Decisions.** With ``W`` canary requests and the weighted mean ``D̄``:
+
+* ``promote`` at the last step (100 %) only when the upper bound of ``D̄`` at ``1 − α_promote`` is
+  below 0 for every metric: the canary is shown within tolerance. Below the last step the proof
+  is lighter: the lower bound at ``1 − α_light`` must not be above 0 (no sign of a regression).
+  Reaching 100 % moves no user onto an unproven canary for good; completing the rollout does.
+* ``abort`` only when, for some metric, the lower bound at ``1 − α_abort / 3`` is above 0 (the
+  e-value of the mixture martingale reaches ``3 / α_abort``): within tolerance is rejected.
+* ``hold`` always.
+
+The evidence accumulates window by window (:class:`Evidence`): the simulator adds each interval
+as it happens, the service adds the windows Prometheus returns for the canary's life. Both then
+read the same :class:`EvidenceSummary` through :func:`shield_verdict`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
+from decision_service.tolerance import Metric, Tolerance
+
+_BOUNDS_MS: Final = tuple(b * 1000.0 for b in LATENCY_BUCKETS_SECONDS)
+#: The latency quantiles the shield tests, with their metric names.
+QUANTILES: Final[tuple[tuple[Metric, float], ...]] = (
+    ("latency_p95_ms", 0.95),
+    ("latency_p50_ms", 0.50),
+)
+METRICS: Final[tuple[Metric, ...]] = ("error_rate", "latency_p95_ms", "latency_p50_ms")
+#: Canary requests at which the normal-mixture boundary is tightest (its mixing scale).
+MIXTURE_REQUESTS: Final = 2000.0
+#: Confidence of the light check below the last step (promote unless a regression shows).
+ALPHA_LIGHT: Final = 0.2
+_CHI2_MEDIAN: Final = 0.4549364231195724  # median of chi-square with one degree of freedom
+
+
+class ShieldConfig(BaseModel):
+    """The shield's error levels (settings ``SHIELD_*``, Helm values, per-request overrides)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Apply the shield (off: the policy and guardrails).")
+    alpha_promote: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="Chance a canary beyond the tolerance is promoted at the last step.",
+    )
+    alpha_abort: float = Field(
+        0.01, gt=0, lt=0.5, description="Chance a canary within the tolerance is aborted."
+    )
+    indifference: float = Field(
+        2.0,
+        ge=1.0,
+        le=10.0,
+        description="Edge of the indifference zone, in multiples of the tolerance's excess: "
+        "promote needs proof that the canary is not beyond it.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionWindow:
+    """One version's counts in one analysis window: requests, errors, latency histogram
+    (per-bucket counts, not cumulative, bounds :data:`LATENCY_BUCKETS_SECONDS` then +Inf)."""
+
+    requests: float
+    errors: float
+    buckets: tuple[float, ...]
+
+
+def _quantile_ms(buckets: tuple[float, ...], q: float) -> float | None:
+    cumulative, total = [], 0.0
+    for count in buckets:
+        total += count
+        cumulative.append(total)
+    value = histogram_quantile(q, LATENCY_BUCKETS_SECONDS, cumulative)
+    return None if value is None else value * 1000.0
+
+
+def _share_above(buckets: tuple[float, ...], threshold_ms: float) -> float:
+    """Share of the histogram's requests slower than ``threshold_ms`` (linear in a bucket)."""
+    total = sum(buckets)
+    below, lower = 0.0, 0.0
+    for bound, count in zip(_BOUNDS_MS, buckets, strict=False):
+        if threshold_ms >= bound:
+            below += count
+            lower = bound
+            continue
+        below += count * (threshold_ms - lower) / (bound - lower)
+        break
+    else:
+        below = total - buckets[-1]  # above the last finite bound: the +Inf bucket is slower
+    return max(0.0, 1.0 - below / total)
+
+
+@dataclass(slots=True)
+class _Sums:
+    """Weighted sums of one metric's per-window excess ``D`` (one side's reference)."""
+
+    weight: float = 0.0  # Σ w
+    total: float = 0.0  # Σ w·D
+    binomial_var: float = 0.0  # Σ w²·var_k
+    dispersion_var: float = 0.0  # Σ w²·p(1 − p)(1 + f²): variance per unit of κ
+    sq: float = 0.0  # Σ w²·D²
+    w2d: float = 0.0  # Σ w²·D
+    weight_sq: float = 0.0  # Σ w²
+    windows: int = 0
+
+    def add(self, w: float, d: float, var: float, dispersion: float) -> None:
+        self.weight += w
+        self.total += w * d
+        self.binomial_var += w * w * var
+        self.dispersion_var += w * w * dispersion
+        self.weight_sq += w * w
+        self.sq += w * w * d * d
+        self.w2d += w * w * d
+        self.windows += 1
+
+    def variance(self, kappa: float) -> float:
+        """Of Σ w·D: the model's (binomial and dispersion) or the windows' own, the larger."""
+        model = self.binomial_var + kappa * self.dispersion_var
+        if self.windows < 2:
+            return model
+        mean = self.total / self.weight
+        empirical = self.sq - 2.0 * mean * self.w2d + mean * mean * self.weight_sq
+        return max(model, max(0.0, empirical) * self.windows / (self.windows - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricEvidence:
+    """One metric's accumulated evidence (immutable, what a snapshot carries)."""
+
+    metric: Metric
+    windows: int
+    weight: float  # canary requests of the windows compared with stable (the abort side)
+    mean_abort: float  # -inf before any compared window
+    variance_abort: float  # of Σ w·D
+    proof_weight: float  # canary requests of the calm windows (the promote side)
+    mean_promote: float  # inf before any calm window
+    variance_promote: float
+    unit_variance: float  # binomial variance per canary request (the mixture's scale)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSummary:
+    """The shield's evidence after some windows: one entry per metric with data."""
+
+    tolerance: Tolerance
+    metrics: tuple[MetricEvidence, ...]
+    canary_requests: float
+    last_window_canary_requests: float
+
+
+def _weighted_median(values: list[tuple[float, float]]) -> float:
+    total = sum(w for _, w in values)
+    running = 0.0
+    for value, weight in values:
+        running += weight
+        if running >= total / 2:
+            return value
+    return values[-1][0]
+
+
+@dataclass
+class Evidence:
+    """The shield's evidence, accumulated one analysis window at a time (never rescanned)."""
+
+    tolerance: Tolerance
+    #: The indifference zone's edge in multiples of the tolerance's excess (the proof's limit).
+    indifference: float = 2.0
+    _sums: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, every window
+    _proof: dict[Metric, _Sums] = field(default_factory=dict)  # promote side, calm windows
+    _unit_var: dict[Metric, float] = field(default_factory=dict)
+    # stable's window values so far, sorted, with their request weights (for the baseline)
+    _stable_rates: list[tuple[float, float]] = field(default_factory=list)
+    _stable_quantiles: dict[Metric, list[tuple[float, float]]] = field(default_factory=dict)
+    # stable's windows for the dispersion estimate: (requests, errors)
+    _stable_counts: list[tuple[float, float]] = field(default_factory=list)
+    _canary_requests: float = 0.0
+    _last_canary: float = 0.0
+
+    @property
+    def zone(self) -> Tolerance:
+        """The edge of the indifference zone: what a promote must be shown not to exceed."""
+        return self.tolerance.widened(self.indifference)
+
+    def add_baseline(self, stable: VersionWindow) -> None:
+        """A window of stable before the canary started: its baseline and dispersion only."""
+        self._record_stable(stable)
+
+    def add(self, canary: VersionWindow, stable: VersionWindow) -> None:
+        """One analysis window of both versions (a window without canary requests adds none)."""
+        self._last_canary = canary.requests
+        if canary.requests > 0:
+            self._canary_requests += canary.requests
+            self._add_errors(canary, stable)
+            for metric, q in QUANTILES:
+                self._add_latency(metric, q, canary, stable)
+        self._record_stable(stable)
+
+    def _record_stable(self, stable: VersionWindow) -> None:
+        if not stable.requests > 0:
+            return
+        bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
+        self._stable_counts.append((stable.requests, stable.errors))
+        for metric, q in QUANTILES:
+            value = _quantile_ms(stable.buckets, q)
+            if value is not None:
+                bisect.insort(
+                    self._stable_quantiles.setdefault(metric, []), (value, stable.requests)
+                )
+
+    def dispersion(self) -> float:
+        """κ: the extra error variance per request of a window (0 = binomial), from stable.
+
+        Robust to incidents: Pearson residuals ``r = (e − n p)² / (n p (1 − p))`` are about
+        ``(1 + n κ)·χ²₁``, whose median is ``0.455 (1 + n κ)``; the median over stable's windows
+        ignores the windows an incident moved (fewer than half)."""
+        counts = self._stable_counts
+        if len(counts) < 3:
+            return 0.0
+        p = _weighted_median(self._stable_rates)
+        p = min(max(p, 0.5 / max(n for n, _ in counts)), 0.5)
+        residuals = sorted(((e - n * p) ** 2 / (n * p * (1.0 - p)), n) for n, e in counts)
+        median_residual = _weighted_median(residuals)
+        median_requests = sorted(n for n, _ in counts)[len(counts) // 2]
+        return max(0.0, (median_residual / _CHI2_MEDIAN - 1.0) / median_requests)
+
+    def _calm(self, rate_s: float | None, requests_s: float, kappa: float) -> bool:
+        """Whether stable's window is within noise of its baseline (no incident moving it)."""
+        if rate_s is None or not self._stable_rates:
+            return True
+        baseline = _weighted_median(self._stable_rates)
+        p = max(baseline, 0.5 / requests_s)
+        sd = math.sqrt(p * (1.0 - p) / requests_s * (1.0 + requests_s * kappa))
+        return abs(rate_s - baseline) <= 3.0 * sd + 0.25 * baseline
+
+    def _references(
+        self, window_value: float | None, history: list[tuple[float, float]]
+    ) -> tuple[float, float] | None:
+        """(promote reference, abort reference): stable's baseline, and the higher of its
+        window value and the baseline; ``None`` before stable has any window."""
+        if not history:
+            return None
+        baseline = _weighted_median(history)
+        if window_value is None:
+            return baseline, baseline
+        return baseline, max(window_value, baseline)
+
+    def _add_errors(self, canary: VersionWindow, stable: VersionWindow) -> None:
+        t = self.tolerance
+        rate_c = canary.errors / canary.requests
+        rate_s = stable.errors / stable.requests if stable.requests > 0 else None
+        references = self._references(rate_s, self._stable_rates)
+        if references is None:
+            return
+        ref_promote, ref_abort = references
+        calm = self._calm(rate_s, stable.requests, self.dispersion())
+        pooled = (canary.errors + stable.errors + 0.5) / (canary.requests + stable.requests + 1.0)
+        unit = pooled * (1.0 - pooled)
+        var = unit / canary.requests
+        if stable.requests > 0:
+            var += t.error_factor**2 * unit / stable.requests
+        zone = self.zone
+        d_promote = rate_c - (zone.error_factor * ref_promote + zone.error_floor)
+        d_abort = rate_c - (t.error_factor * ref_abort + t.error_floor)
+        dispersion = unit * (1.0 + t.error_factor**2)
+        self._accumulate(
+            "error_rate",
+            canary.requests,
+            d_promote,
+            d_abort,
+            var,
+            unit,
+            calm,
+            dispersion,
+            compared=rate_s is not None,
+        )
+
+    def _add_latency(
+        self, metric: Metric, q: float, canary: VersionWindow, stable: VersionWindow
+    ) -> None:
+        t = self.tolerance
+        value_s = _quantile_ms(stable.buckets, q) if stable.requests > 0 else None
+        references = self._references(value_s, self._stable_quantiles.get(metric, []))
+        if references is None:
+            return
+        ref_promote, ref_abort = references
+        # calm: stable's quantile within a factor 1.25 of its baseline (no incident moving it)
+        calm = value_s is None or ref_promote / 1.25 <= value_s <= ref_promote * 1.25
+        limit_promote = self.zone.latency_factor * ref_promote + self.zone.latency_floor_ms
+        limit_abort = t.latency_factor * ref_abort + t.latency_floor_ms
+        allowed = 1.0 - q
+        d_promote = _share_above(canary.buckets, limit_promote) - allowed
+        d_abort = _share_above(canary.buckets, limit_abort) - allowed
+        unit = allowed * q
+        self._accumulate(
+            metric,
+            canary.requests,
+            d_promote,
+            d_abort,
+            unit / canary.requests,
+            unit,
+            calm,
+            0.0,
+            compared=value_s is not None,
+        )
+
+    def _accumulate(
+        self,
+        metric: Metric,
+        w: float,
+        d_promote: float,
+        d_abort: float,
+        var: float,
+        unit: float,
+        calm: bool,
+        dispersion: float,
+        compared: bool,
+    ) -> None:
+        """Add a window. Only windows where stable served requests count toward an abort (a
+        canary at 100 % has no same-window comparison: an incident would look like its fault);
+        only calm windows (stable not in an incident) count toward a proof."""
+        if compared:
+            self._sums.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion)
+        if calm:
+            self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion)
+        self._unit_var[metric] = unit
+
+    def summary(self) -> EvidenceSummary:
+        """The evidence so far, frozen (cheap: a few numbers per metric)."""
+        metrics = []
+        kappa = self.dispersion()
+        for metric in METRICS:
+            abort = self._sums.get(metric) or _Sums()
+            proof = self._proof.get(metric) or _Sums()
+            if abort.weight <= 0 and proof.weight <= 0:
+                continue
+            k = kappa if metric == "error_rate" else 0.0
+            metrics.append(
+                MetricEvidence(
+                    metric=metric,
+                    windows=abort.windows,
+                    weight=abort.weight,
+                    mean_abort=abort.total / abort.weight if abort.weight > 0 else -math.inf,
+                    variance_abort=abort.variance(k),
+                    proof_weight=proof.weight,
+                    mean_promote=proof.total / proof.weight if proof.weight > 0 else math.inf,
+                    variance_promote=proof.variance(k),
+                    unit_variance=self._unit_var[metric],
+                )
+            )
+        return EvidenceSummary(
+            self.tolerance, tuple(metrics), self._canary_requests, self._last_canary
+        )
+
+
+# --------------------------------------------------------------------------- the decision
+
+
+def radius(variance: float, unit_variance: float, alpha: float) -> float:
+    """Half-width, in units of Σ w·D, of the normal-mixture confidence sequence at ``alpha``.
+
+    ``|S_t| < sqrt(2 (V_t + ρ) log(sqrt((V_t + ρ) / ρ) / α))`` for every t at once with
+    probability 1 − α (Robbins' normal mixture; Howard et al. 2021, eq. (14)); ρ is the variance
+    :data:`MIXTURE_REQUESTS` canary requests would have, where the boundary is tightest."""
+    rho = max(unit_variance, 1e-9) * MIXTURE_REQUESTS
+    total = variance + rho
+    return math.sqrt(2.0 * total * math.log(math.sqrt(total / rho) / alpha))
+
+
+def e_value(mean: float, weight: float, variance: float, unit_variance: float) -> float:
+    """The normal-mixture e-value of "excess > 0" (1 when the estimate is not above 0)."""
+    if mean <= 0:
+        return 1.0
+    rho = max(unit_variance, 1e-9) * MIXTURE_REQUESTS
+    total = variance + rho
+    s = mean * weight
+    return math.sqrt(rho / total) * math.exp(min(700.0, s * s / (2.0 * total)))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricVerdict:
+    metric: Metric
+    upper_promote: float  # upper bound of D̄ (promote reference) at 1 − α_promote
+    lower_abort: float  # lower bound of D̄ (abort reference) at 1 − α_abort / 3
+    lower_light: float  # lower bound of D̄ (abort reference) at 1 − ALPHA_LIGHT
+    e_value: float
+    requests_to_prove: float | None  # more canary requests the proof needs (None: unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldVerdict:
+    """What the shield allows now, and why."""
+
+    promote_allowed: bool
+    abort_allowed: bool
+    full_proof: bool
+    metrics: tuple[MetricVerdict, ...]
+    promote_reason: str
+    abort_reason: str
+
+
+def shield_verdict(
+    evidence: EvidenceSummary, config: ShieldConfig, last_step: bool
+) -> ShieldVerdict:
+    """The actions the evidence allows (see the module docstring). ``last_step``: a promote
+    now completes the rollout, so it needs the full proof."""
+    verdicts = []
+    for m in evidence.metrics:
+        w, wp = m.weight, m.proof_weight
+        upper = math.inf
+        needed: float | None = None
+        if wp > 0:
+            alpha = config.alpha_promote
+            upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, alpha) / wp
+            if upper < 0:
+                needed = 0.0
+            elif m.mean_promote < 0:
+                # the bound shrinks about as 1/sqrt(requests): how many until it meets the mean
+                per_request = m.variance_promote / wp
+                log_term = math.log(1.0 / alpha) + 2.0
+                needed = max(0.0, 2.0 * per_request * log_term / m.mean_promote**2 - wp)
+        lower = light = -math.inf
+        if w > 0:
+            abort_alpha = config.alpha_abort / 3
+            lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, abort_alpha) / w
+            light = m.mean_abort - radius(m.variance_abort, m.unit_variance, ALPHA_LIGHT) / w
+        ev = e_value(m.mean_abort, w, m.variance_abort, m.unit_variance)
+        verdicts.append(MetricVerdict(m.metric, upper, lower, light, ev, needed))
+    complete = {v.metric for v in verdicts} == set(METRICS)
+    tolerance = evidence.tolerance
+    if last_step:
+        blocking = [v for v in verdicts if v.upper_promote >= 0]
+        promote_ok = complete and not blocking
+        promote_reason = _proof_reason(verdicts, blocking, complete, config, tolerance, evidence)
+    else:
+        leaning = [v for v in verdicts if v.lower_light > 0]
+        promote_ok = bool(verdicts) and not leaning
+        promote_reason = (
+            "promote allowed: no sign of a regression before the last step"
+            if promote_ok
+            else "promote blocked: "
+            + "; ".join(f"{_label(v.metric)} leans beyond the tolerance" for v in leaning)
+            if leaning
+            else "promote blocked: no comparable window yet"
+        )
+    rejecting = [v for v in verdicts if v.lower_abort > 0]
+    threshold = 3.0 / config.alpha_abort
+    if rejecting:
+        best = max(rejecting, key=lambda v: v.e_value)
+        abort_reason = (
+            f"abort allowed: {_label(best.metric)} beyond the tolerance, e-value "
+            f"{_fmt_e(best.e_value)} >= {threshold:g}"
+        )
+    else:
+        best_e = max((v.e_value for v in verdicts), default=1.0)
+        abort_reason = (
+            f"abort blocked: no metric rejects the tolerance (largest e-value "
+            f"{_fmt_e(best_e)} < {threshold:g})"
+        )
+    return ShieldVerdict(
+        promote_ok, bool(rejecting), last_step, tuple(verdicts), promote_reason, abort_reason
+    )
+
+
+_LABEL: Final[dict[Metric, str]] = {
+    "error_rate": "error rate",
+    "latency_p95_ms": "p95",
+    "latency_p50_ms": "p50",
+}
+
+
+def _label(metric: Metric) -> str:
+    return _LABEL[metric]
+
+
+def _fmt_e(value: float) -> str:
+    return f"{value:.3g}" if value < 1e6 else f"{value:.1e}"
+
+
+def _proof_reason(
+    verdicts: list[MetricVerdict],
+    blocking: list[MetricVerdict],
+    complete: bool,
+    config: ShieldConfig,
+    tolerance: Tolerance,
+    evidence: EvidenceSummary,
+) -> str:
+    confidence = f"{100 * (1 - config.alpha_promote):g} %"
+    if not complete:
+        missing = sorted(set(METRICS) - {v.metric for v in verdicts})
+        return "promote blocked: no comparable window yet for " + ", ".join(map(_label, missing))
+    if not blocking:
+        return f"promote allowed: every metric shown within the tolerance at {confidence}"
+    parts = []
+    needs: list[float | None] = []
+    for v in blocking:
+        if v.metric == "error_rate":
+            bound = f"error excess upper bound {100 * v.upper_promote:+.2f} pp over the tolerance"
+        else:
+            bound = (
+                f"{_label(v.metric)}: up to {100 * v.upper_promote:+.1f} pp more requests than "
+                "allowed beyond the tolerance's latency limit"
+            )
+        parts.append(bound)
+        if v.requests_to_prove is None:
+            needs.append(None)
+        else:
+            needs.append(v.requests_to_prove)
+    reason = f"promote blocked at {confidence}: " + "; ".join(parts)
+    if any(n is None for n in needs):
+        reason += (
+            " (the canary's estimate is beyond the tolerance: more requests will not prove it)"
+        )
+    else:
+        more = max(n for n in needs if n is not None)
+        rate = evidence.last_window_canary_requests
+        reason += f"; about {more:,.0f} more canary requests would decide it"
+        if rate > 0:
+            reason += f" ({more / rate:.0f} more windows at the current rate)"
+    return reason
