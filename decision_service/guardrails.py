@@ -87,13 +87,14 @@ class GuardrailConfig(BaseModel):
     )
 
 
-#: Every name an answer's ``guardrail`` can hold: the guardrails here, the pipeline's
-#: ``step_count`` rule (:mod:`decision_service.pipeline`) and the service's ``dry_run`` mode.
+#: Every name an answer's ``guardrail`` can hold: the guardrails here, the pipeline's ``shield``
+#: and ``step_count`` rules (:mod:`decision_service.pipeline`) and the service's ``dry_run``.
 GuardrailName = Literal[
     "no_data",
     "hard_slo_breach",
     "insufficient_evidence",
     "regression_veto",
+    "shield",
     "step_count",
     "dry_run",
 ]

@@ -16,7 +16,12 @@ In order:
 3. **Guardrails** (:func:`decision_service.guardrails.apply_guardrails`), unless the config
    has none (the classical baselines are judged without them). No guardrail answers
    ``promote``: a promote always comes from the policy.
-4. **Step count.** ``measurements_at_step`` comes from the caller. In the service it is this
+4. **Shield** (:mod:`decision_service.shield`), when configured: a ``promote`` stands only if
+   the evidence allows it (at the last step: proof that the canary is not beyond the
+   indifference zone), an ``abort`` only if the evidence rejects the tolerance (a hard SLO
+   breach, the user's own limit, aborts regardless); otherwise ``hold`` with guardrail
+   ``shield`` and the reason, including how much more evidence a proof would need.
+5. **Step count.** ``measurements_at_step`` comes from the caller. In the service it is this
    process's memory, which can only be short, never long (a restart, another replica, an
    eviction: see :mod:`decision_service.step_memory`). So a ``promote`` stands only if the policy
    also promotes at every *larger* count up to where the feature saturates; otherwise the answer
@@ -45,7 +50,9 @@ from decision_service.features import (
     named,
 )
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
+from decision_service.shield import ShieldConfig, shield_verdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
+from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 
 COUNT_INDEX: Final = FEATURE_NAMES.index("measurements_at_step")
 
@@ -79,6 +86,10 @@ class DecisionConfig:
     slo_latency_ms: float
     #: ``None``: no guardrails, the proposal stands (how the classical baselines are judged).
     guardrails: GuardrailConfig | None
+    #: What "not worse than stable" means (named in every answer; the shield tests it).
+    tolerance: Tolerance = DEFAULT_TOLERANCE
+    #: ``None`` or disabled: no shield.
+    shield: ShieldConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,8 @@ def decide(
         guarded = Guarded(proposed, None, f"The agent chose {proposed}.")
     else:
         guarded = apply_guardrails(proposed, snapshot, config.slo_latency_ms, config.guardrails)
+    if config.shield is not None and config.shield.enabled:
+        guarded = _shielded(guarded, snapshot, config.shield)
     if guarded.decision == "promote":
         doubt = first_count_without_promote(policy, observation, measurements_at_step)
         if doubt is not None:
@@ -133,6 +146,39 @@ def decide(
                 "only be short, so holding.",
             )
     return Evaluation(guarded, proposed, q_values, named(observation))
+
+
+def _shielded(guarded: Guarded, snapshot: MetricsSnapshot, config: ShieldConfig) -> Guarded:
+    """The decision the shield lets stand (see the module docstring)."""
+    if guarded.decision == "hold" or guarded.guardrail == "hard_slo_breach":
+        return guarded
+    if snapshot.evidence is None:
+        return Guarded(
+            "hold",
+            "shield",
+            f"The decision was {guarded.decision}, but the shield has no evidence to judge it "
+            "by (the canary's windows could not be measured); holding.",
+        )
+    verdict = shield_verdict(snapshot.evidence, config, last_step=snapshot.step_weight >= 100)
+    if guarded.decision == "promote":
+        if verdict.promote_allowed:
+            return Guarded(
+                guarded.decision,
+                guarded.guardrail,
+                f"{guarded.reason} Shield: {verdict.promote_reason}.",
+            )
+        return Guarded(
+            "hold",
+            "shield",
+            f"The decision was promote, but the shield holds: {verdict.promote_reason}.",
+        )
+    if verdict.abort_allowed:
+        return Guarded(
+            guarded.decision, guarded.guardrail, f"{guarded.reason} Shield: {verdict.abort_reason}."
+        )
+    return Guarded(
+        "hold", "shield", f"The decision was abort, but the shield holds: {verdict.abort_reason}."
+    )
 
 
 def first_count_without_promote(

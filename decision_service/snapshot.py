@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from decision_service.shield import EvidenceSummary
+
 
 class MissingMetricError(ValueError):
     """A metric the observation needs is absent (no requests, NaN, empty Prometheus result)."""
@@ -55,3 +57,5 @@ class MetricsSnapshot:
     stable: VersionMetrics
     canary_cumulative: VersionMetrics
     stable_cumulative: VersionMetrics
+    #: The shield's evidence over the canary's life, window by window (None: not measured).
+    evidence: EvidenceSummary | None = None

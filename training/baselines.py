@@ -22,6 +22,14 @@ values live in ``training/configs/baselines.yaml``.
    stable's". LLR ≥ log((1-β)/α) → abort; ≤ log(β/(1-α)) → promote; else hold. Optionally reset
    at each step, and optionally a latency guard (canary/stable window p95 ≥ limit → abort), so it
    gets its fair best on latency regressions too.
+4. :class:`AnytimeValid` — the state of the art in production canary analysis (Netflix's
+   sequential tests, Lindon et al., KDD 2022): the anytime-valid confidence sequences of
+   :mod:`decision_service.shield` on the errors and latency-bucket counts, used alone. It aborts
+   when the tolerance is rejected at ``alpha``; it promotes a step after ``min_windows`` windows
+   without a rejection, or (``promote_rule: proven``) once non-inferiority against the
+   indifference zone is shown.
+5. :class:`ShieldAlone` — the shield with no policy (not tuned): what learning adds to it is the
+   difference between its row and the policy's.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from decision_service.actions import ABORT, HOLD, PROMOTE
+from decision_service.shield import ShieldConfig, ShieldVerdict, shield_verdict
 from decision_service.statistics import stable_reference
 from training.env import CanaryRolloutEnv
 
@@ -230,8 +239,85 @@ class SequentialErrorTest:
         return HOLD
 
 
-BASELINES: dict[str, type[StaticThreshold] | type[MannWhitneyJudge] | type[SequentialErrorTest]]
-BASELINES = {cls.name: cls for cls in (StaticThreshold, MannWhitneyJudge, SequentialErrorTest)}
+def _verdict(env: CanaryRolloutEnv, config: ShieldConfig) -> ShieldVerdict | None:
+    snapshot = env.snapshot
+    if snapshot is None or snapshot.evidence is None:
+        return None
+    last_step = env.weight >= env.config.weights[-1]
+    return shield_verdict(snapshot.evidence, config, last_step)
+
+
+@dataclass
+class AnytimeValid:
+    alpha: float = 0.01
+    promote_rule: str = "not_rejected"
+    min_windows: int = 1
+
+    name: ClassVar[str] = "anytime_valid"
+    GRID: ClassVar[dict[str, list[Any]]] = {
+        "alpha": [0.01, 0.05, 0.1],
+        "promote_rule": ["not_rejected", "proven"],
+        "min_windows": [1, 2, 3],
+    }
+
+    def __post_init__(self) -> None:
+        self._tracker = _StepTracker()
+        self._at_step = 0
+        self._config = ShieldConfig(alpha_promote=self.alpha, alpha_abort=self.alpha)
+
+    def reset(self) -> None:
+        self.__post_init__()
+
+    def act(self, env: CanaryRolloutEnv, observation: np.ndarray) -> int:
+        if self._tracker.new_step(env):
+            self._at_step = 0
+        self._at_step += 1
+        verdict = _verdict(env, self._config)
+        if verdict is None:
+            return HOLD
+        if verdict.abort_allowed:
+            return ABORT
+        if self.promote_rule == "proven":
+            proven = len(verdict.metrics) == 3 and all(m.upper_promote < 0 for m in verdict.metrics)
+            return PROMOTE if proven else HOLD
+        return PROMOTE if self._at_step >= self.min_windows else HOLD
+
+
+@dataclass
+class ShieldAlone:
+    """The shield with no policy: promote when it allows a promote, abort when it allows an
+    abort, else hold (the evaluation's row that isolates what learning adds)."""
+
+    name: ClassVar[str] = "shield"
+    GRID: ClassVar[dict[str, list[Any]]] = {}
+
+    def __post_init__(self) -> None:
+        self._config = ShieldConfig()
+
+    def reset(self) -> None:
+        return None
+
+    def act(self, env: CanaryRolloutEnv, observation: np.ndarray) -> int:
+        verdict = _verdict(env, self._config)
+        if verdict is None:
+            return HOLD
+        if verdict.abort_allowed:
+            return ABORT
+        return PROMOTE if verdict.promote_allowed else HOLD
+
+
+BASELINES: dict[
+    str,
+    type[StaticThreshold]
+    | type[MannWhitneyJudge]
+    | type[SequentialErrorTest]
+    | type[AnytimeValid]
+    | type[ShieldAlone],
+]
+BASELINES = {
+    cls.name: cls
+    for cls in (StaticThreshold, MannWhitneyJudge, SequentialErrorTest, AnytimeValid, ShieldAlone)
+}
 
 
 def make_baseline(name: str, params: dict[str, Any] | None = None) -> Agent:

@@ -82,7 +82,7 @@ judge raw samples) give the rest.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import gymnasium as gym
@@ -93,13 +93,17 @@ from decision_service.actions import ACTION_NAMES, Action
 from decision_service.features import FEATURE_HIGH, FEATURE_LOW, build_observation
 from decision_service.guardrails import GuardrailConfig
 from decision_service.pipeline import DecisionConfig, Evaluation, FixedAction, Policy, decide
+from decision_service.shield import Evidence, ShieldConfig
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
 from scenarios.truth import DEFAULT_HORIZON_MINUTES, Schedule, episode_truth
-from training.simulator import Interval, RolloutSimulator
+from training.simulator import Interval, RolloutSimulator, shield_window
 
 DEFAULT_WEIGHTS: Final = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)
+
+#: Windows of stable alone before the canary starts (its baseline, as Prometheus has it).
+BASELINE_WINDOWS: Final = 10
 
 COST_PER_DECISION: Final = 0.02
 BLAST_COST: Final = 2.0
@@ -126,6 +130,9 @@ class EnvConfig:
     tolerance: Tolerance = DEFAULT_TOLERANCE
     #: Minutes after full promotion over which the truth judges the canary.
     truth_horizon_minutes: float = DEFAULT_HORIZON_MINUTES
+    #: The safety shield in the decision pipeline (None: none). The evidence it reads is
+    #: accumulated either way (agents such as the shield alone read it).
+    shield: ShieldConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,7 +151,12 @@ class EnvConfig:
     @property
     def decision(self) -> DecisionConfig:
         """The decision pipeline's configuration (the service's, for the same settings)."""
-        return DecisionConfig(slo_latency_ms=self.slo_latency_ms, guardrails=self.guardrails)
+        return DecisionConfig(
+            slo_latency_ms=self.slo_latency_ms,
+            guardrails=self.guardrails,
+            tolerance=self.tolerance,
+            shield=self.shield,
+        )
 
 
 def library_source(scenarios: Sequence[Scenario]) -> ScenarioSource:
@@ -184,6 +196,8 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self._snapshot: MetricsSnapshot | None = None
         self._intervals: list[Interval] = []
         self._last_evaluation: Evaluation | None = None
+        self._shield_config = self.config.shield or ShieldConfig()
+        self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
 
     # -- episode mechanics ---------------------------------------------------------------
 
@@ -228,7 +242,8 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             if self._truth_bad:
                 self._blast += interval.canary.requests
                 cost -= BLAST_COST * interval.canary.requests / max(interval.expected_requests, 1.0)
-            snapshot = self._sim.snapshot()
+            self._evidence.add(shield_window(interval.canary), shield_window(interval.stable))
+            snapshot = replace(self._sim.snapshot(), evidence=self._evidence.summary())
             self._snapshot = snapshot
             try:
                 observation = build_observation(
@@ -263,6 +278,9 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         for _ in range(100):
             scenario = self._source(self.np_random)
             self._sim = RolloutSimulator(scenario, self.np_random, self.config.interval_seconds)
+            self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
+            for window in self._sim.baseline_windows(BASELINE_WINDOWS):
+                self._evidence.add_baseline(shield_window(window))
             truth = episode_truth(self._sim.params, self.config.tolerance, self.config.schedule)
             self._truth_bad = truth == "bad"
             self._step_index = 0

@@ -22,6 +22,7 @@ import numpy as np
 
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
+from decision_service.shield import ShieldConfig
 from scenarios import Scenario
 from training.baselines import Agent, make_baseline
 from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
@@ -130,6 +131,7 @@ class AgentSpec:
     params: dict[str, Any] | None = None
     model_path: str | None = None
     guardrails: GuardrailConfig | None = None
+    shield: ShieldConfig | None = None
 
     def build(self) -> Agent:
         if self.name == POLICY:
@@ -143,7 +145,7 @@ def _run_batch(
 ) -> list[EpisodeRecord]:
     spec, suite, seeds, config = args
     agent = spec.build()
-    env_config = replace(config, guardrails=spec.guardrails)
+    env_config = replace(config, guardrails=spec.guardrails, shield=spec.shield)
     return [run_episode(agent, suite, seed, env_config) for seed in seeds]
 
 

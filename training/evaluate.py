@@ -28,6 +28,7 @@ import yaml
 
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import DEFAULT_MODEL_PATH
+from decision_service.shield import ShieldConfig
 from scenarios import load_scenarios
 from training.baselines import BASELINES
 from training.env import EnvConfig
@@ -43,7 +44,7 @@ from training.report import acceptance, summarise
 from training.stress import FAMILIES
 from training.tune import DEFAULT_OUT as BASELINES_CONFIG
 
-AGENT_ORDER = (POLICY, "static_threshold", "mann_whitney", "sequential")
+AGENT_ORDER = (POLICY, "static_threshold", "mann_whitney", "sequential", "anytime_valid", "shield")
 
 
 def _pct(value: float | None) -> str:
@@ -209,7 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX policy")
     parser.add_argument("--baselines-config", type=Path, default=BASELINES_CONFIG)
     parser.add_argument("--agents", nargs="+", choices=AGENT_ORDER, default=list(AGENT_ORDER))
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--shield",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the policy inside the shield, as the service does by default",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
     args = parser.parse_args(argv)
     if not args.scenarios and not args.stress:
         parser.error("give --scenarios and/or --stress")
@@ -223,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     for agent in args.agents:
         if agent == POLICY:
             specs.append(
-                AgentSpec(POLICY, model_path=str(args.model), guardrails=GuardrailConfig())
+                AgentSpec(
+                    POLICY,
+                    model_path=str(args.model),
+                    guardrails=GuardrailConfig(),
+                    shield=ShieldConfig() if args.shield else None,
+                )
             )
         else:
             assert agent in BASELINES
@@ -252,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     report["stress_episodes_per_family"] = args.stress
     report["acceptance"] = acceptance(report)
     report["tolerance"] = config.tolerance.model_dump()
+    report["policy_shield"] = ShieldConfig().model_dump() if args.shield else None
     report["agents_config"] = {
         s.name: (s.params if s.name != POLICY else {"model": str(args.model)}) for s in specs
     }

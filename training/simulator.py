@@ -38,6 +38,7 @@ import numpy.typing as npt
 from scipy.special import ndtr
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
+from decision_service.shield import VersionWindow
 from decision_service.snapshot import MetricsSnapshot, VersionMetrics
 from scenarios import Conditions, EpisodeParameters, Scenario, VersionBehaviour
 from scenarios.sampling import ScaleUp
@@ -185,6 +186,15 @@ class _Totals:
         self.buckets += version.buckets
 
 
+def shield_window(version: VersionInterval) -> VersionWindow:
+    """One version's interval as the shield's window counts."""
+    return VersionWindow(
+        float(version.requests),
+        float(version.errors),
+        tuple(float(count) for count in version.buckets),
+    )
+
+
 def version_metrics(requests: int, errors: int, buckets: IntArray) -> VersionMetrics:
     """What Prometheus reports for a span, latency quantiles via ``histogram_quantile``."""
     cumulative = np.cumsum(buckets).tolist()
@@ -242,6 +252,15 @@ class RolloutSimulator:
     def _weather(self) -> tuple[bool, bool, bool]:
         c = self._conditions
         return (c.spike, c.incident, c.stable_incident)
+
+    def baseline_windows(self, count: int) -> list[VersionInterval]:
+        """``count`` windows of stable alone, before the canary started: its usual behaviour
+        (no weather) at the nominal rate, as Prometheus holds stable's history."""
+        stable = self.params.stable(False, False)
+        return [
+            sample_version(int(self._rng.poisson(self.expected_requests)), stable, self._rng)
+            for _ in range(count)
+        ]
 
     def next_interval(self, weight: float) -> Interval:
         """Simulate one analysis interval with ``weight`` percent of traffic on the canary."""

@@ -56,7 +56,13 @@ def test_mann_whitney_holds_without_samples() -> None:
 
 
 def test_registry_and_grids() -> None:
-    assert set(BASELINES) == {"static_threshold", "mann_whitney", "sequential"}
+    assert set(BASELINES) == {
+        "static_threshold",
+        "mann_whitney",
+        "sequential",
+        "anytime_valid",
+        "shield",
+    }
     for name, cls in BASELINES.items():
         agent = make_baseline(name, {k: v[0] for k, v in cls.GRID.items()})
         assert agent.name == name

@@ -78,7 +78,7 @@ def test_cli_writes_the_contract(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads(out.read_text())
     assert report["episodes_per_scenario"] == 6
-    agents = {"policy", "static_threshold", "mann_whitney", "sequential"}
+    agents = {"policy", "static_threshold", "mann_whitney", "sequential", "anytime_valid", "shield"}
     assert set(report["scenarios"]) == {"buggy", "healthy"}
     assert report["scenarios"]["buggy"]["intent"] == "bad"
     assert report["scenarios"]["buggy"]["bad_share"] == 1.0
@@ -94,7 +94,7 @@ def test_cli_writes_the_contract(tmp_path: Path) -> None:
         reader = csv.DictReader(handle)
         assert reader.fieldnames == CSV_COLUMNS
         table = list(reader)
-    assert len(table) == 2 * 6 * 4
+    assert len(table) == 2 * 6 * len(agents)
     # every agent ran the same seeds
     seeds = {a: sorted(r["seed"] for r in table if r["agent"] == a) for a in agents}
     assert len({tuple(v) for v in seeds.values()}) == 1
