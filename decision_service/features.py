@@ -50,7 +50,21 @@ index  name                           value
 18     stable_error_vs_history        rate(stable window) - rate(stable over the span): a shared
                                       incident (noisy neighbour) shows here, not in the ratios
 19     stable_p95_vs_history          lg2(stable window p95 / stable span p95)
+20     shield_promote_allowed         1 when the shield would let a promote stand now, else 0
+21     shield_abort_allowed           1 when the shield would let an abort stand now, else 0
+22     shield_error_proof             how far the error proof is (−upper bound of the excess over
+                                      the indifference zone, / 0.1 pp), / 5, ±1: > 0 is proven
+23     shield_error_rejection         the abort bound of the error excess over the tolerance
+                                      (/ 0.1 pp), / 5, ±1: > 0 rejects the tolerance
+24     shield_p95_proof               as 22 for p95 (share of requests beyond the limit, / 1 pp)
+25     shield_p95_rejection           as 23 for p95 (/ 1 pp)
+26     shield_p50_proof               as 22 for p50 (/ 5 pp)
+27     shield_p50_rejection           as 23 for p50 (/ 5 pp)
 =====  =============================  ==========================================================
+
+Features 20–27 are the shield's state (:mod:`decision_service.shield`): how close each action is
+to being allowed. Without the shield's evidence they read "not allowed, not proven, not
+rejected" (0, 0, −1, 0): missing evidence is never a proof.
 """
 
 from __future__ import annotations
@@ -61,10 +75,12 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from decision_service.shield import ShieldVerdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError, VersionMetrics
 from decision_service.statistics import error_llr, stable_reference, two_proportion_z
+from decision_service.tolerance import Metric
 
-FEATURE_SPEC_VERSION: Final = "2"
+FEATURE_SPEC_VERSION: Final = "3"
 
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     "step_weight",
@@ -87,15 +103,54 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "error_z_window",
     "stable_error_vs_history",
     "stable_p95_vs_history",
+    "shield_promote_allowed",
+    "shield_abort_allowed",
+    "shield_error_proof",
+    "shield_error_rejection",
+    "shield_p95_proof",
+    "shield_p95_rejection",
+    "shield_p50_proof",
+    "shield_p50_rejection",
 )
 N_FEATURES: Final = len(FEATURE_NAMES)
 
 #: Bounds of every feature, in order; the gymnasium observation space uses them.
 FEATURE_LOW: Final = np.array(
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -5, 0, -1, -2, -2, -3, -3, -2, -1, -3], dtype=np.float32
+    [
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        -1,
+        -5,
+        0,
+        -1,
+        -2,
+        -2,
+        -3,
+        -3,
+        -2,
+        -1,
+        -3,
+        0,
+        0,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+    ],
+    dtype=np.float32,
 )
 FEATURE_HIGH: Final = np.array(
-    [1, 1, 1.5, 1, 1, 5, 5, 5, 5, 1, 5, 1.5, 1, 2, 2, 3, 3, 2, 1, 3], dtype=np.float32
+    [1, 1, 1.5, 1, 1, 5, 5, 5, 5, 1, 5, 1.5, 1, 2, 2, 3, 3, 2, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1],
+    dtype=np.float32,
 )
 
 #: Measurements per step that the features distinguish (the template's ``count``).
@@ -134,13 +189,43 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
+#: Scale of each metric's shield bound in the features (see the table).
+_SHIELD_SCALES: Final[dict[Metric, float]] = {
+    "error_rate": 0.001,
+    "latency_p95_ms": 0.01,
+    "latency_p50_ms": 0.05,
+}
+#: The shield features without evidence: not allowed, not proven, not rejected.
+_NO_SHIELD: Final = (0.0, 0.0, -1.0, 0.0, -1.0, 0.0, -1.0, 0.0)
+
+
+def shield_features(verdict: ShieldVerdict | None) -> tuple[float, ...]:
+    """Features 20–27 from the shield's verdict (see the table)."""
+    if verdict is None:
+        return _NO_SHIELD
+    bounds = {m.metric: m for m in verdict.metrics}
+    values = [float(verdict.promote_allowed), float(verdict.abort_allowed)]
+    for metric, scale in _SHIELD_SCALES.items():
+        m = bounds.get(metric)
+        if m is None:
+            values += [-1.0, 0.0]
+            continue
+        values.append(_clip(-m.upper_promote / scale / 5.0, -1.0, 1.0))
+        values.append(_clip(m.lower_abort / scale / 5.0, -1.0, 1.0))
+    return tuple(values)
+
+
 def build_observation(
-    snapshot: MetricsSnapshot, measurements_at_step: int, slo_latency_ms: float
+    snapshot: MetricsSnapshot,
+    measurements_at_step: int,
+    slo_latency_ms: float,
+    shield: ShieldVerdict | None = None,
 ) -> npt.NDArray[np.float32]:
     """The normalised observation vector (order :data:`FEATURE_NAMES`).
 
     ``measurements_at_step`` is the count of measurements already taken at this step (the
-    caller's: the service's step memory, the simulator's episode).
+    caller's: the service's step memory, the simulator's episode); ``shield`` the shield's
+    verdict on the snapshot's evidence (:func:`decision_service.pipeline.observe` computes it).
 
     Raises :class:`MissingMetricError` if a metric it needs is missing.
     """
@@ -183,6 +268,7 @@ def build_observation(
         _clip(two_proportion_z(e_c, n_c, e_s, n_s) / 5.0, -2.0, 2.0),
         _rate(stable_rate) - _rate(stable_total_rate),
         _clip(math.log2(s95 / st95), -3.0, 3.0),
+        *shield_features(shield),
     )
     return np.asarray(values, dtype=np.float32)
 

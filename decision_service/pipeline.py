@@ -50,7 +50,7 @@ from decision_service.features import (
     named,
 )
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
-from decision_service.shield import ShieldConfig, shield_verdict
+from decision_service.shield import ShieldConfig, ShieldVerdict, shield_verdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 
@@ -117,12 +117,16 @@ def decide(
     measurements_at_step: int,
     policy: Policy,
     config: DecisionConfig,
+    observed: tuple[npt.NDArray[np.float32], ShieldVerdict | None] | None = None,
 ) -> Evaluation:
-    """The real decision for a snapshot and the measurements already taken at its step."""
+    """The real decision for a snapshot and the measurements already taken at its step.
+
+    ``observed``: :func:`observe`'s result for these same arguments, when the caller already
+    has it (the environment built it to show the agent); it is not computed twice."""
     if isinstance(snapshot, MissingMetricError):
         return Evaluation(no_data(snapshot), None, None, None)
     try:
-        observation = build_observation(snapshot, measurements_at_step, config.slo_latency_ms)
+        observation, verdict = observed or observe(snapshot, measurements_at_step, config)
     except MissingMetricError as missing:
         return Evaluation(no_data(missing), None, None, None)
     q = policy.q_values(observation)[0]
@@ -133,7 +137,7 @@ def decide(
     else:
         guarded = apply_guardrails(proposed, snapshot, config.slo_latency_ms, config.guardrails)
     if config.shield is not None and config.shield.enabled:
-        guarded = _shielded(guarded, snapshot, config.shield)
+        guarded = _shielded(guarded, verdict)
     if guarded.decision == "promote":
         doubt = first_count_without_promote(policy, observation, measurements_at_step)
         if doubt is not None:
@@ -148,18 +152,36 @@ def decide(
     return Evaluation(guarded, proposed, q_values, named(observation))
 
 
-def _shielded(guarded: Guarded, snapshot: MetricsSnapshot, config: ShieldConfig) -> Guarded:
+def observe(
+    snapshot: MetricsSnapshot, measurements_at_step: int, config: DecisionConfig
+) -> tuple[npt.NDArray[np.float32], ShieldVerdict | None]:
+    """The observation the policy sees, and the shield's verdict it includes (None without
+    evidence). The verdict is computed even when the shield does not gate the decision: the
+    policy always sees how close each action is to being allowed.
+
+    Raises :class:`~decision_service.snapshot.MissingMetricError`."""
+    verdict = None
+    if snapshot.evidence is not None:
+        verdict = shield_verdict(
+            snapshot.evidence, config.shield or ShieldConfig(), snapshot.step_weight >= 100
+        )
+    return (
+        build_observation(snapshot, measurements_at_step, config.slo_latency_ms, verdict),
+        verdict,
+    )
+
+
+def _shielded(guarded: Guarded, verdict: ShieldVerdict | None) -> Guarded:
     """The decision the shield lets stand (see the module docstring)."""
     if guarded.decision == "hold" or guarded.guardrail == "hard_slo_breach":
         return guarded
-    if snapshot.evidence is None:
+    if verdict is None:
         return Guarded(
             "hold",
             "shield",
             f"The decision was {guarded.decision}, but the shield has no evidence to judge it "
             "by (the canary's windows could not be measured); holding.",
         )
-    verdict = shield_verdict(snapshot.evidence, config, last_step=snapshot.step_weight >= 100)
     if guarded.decision == "promote":
         if verdict.promote_allowed:
             return Guarded(

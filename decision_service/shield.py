@@ -217,6 +217,9 @@ class Evidence:
     _stable_counts: list[tuple[float, float]] = field(default_factory=list)
     _canary_requests: float = 0.0
     _last_canary: float = 0.0
+    # derived from stable's windows; recomputed only when a stable window arrives
+    _kappa: float | None = None
+    _baselines: dict[str, float] = field(default_factory=dict)
 
     @property
     def zone(self) -> Tolerance:
@@ -240,6 +243,8 @@ class Evidence:
     def _record_stable(self, stable: VersionWindow) -> None:
         if not stable.requests > 0:
             return
+        self._kappa = None
+        self._baselines.clear()
         bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
         self._stable_counts.append((stable.requests, stable.errors))
         for metric, q in QUANTILES:
@@ -255,6 +260,11 @@ class Evidence:
         Robust to incidents: Pearson residuals ``r = (e − n p)² / (n p (1 − p))`` are about
         ``(1 + n κ)·χ²₁``, whose median is ``0.455 (1 + n κ)``; the median over stable's windows
         ignores the windows an incident moved (fewer than half)."""
+        if self._kappa is None:
+            self._kappa = self._dispersion()
+        return self._kappa
+
+    def _dispersion(self) -> float:
         counts = self._stable_counts
         if len(counts) < 3:
             return 0.0
@@ -265,23 +275,29 @@ class Evidence:
         median_requests = sorted(n for n, _ in counts)[len(counts) // 2]
         return max(0.0, (median_residual / _CHI2_MEDIAN - 1.0) / median_requests)
 
+    def _baseline(self, metric: str, history: list[tuple[float, float]]) -> float:
+        cached = self._baselines.get(metric)
+        if cached is None:
+            cached = self._baselines[metric] = _weighted_median(history)
+        return cached
+
     def _calm(self, rate_s: float | None, requests_s: float, kappa: float) -> bool:
         """Whether stable's window is within noise of its baseline (no incident moving it)."""
         if rate_s is None or not self._stable_rates:
             return True
-        baseline = _weighted_median(self._stable_rates)
+        baseline = self._baseline("error_rate", self._stable_rates)
         p = max(baseline, 0.5 / requests_s)
         sd = math.sqrt(p * (1.0 - p) / requests_s * (1.0 + requests_s * kappa))
         return abs(rate_s - baseline) <= 3.0 * sd + 0.25 * baseline
 
     def _references(
-        self, window_value: float | None, history: list[tuple[float, float]]
+        self, metric: str, window_value: float | None, history: list[tuple[float, float]]
     ) -> tuple[float, float] | None:
         """(promote reference, abort reference): stable's baseline, and the higher of its
         window value and the baseline; ``None`` before stable has any window."""
         if not history:
             return None
-        baseline = _weighted_median(history)
+        baseline = self._baseline(metric, history)
         if window_value is None:
             return baseline, baseline
         return baseline, max(window_value, baseline)
@@ -290,7 +306,7 @@ class Evidence:
         t = self.tolerance
         rate_c = canary.errors / canary.requests
         rate_s = stable.errors / stable.requests if stable.requests > 0 else None
-        references = self._references(rate_s, self._stable_rates)
+        references = self._references("error_rate", rate_s, self._stable_rates)
         if references is None:
             return
         ref_promote, ref_abort = references
@@ -321,7 +337,7 @@ class Evidence:
     ) -> None:
         t = self.tolerance
         value_s = _quantile_ms(stable.buckets, q) if stable.requests > 0 else None
-        references = self._references(value_s, self._stable_quantiles.get(metric, []))
+        references = self._references(metric, value_s, self._stable_quantiles.get(metric, []))
         if references is None:
             return
         ref_promote, ref_abort = references

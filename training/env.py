@@ -90,10 +90,17 @@ import numpy as np
 import numpy.typing as npt
 
 from decision_service.actions import ACTION_NAMES, Action
-from decision_service.features import FEATURE_HIGH, FEATURE_LOW, build_observation
+from decision_service.features import FEATURE_HIGH, FEATURE_LOW
 from decision_service.guardrails import GuardrailConfig
-from decision_service.pipeline import DecisionConfig, Evaluation, FixedAction, Policy, decide
-from decision_service.shield import Evidence, ShieldConfig
+from decision_service.pipeline import (
+    DecisionConfig,
+    Evaluation,
+    FixedAction,
+    Policy,
+    decide,
+    observe,
+)
+from decision_service.shield import Evidence, ShieldConfig, ShieldVerdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
@@ -196,6 +203,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self._snapshot: MetricsSnapshot | None = None
         self._intervals: list[Interval] = []
         self._last_evaluation: Evaluation | None = None
+        self._observed: tuple[npt.NDArray[np.float32], ShieldVerdict | None] | None = None
         self._shield_config = self.config.shield or ShieldConfig()
         self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
 
@@ -246,9 +254,8 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             snapshot = replace(self._sim.snapshot(), evidence=self._evidence.summary())
             self._snapshot = snapshot
             try:
-                observation = build_observation(
-                    snapshot, self._measurements, self.config.slo_latency_ms
-                )
+                self._observed = observe(snapshot, self._measurements, self.config.decision)
+                observation = self._observed[0]
             except MissingMetricError:
                 # The service's `no_data` answer: an automatic hold.
                 self._measurements += 1
@@ -312,7 +319,9 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         """One step decided by the pipeline with ``policy``, as the service decides it."""
         if self._sim is None or self._snapshot is None:
             raise RuntimeError("call reset() first")
-        evaluation = decide(self._snapshot, self._measurements, policy, self.config.decision)
+        evaluation = decide(
+            self._snapshot, self._measurements, policy, self.config.decision, self._observed
+        )
         self._last_evaluation = evaluation
         return self._advance(evaluation)
 

@@ -28,6 +28,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
 from decision_service.guardrails import GuardrailConfig
+from decision_service.shield import ShieldConfig
+from decision_service.tolerance import Tolerance
 from scenarios import Scenario, load_scenarios
 from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
 from training.generator import random_scenario
@@ -101,6 +103,8 @@ class TrainConfig(_Strict):
     )
     env: EnvSection = Field(default_factory=EnvSection)
     guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
+    tolerance: Tolerance = Field(default_factory=Tolerance)
+    shield: ShieldConfig = Field(default_factory=ShieldConfig)
     dqn: DQNSection = Field(default_factory=DQNSection)
     exploration: ExplorationSection = Field(default_factory=ExplorationSection)
     evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
@@ -112,6 +116,8 @@ class TrainConfig(_Strict):
             interval_seconds=self.env.interval_seconds,
             slo_latency_ms=self.env.slo_latency_ms,
             guardrails=self.guardrails,
+            tolerance=self.tolerance,
+            shield=self.shield if self.shield.enabled else None,
         )
 
 
