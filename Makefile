@@ -40,7 +40,7 @@ typecheck:
 	$(PYTHON) -m mypy
 
 demo: install prometheus
-	$(PYTHON) -m demo_apps.demo --scenario $(SCENARIO)
+	$(PYTHON) -m demo_apps.local.demo --scenario $(SCENARIO)
 
 bench: install prometheus
 	$(PYTHON) benchmarks/bench_features.py

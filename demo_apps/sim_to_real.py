@@ -6,8 +6,8 @@
 * in the simulator (:class:`training.env.CanaryRolloutEnv`, the Rollout's weights, the
   template's patience, guardrails on as in the service) with the ONNX policy, ``--episodes``
   seeded episodes; and
-* live (:func:`demo_apps.demo.run_demo`: real apps, Prometheus, decision service, the project's
-  manifests), ``--live-runs`` runs with seeds 1, 2, ...
+* live (:func:`demo_apps.local.demo.run_demo`: real apps, Prometheus, decision service, the
+  project's manifests), ``--live-runs`` runs with seeds 1, 2, ...
 
 and prints, per scenario and for two simulations — *as trained* (the scenario file as it is:
 every episode its own draw of traffic, error rates and effect sizes) and *of the live draws*
@@ -27,9 +27,9 @@ served — at the request rate the live load generator sent, per template interv
 
 The second simulation faces the same canary as the live run, with the same evidence per
 decision (the live load is the scenario's rate times the time compression, within the demo's
-cap; see ``demo_apps.demo``), so what remains between it and the live run is the simulator's
-fidelity: real HTTP, real scrapes and ``increase()`` windows against binomial counts and
-simulated histograms.
+cap; see ``demo_apps.local.demo``), so what remains between it and the live run is the
+simulator's fidelity: real HTTP, real scrapes and ``increase()`` windows against binomial counts
+and simulated histograms.
 """
 
 from __future__ import annotations
@@ -47,12 +47,24 @@ import numpy as np
 
 from decision_service.actions import ACTION_NAMES
 from decision_service.guardrails import GuardrailConfig
+from decision_service.policy import OnnxPolicy
+from demo_apps.app.behaviour import live_parameters
+from demo_apps.local.demo import (
+    DemoOptions,
+    live_request_rate,
+    run_demo,
+    template_interval_seconds,
+)
+from demo_apps.local.driver import Event
+from demo_apps.local.manifests import Manifests
 from scenarios import (
     EpisodeParameters,
     Scenario,
     load_scenario,
     scenario_files,
 )
+from training.env import CanaryRolloutEnv, EnvConfig
+from training.evaluation import service_action
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO_ROOT / "rollouts" / "base"
@@ -76,8 +88,6 @@ class RunRecord:
 
 def rollout_shape() -> tuple[tuple[float, ...], int]:
     """The weights and the patience (``count``) of the project's Rollout and template."""
-    from demo_apps.argo import Manifests
-
     manifests = Manifests.load(MANIFESTS)
     steps = manifests.only("Rollout")["spec"]["strategy"]["canary"]["steps"]
     weights = tuple(float(s["setWeight"]) for s in steps if "setWeight" in s)
@@ -127,10 +137,6 @@ def live_draw(
 ) -> Scenario:
     """The canary a live run with ``seed`` serves, as a simulator scenario: its draw, and the
     load the demo sends expressed per second of the template's (uncompressed) time."""
-    from demo_apps.argo import Manifests
-    from demo_apps.behaviour import live_parameters
-    from demo_apps.demo import live_request_rate, template_interval_seconds
-
     params = live_parameters(scenario, seed)
     time_scale = template_interval_seconds(Manifests.load(MANIFESTS)) / interval_seconds
     rps = live_request_rate(params.requests_per_second, time_scale, max_rps) / time_scale
@@ -176,8 +182,6 @@ def simulate(
     scenario: Scenario, policy: Policy, episodes: int, *, seed: int = 0
 ) -> list[RunRecord]:
     """``episodes`` simulated rollouts of ``scenario`` decided by ``policy``."""
-    from training.env import CanaryRolloutEnv, EnvConfig
-
     weights, patience = rollout_shape()
     config = EnvConfig(weights=weights, patience=patience, guardrails=GuardrailConfig())
     env = CanaryRolloutEnv([scenario], config)
@@ -210,8 +214,6 @@ def live_record(events: Iterable[Any], outcome: str, final_weight: float) -> Run
 
 def live_record_from_file(path: Path) -> RunRecord:
     """A live run's record from the ``events.jsonl`` the demo wrote."""
-    from demo_apps.driver import Event
-
     events, outcome, weight = [], "", 0.0
     for line in path.read_text(encoding="utf-8").splitlines():
         raw = json.loads(line)
@@ -291,9 +293,6 @@ def format_agreement(a: Agreement) -> str:
 
 def onnx_policy(model_path: Path) -> Policy:
     """The policy as the service runs it (with its ``step_count`` rule)."""
-    from decision_service.policy import OnnxPolicy
-    from training.evaluation import service_action
-
     policy = OnnxPolicy(model_path)
     return lambda observation: service_action(policy, observation)
 
@@ -313,8 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reuse-live", action="store_true", help="reuse live runs already in --run-dir"
     )
     args = parser.parse_args(argv)
-
-    from demo_apps.demo import DemoOptions, run_demo
 
     policy = onnx_policy(args.model)
     max_rps = DemoOptions().max_rps

@@ -47,7 +47,7 @@ def test_multi_stage_with_the_app_type_build_arg_and_a_non_root_user() -> None:
     (user,) = [args for op, args in runtime if op == "USER"]
     assert user.split(":")[0].isdigit() and user.split(":")[0] != "0"
     (cmd,) = [args for op, args in runtime if op == "CMD"]
-    assert '"-m", "demo_apps"' in cmd and '"8080"' in cmd
+    assert '"-m", "demo_apps.app"' in cmd and '"8080"' in cmd
     copied = " ".join(args for op, args in runtime if op == "COPY")
     for folder in ("decision_service/", "demo_apps/", "scenarios/"):
         assert folder in copied

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from decision_service.actions import ABORT, PROMOTE
-from demo_apps.driver import Event
+from demo_apps.local.driver import Event
 from demo_apps.sim_to_real import RunRecord, compare, live_record, rollout_shape, simulate
 from scenarios import resolve_scenario
 
@@ -69,7 +69,7 @@ def test_agreement_numbers() -> None:
 
 
 def test_a_pinned_draw_is_the_same_canary_in_every_episode() -> None:
-    from demo_apps.behaviour import live_parameters
+    from demo_apps.app.behaviour import live_parameters
     from demo_apps.sim_to_real import pin_draw
     from scenarios import EpisodeParameters
 
@@ -93,7 +93,7 @@ def vars_of(params: object) -> dict[str, float]:
 
 
 def test_the_live_draw_carries_the_demos_load_per_template_second() -> None:
-    from demo_apps.behaviour import live_parameters
+    from demo_apps.app.behaviour import live_parameters
     from demo_apps.sim_to_real import live_draw
 
     healthy = resolve_scenario("healthy")
@@ -130,9 +130,9 @@ def test_the_live_healthy_test_seed_is_one_the_simulator_promotes() -> None:
     aborts 7 % of healthy canaries (models/evaluation); this keeps the e2e test from becoming a
     coin flip when the model changes."""
     from decision_service.policy import DEFAULT_MODEL_PATH
-    from demo_apps.demo import DemoOptions
+    from demo_apps.local.demo import DemoOptions
     from demo_apps.sim_to_real import live_draw, onnx_policy
-    from tests.demo_apps.test_demo_e2e import HEALTHY_SEED, INTERVAL_SECONDS
+    from tests.demo_apps.local.test_demo_e2e import HEALTHY_SEED, INTERVAL_SECONDS
 
     if not DEFAULT_MODEL_PATH.is_file():
         pytest.skip(f"{DEFAULT_MODEL_PATH} is not built")

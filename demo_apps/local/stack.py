@@ -242,7 +242,7 @@ class LocalStack:
             "CLOCK_START": repr(self.clock_start),
             "POD_TEMPLATE_HASH": pod_hash,
         }
-        argv = [sys.executable, "-m", "demo_apps", "--host", LOOPBACK, "--port", str(port)]
+        argv = [sys.executable, "-m", "demo_apps.app", "--host", LOOPBACK, "--port", str(port)]
         process = self._start(f"app-{track}", argv, env)
         endpoint = AppEndpoint(track, f"http://{LOOPBACK}:{port}", pod_hash)
         self.apps[track] = endpoint
