@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from demo_apps.local.processes import Lifecycle
+
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -130,7 +132,7 @@ class Bucket:
     latency_seconds: float = 0.0
 
 
-class LoadGenerator:
+class LoadGenerator(Lifecycle):
     """Sends ``rps`` requests per second, split by the current canary weight."""
 
     def __init__(
@@ -234,9 +236,3 @@ class LoadGenerator:
         if self._thread is not None:
             self._thread.join(timeout=self.timeout_seconds + 5)
             self._thread = None
-
-    def __enter__(self) -> LoadGenerator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

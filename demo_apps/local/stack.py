@@ -5,154 +5,48 @@ Every process is started in its own process group with its output in ``<run dir>
 in reverse order of start. ``LocalStack`` is a context manager, so an exception or Ctrl-C in
 the demo still stops everything.
 
-Prometheus gets a configuration generated here: one scrape job over the two apps, each target
-labelled as Kubernetes would label a pod after the relabel rules of
-``rollouts/prometheus-scrape-config.yaml`` — ``rollouts_pod_template_hash``, ``namespace`` and
-``pod`` — so the decision service's queries select canary and stable by hash exactly as in a
-cluster.
+Prometheus is started by the project's one launcher (:mod:`demo_apps.local.prometheus`) with
+one scrape job over the two apps, each target labelled as Kubernetes would label a pod after the
+relabel rules of ``rollouts/prometheus-scrape-config.yaml`` — ``rollouts_pod_template_hash``,
+``namespace`` and ``pod`` — so the decision service's queries select canary and stable by hash
+exactly as in a cluster. Every run starts on an empty TSDB in ``<run dir>/prometheus``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
-LOOPBACK = "127.0.0.1"
+from demo_apps.local.processes import (
+    LOOPBACK,
+    Lifecycle,
+    ManagedProcess,
+    StartError,
+    free_port,
+    loopback_env,
+    wait_ready,
+)
+from demo_apps.local.prometheus import PrometheusServer, ScrapeTarget, find_prometheus
+
 NAMESPACE = "rollout-demo"
 ROLLOUT = "demo-app"
 
 
-class StackError(RuntimeError):
-    """A process of the stack did not start or become ready."""
-
-
-def free_port() -> int:
-    """A TCP port that was free on the loopback interface a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+class StackError(StartError):
+    """A process of the stack did not start or become ready, or a part of it is missing."""
 
 
 def pod_template_hash(track: str, scenario: str, seed: int) -> str:
     """A stable, Argo-looking pod-template hash for one version of one demo run."""
     digest = hashlib.sha256(f"{track}/{scenario}/{seed}".encode()).hexdigest()
     return digest[:10]
-
-
-def find_prometheus() -> str | None:
-    return os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
-
-
-class ManagedProcess:
-    """One child process in its own process group, logging to a file."""
-
-    def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, grace_seconds: float = 5.0) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            # The group is this child's own (start_new_session): nothing else is signalled.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-
-def wait_ready(process: ManagedProcess, url: str, timeout: float) -> None:
-    """Poll ``url`` until it answers 200, the process dies, or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not process.alive():
-            raise StackError(f"{process.name} exited during start-up:\n{process.log_tail()}")
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(url, timeout=1) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise StackError(
-        f"{process.name} not ready at {url} after {timeout:g} s:\n{process.log_tail()}"
-    )
-
-
-@dataclass(frozen=True)
-class ScrapeTarget:
-    address: str
-    labels: Mapping[str, str]
-
-
-def prometheus_config(targets: Sequence[ScrapeTarget], scrape_interval: str) -> str:
-    """The generated Prometheus configuration (JSON, which is YAML)."""
-    config = {
-        "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval},
-        "scrape_configs": [
-            {
-                "job_name": "demo-app",
-                "metrics_path": "/metrics",
-                "static_configs": [
-                    {"targets": [t.address], "labels": dict(t.labels)} for t in targets
-                ],
-            }
-        ],
-    }
-    return json.dumps(config, indent=2)
 
 
 @dataclass
@@ -181,7 +75,7 @@ class AppEndpoint:
     pod_template_hash: str
 
 
-class LocalStack:
+class LocalStack(Lifecycle):
     """Starts the stack on enter, stops every process it started on exit."""
 
     def __init__(self, config: StackConfig) -> None:
@@ -189,26 +83,25 @@ class LocalStack:
         self.processes: list[ManagedProcess] = []
         self.clock_start = time.time()
         self.apps: dict[str, AppEndpoint] = {}
+        self.prometheus: PrometheusServer | None = None
         self.prometheus_url = ""
         self.decision_url = config.decision_url or ""
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _env(self, extra: Mapping[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("HTTP_PROXY", "http_proxy")}
-        env.update({"NO_PROXY": LOOPBACK, "no_proxy": LOOPBACK, "PYTHONUNBUFFERED": "1"})
-        env.update(extra)
-        return env
+    def _log_path(self, name: str) -> Path:
+        return self.config.run_dir / "logs" / f"{name}.log"
 
-    def _start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> ManagedProcess:
-        process = ManagedProcess(
-            name, argv, self._env(env), self.config.run_dir / "logs" / f"{name}.log"
-        )
-        self.processes.append(process.start())
+    def _track(self, process: ManagedProcess) -> ManagedProcess:
+        self.processes.append(process)
         # For whoever must check that nothing outlives the stack (tests, a curious user).
         pids = {p.name: p.pid for p in self.processes}
         (self.config.run_dir / "pids.json").write_text(json.dumps(pids, indent=2))
         return process
+
+    def _start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, loopback_env(env), self._log_path(name))
+        return self._track(process.start())
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -268,22 +161,22 @@ class LocalStack:
             for app in self.apps.values()
         ]
         folder = config.run_dir / "prometheus"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        config_file = folder / "prometheus.yml"
-        config_file.write_text(prometheus_config(targets, config.scrape_interval))
-        port = free_port()
-        self.prometheus_url = f"http://{LOOPBACK}:{port}"
-        argv = [
+        shutil.rmtree(folder, ignore_errors=True)  # each run starts on an empty TSDB
+        prometheus = PrometheusServer(
             binary,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{port}",
-            "--storage.tsdb.retention.time=2h",
-            "--log.level=warn",
-        ]
-        process = self._start("prometheus", argv, {})
-        wait_ready(process, f"{self.prometheus_url}/-/ready", config.start_timeout)
+            targets,
+            scrape_interval=config.scrape_interval,
+            folder=folder,
+            log_path=self._log_path("prometheus"),
+            start_timeout=config.start_timeout,
+        )
+        self.prometheus = prometheus
+        try:
+            prometheus.start()
+        finally:
+            if prometheus.process is not None:
+                self._track(prometheus.process)
+        self.prometheus_url = prometheus.url
 
     def _start_decision_service(self) -> None:
         config = self.config
@@ -302,14 +195,3 @@ class LocalStack:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
-
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
