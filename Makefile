@@ -45,6 +45,7 @@ demo: install prometheus
 bench: install prometheus
 	$(PYTHON) benchmarks/bench_features.py
 	$(PYTHON) benchmarks/bench_service.py
+	$(PYTHON) benchmarks/bench_loadgen.py
 
 # The shipped policy: two seeds of one config, trained side by side (one core each, ~17 min).
 TRAIN_SEEDS ?= 7 11
