@@ -40,11 +40,12 @@ typecheck:
 	$(PYTHON) -m mypy
 
 demo: install prometheus
-	$(PYTHON) -m demo_apps.demo --scenario $(SCENARIO)
+	$(PYTHON) -m demo_apps.local.demo --scenario $(SCENARIO)
 
 bench: install prometheus
 	$(PYTHON) benchmarks/bench_features.py
 	$(PYTHON) benchmarks/bench_service.py
+	$(PYTHON) benchmarks/bench_loadgen.py
 
 # The shipped policy: two seeds of one config, trained side by side (one core each, ~17 min).
 TRAIN_SEEDS ?= 7 11

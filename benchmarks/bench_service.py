@@ -9,6 +9,9 @@ subprocess (uvicorn), then prints:
 * ONNX inference p50/p99 (the same model, in this process);
 * the service's resident memory (RSS now and peak).
 
+Prometheus, the synthetic app and the service process come from :mod:`demo_apps.local` (the
+launcher the demo stack and the tests use); nothing here imports test code.
+
 Usage: ``python benchmarks/bench_service.py [--requests 3000] [--model PATH]``
 (``make bench``). Figures only; nothing is asserted.
 """
@@ -20,13 +23,10 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
-from tests.support.prometheus import PrometheusServer, SyntheticApp, free_port  # noqa: E402
+from demo_apps.local.processes import (  # noqa: E402
+    LOOPBACK,
+    ManagedProcess,
+    free_port,
+    loopback_env,
+    wait_ready,
+)
+from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
 
 CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
-LOOPBACK = "127.0.0.1"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -153,19 +159,6 @@ def onnx_inference(model: Path, n: int = 20000) -> tuple[float, float]:
     return percentile(timings, 50), percentile(timings, 99)
 
 
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer 200 within {timeout}s")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per phase")
@@ -182,8 +175,8 @@ def main() -> int:
     stop = threading.Event()
     with (
         SyntheticApp() as app,
-        PrometheusServer(
-            args.prometheus, [app.address], scrape_interval=args.scrape_interval
+        synthetic_prometheus(
+            args.prometheus, app, scrape_interval=args.scrape_interval
         ) as prometheus,
     ):
         for i in range(20):  # other workloads' series in the same Prometheus
@@ -192,9 +185,7 @@ def main() -> int:
         feeder.start()
         port = free_port()
         log_path = Path(tempfile.mkdtemp(prefix="bench-service-")) / "service.log"
-        logs = log_path.open("wb")
         env = {
-            **os.environ,
             "MODEL_PATH": str(args.model),
             "PROMETHEUS_URL": prometheus.url,
             "ANALYSIS_WINDOW": args.window,
@@ -202,15 +193,15 @@ def main() -> int:
             "LOG_LEVEL": "INFO",
             "PYTHONPATH": str(REPO_ROOT),
         }
-        service = subprocess.Popen(
+        service = ManagedProcess(
+            "decision-service",
             [sys.executable, "-m", "decision_service", "--host", LOOPBACK, "--port", str(port)],
-            env=env,
-            stdout=logs,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
+            loopback_env(env),
+            log_path,
+        ).start()
         try:
-            wait_http(f"http://{LOOPBACK}:{port}/readyz", 30)
+            wait_ready(service, f"http://{LOOPBACK}:{port}/readyz", 30)
+            assert service.pid is not None
             print(f"service ready (pid {service.pid}); canary ageing {args.warmup_seconds:.0f}s")
             time.sleep(args.warmup_seconds)
             body = json.dumps(
@@ -243,14 +234,9 @@ def main() -> int:
             }
             rss, peak = rss_kib(service.pid)
         finally:
-            service.send_signal(signal.SIGTERM)
-            try:
-                service.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                service.kill()
+            service.stop(grace_seconds=10)
             stop.set()
             feeder.join(timeout=2)
-            logs.close()
     onnx_p50, onnx_p99 = onnx_inference(args.model)
 
     print(f"model: {args.model}")

@@ -6,8 +6,8 @@
 * in the simulator (:class:`training.env.CanaryRolloutEnv`, the Rollout's weights, the
   template's patience, guardrails on as in the service) with the ONNX policy, ``--episodes``
   seeded episodes; and
-* live (:func:`demo_apps.demo.run_demo`: real apps, Prometheus, decision service, the project's
-  manifests), ``--live-runs`` runs with seeds 1, 2, ...
+* live (:func:`demo_apps.local.demo.run_demo`: real apps, Prometheus, decision service, the
+  project's manifests), ``--live-runs`` runs with seeds 1, 2, ...
 
 and prints, per scenario and for two simulations — *as trained* (the scenario file as it is:
 every episode its own draw of traffic, error rates and effect sizes) and *of the live draws*
@@ -27,9 +27,9 @@ served — at the request rate the live load generator sent, per template interv
 
 The second simulation faces the same canary as the live run, with the same evidence per
 decision (the live load is the scenario's rate times the time compression, within the demo's
-cap; see ``demo_apps.demo``), so what remains between it and the live run is the simulator's
-fidelity: real HTTP, real scrapes and ``increase()`` windows against binomial counts and
-simulated histograms.
+cap; see ``demo_apps.local.demo``), so what remains between it and the live run is the
+simulator's fidelity: real HTTP, real scrapes and ``increase()`` windows against binomial counts
+and simulated histograms.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,25 @@ import numpy as np
 
 from decision_service.actions import ACTION_NAMES
 from decision_service.guardrails import GuardrailConfig
+from decision_service.pipeline import Policy
+from decision_service.policy import OnnxPolicy
+from decision_service.shield import ShieldConfig
+from demo_apps.app.behaviour import live_parameters
+from demo_apps.local.demo import (
+    DemoOptions,
+    live_request_rate,
+    run_demo,
+    template_interval_seconds,
+)
+from demo_apps.local.driver import Event
+from demo_apps.local.manifests import Manifests
 from scenarios import (
     EpisodeParameters,
     Scenario,
     load_scenario,
     scenario_files,
 )
+from training.env import CanaryRolloutEnv, EnvConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO_ROOT / "rollouts" / "base"
@@ -60,9 +73,6 @@ SEED_SCENARIOS = [
     REPO_ROOT / "scenarios" / f"{name}.yaml" for name in ("healthy", "buggy", "degrading", "flaky")
 ]
 OUTCOMES = ("promoted", "aborted", "paused")
-
-#: The policy as the simulator calls it: observation → action index.
-Policy = Callable[[np.ndarray], int]
 
 
 @dataclass
@@ -76,8 +86,6 @@ class RunRecord:
 
 def rollout_shape() -> tuple[tuple[float, ...], int]:
     """The weights and the patience (``count``) of the project's Rollout and template."""
-    from demo_apps.argo import Manifests
-
     manifests = Manifests.load(MANIFESTS)
     steps = manifests.only("Rollout")["spec"]["strategy"]["canary"]["steps"]
     weights = tuple(float(s["setWeight"]) for s in steps if "setWeight" in s)
@@ -127,10 +135,6 @@ def live_draw(
 ) -> Scenario:
     """The canary a live run with ``seed`` serves, as a simulator scenario: its draw, and the
     load the demo sends expressed per second of the template's (uncompressed) time."""
-    from demo_apps.argo import Manifests
-    from demo_apps.behaviour import live_parameters
-    from demo_apps.demo import live_request_rate, template_interval_seconds
-
     params = live_parameters(scenario, seed)
     time_scale = template_interval_seconds(Manifests.load(MANIFESTS)) / interval_seconds
     rps = live_request_rate(params.requests_per_second, time_scale, max_rps) / time_scale
@@ -175,19 +179,21 @@ def merge(agreements: Sequence[Agreement], simulation: str) -> Agreement:
 def simulate(
     scenario: Scenario, policy: Policy, episodes: int, *, seed: int = 0
 ) -> list[RunRecord]:
-    """``episodes`` simulated rollouts of ``scenario`` decided by ``policy``."""
-    from training.env import CanaryRolloutEnv, EnvConfig
-
+    """``episodes`` simulated rollouts of ``scenario`` decided by ``policy`` through the
+    service's decision pipeline (guardrails, shield, step-count rule), as the live service
+    decides."""
     weights, patience = rollout_shape()
-    config = EnvConfig(weights=weights, patience=patience, guardrails=GuardrailConfig())
+    config = EnvConfig(
+        weights=weights, patience=patience, guardrails=GuardrailConfig(), shield=ShieldConfig()
+    )
     env = CanaryRolloutEnv([scenario], config)
     records = []
     for episode in range(episodes):
-        observation, info = env.reset(seed=seed + episode, options={"allow_terminal": True})
+        _, info = env.reset(seed=seed + episode, options={"allow_terminal": True})
         record = RunRecord(outcome="", final_weight=env.weight)
         while "outcome" not in info:
             weight = env.weight
-            observation, _, _, _, info = env.step(policy(observation))
+            _, _, _, _, info = env.step_policy(policy)
             record.decisions.append((weight, info["decision"]))
         record.outcome = info["outcome"]
         record.final_weight = env.weight
@@ -210,8 +216,6 @@ def live_record(events: Iterable[Any], outcome: str, final_weight: float) -> Run
 
 def live_record_from_file(path: Path) -> RunRecord:
     """A live run's record from the ``events.jsonl`` the demo wrote."""
-    from demo_apps.driver import Event
-
     events, outcome, weight = [], "", 0.0
     for line in path.read_text(encoding="utf-8").splitlines():
         raw = json.loads(line)
@@ -290,13 +294,8 @@ def format_agreement(a: Agreement) -> str:
 
 
 def onnx_policy(model_path: Path) -> Policy:
-    """The policy as the service runs it (with its ``step_count`` rule)."""
-    from training.evaluation import service_action
-
-    from decision_service.policy import OnnxPolicy
-
-    policy = OnnxPolicy(model_path)
-    return lambda observation: service_action(policy, observation)
+    """The ONNX policy; :func:`simulate` runs it through the service's decision pipeline."""
+    return OnnxPolicy(model_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -314,8 +313,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reuse-live", action="store_true", help="reuse live runs already in --run-dir"
     )
     args = parser.parse_args(argv)
-
-    from demo_apps.demo import DemoOptions, run_demo
 
     policy = onnx_policy(args.model)
     max_rps = DemoOptions().max_rps

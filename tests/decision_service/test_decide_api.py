@@ -85,7 +85,6 @@ def test_an_idle_canary_holds_with_no_data(client_for: ClientFactory) -> None:
     assert "canary.requests" in answer["reason"]
 
 
-
 @pytest.mark.parametrize("weight", ["5", "30", "90"])
 def test_a_stable_window_without_series_holds_below_100(
     client_for: ClientFactory, weight: str
@@ -109,6 +108,7 @@ def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
     )
     answer = client.post("/v1/decide", json=BODY | {"step_weight": "100"}).json()
     assert (answer["decision"], answer["guardrail"]) == ("promote", None)
+
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),

@@ -1,4 +1,5 @@
-"""histogram_quantile behaves as Prometheus' does."""
+"""histogram_quantile on hand-made cases (the comparison with a live Prometheus is in
+test_histogram_prometheus.py)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tests.support.prometheus import PrometheusServer, SyntheticApp, SyntheticPod
+from demo_apps.local.prometheus import PrometheusServer
+from demo_apps.local.synthetic import SyntheticApp, SyntheticPod, synthetic_prometheus
 
 WINDOW = "3s"
 CANARY_SPAN_BURST = (200, 60)  # requests, errors: the c-span canary's first moments
@@ -83,7 +84,7 @@ def live_stack(binary: str) -> Iterator[LiveStack]:
     stop = threading.Event()
     with (
         SyntheticApp() as app,
-        PrometheusServer(binary, [app.address], scrape_interval="250ms") as prom,
+        synthetic_prometheus(binary, app, scrape_interval="250ms") as prom,
     ):
         pods = {
             "s-main": app.pod("s-main", "stable"),

@@ -248,7 +248,8 @@ def test_ci_pins_the_crds_of_the_shared_copy() -> None:
 
 def test_build_app_builds_both_images_and_updates_the_rollout() -> None:
     wf = workflow("build-app")
-    assert "demo_apps/**" in wf["on"]["push"]["paths"]
+    paths = wf["on"]["push"]["paths"]
+    assert {"demo_apps/app/**", "demo_apps/Dockerfile", "scenarios/**"} <= set(paths)
     build = wf["jobs"]["build"]
     assert build["strategy"]["matrix"]["app_type"] == ["stable", "canary"]
     assert build["permissions"]["packages"] == "write"

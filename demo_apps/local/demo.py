@@ -1,11 +1,11 @@
 """``make demo``: a live canary rollout on this machine, decided by the agent.
 
-``python -m demo_apps.demo --scenario healthy|buggy|degrading|flaky|<file>`` starts Prometheus,
-the stable and canary apps (the scenario's behaviour), the decision service and a load generator
-that splits traffic by the canary weight, then runs the project's Rollout and AnalysisTemplate
-(``rollouts/base``) with the local driver. It prints each step, weight and decision with its
-reason, the verdict at the end, writes ``timeline.png`` and ``events.jsonl`` to the run folder,
-and stops every process it started, also on Ctrl-C.
+``python -m demo_apps.local.demo --scenario healthy|buggy|degrading|flaky|<file>`` starts
+Prometheus, the stable and canary apps (the scenario's behaviour), the decision service and a
+load generator that splits traffic by the canary weight, then runs the project's Rollout and
+AnalysisTemplate (``rollouts/base``) with the local driver. It prints each step, weight and
+decision with its reason, the verdict at the end, writes ``timeline.png`` and ``events.jsonl`` to
+the run folder, and stops every process it started, also on Ctrl-C.
 
 Time is compressed: the analysis interval (Argo's ``interval`` arg, 30 s in the template) is
 ``--interval`` seconds here (default 3), and the apps' scenario clock runs faster by the same
@@ -36,22 +36,16 @@ from typing import Any
 
 import httpx
 
-from demo_apps.argo import Manifests, format_duration, parse_duration
-from demo_apps.behaviour import live_parameters
-from demo_apps.driver import (
-    CommandQueue,
-    Event,
-    RolloutDriver,
-    Verdict,
-    read_commands,
-    watch_control_file,
-)
-from demo_apps.loadgen import LoadGenerator
-from demo_apps.stack import LocalStack, StackConfig
-from demo_apps.timeline import plot_timeline
+from demo_apps.app.behaviour import live_parameters
+from demo_apps.local.commands import CommandQueue, read_commands, watch_control_file
+from demo_apps.local.driver import Event, RolloutDriver, Verdict
+from demo_apps.local.loadgen import LoadGenerator
+from demo_apps.local.manifests import Manifests, format_duration, parse_duration
+from demo_apps.local.stack import LocalStack, StackConfig
+from demo_apps.local.timeline import plot_timeline
 from scenarios import resolve_scenario
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO_ROOT / "rollouts" / "base"
 TOKEN_SECRET = ("k8s-rollout-agent-token", "token")
 #: Argo's DefaultErrorRetryInterval, scaled like every other interval.
@@ -274,7 +268,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m demo_apps.demo", description=__doc__.split("\n\n")[0]
+        prog="python -m demo_apps.local.demo", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--scenario", default="healthy", help="shipped name or scenario file")
     parser.add_argument("--seed", type=int, default=1, help="episode draw (both apps share it)")

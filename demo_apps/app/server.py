@@ -1,7 +1,7 @@
 """The demo web app, run as ``stable`` (v1.0) or ``canary`` (v2.0) by ``APP_TYPE``.
 
 Its behaviour comes from a scenario file (``SCENARIO``: a shipped name such as ``buggy`` or a
-path), through :mod:`demo_apps.behaviour`: every ``GET /`` spends the latency the scenario
+path), through :mod:`demo_apps.app.behaviour`: every ``GET /`` spends the latency the scenario
 draws (a real ``asyncio.sleep``) and fails with a real HTTP 500 at the scenario's error rate.
 
 =====================  =====================================================================
@@ -42,7 +42,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
-from demo_apps.behaviour import DEFAULT_INTERVAL_SECONDS, LiveBehaviour, Track
+from demo_apps.app.behaviour import DEFAULT_INTERVAL_SECONDS, LiveBehaviour, Track
 from scenarios import resolve_scenario
 
 VERSIONS: dict[Track, str] = {"stable": "1.0", "canary": "2.0"}

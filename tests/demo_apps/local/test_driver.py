@@ -16,8 +16,10 @@ import pytest
 import yaml
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
-from demo_apps.argo import ManifestError, Manifests, UnsupportedExpression
-from demo_apps.driver import CommandQueue, Event, RolloutDriver, Verdict, watch_control_file
+from demo_apps.local.commands import CommandQueue, watch_control_file
+from demo_apps.local.conditions import UnsupportedExpression
+from demo_apps.local.driver import Event, RolloutDriver, Verdict
+from demo_apps.local.manifests import ManifestError, Manifests
 from tests.conftest import REPO_ROOT
 
 BASE = REPO_ROOT / "rollouts" / "base"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from demo_apps.driver import Event
-from demo_apps.loadgen import Bucket
+from demo_apps.local.driver import Event
+from demo_apps.local.loadgen import Bucket
 
 DECISION_COLOURS = {"promote": "tab:green", "hold": "tab:gray", "abort": "tab:red", None: "black"}
 TRACK_COLOURS = {"stable": "tab:blue", "canary": "tab:orange"}

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from demo_apps.behaviour import LiveBehaviour
+from demo_apps.app.behaviour import LiveBehaviour
 from scenarios import EpisodeParameters, Scenario, resolve_scenario
 
 

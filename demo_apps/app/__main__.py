@@ -1,4 +1,4 @@
-"""``python -m demo_apps --host H --port P``: serve the demo app configured by the environment."""
+"""``python -m demo_apps.app --host H --port P``: serve the demo app its environment configures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from demo_apps.app import create_app
+from demo_apps.app.server import create_app
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from decision_service.guardrails import GuardrailConfig
-from demo_apps.demo import DemoOptions, DemoResult, run_demo
+from demo_apps.local.demo import DemoOptions, DemoResult, run_demo
 from tests.conftest import REPO_ROOT, prometheus_binary
 
 pytestmark = pytest.mark.prometheus

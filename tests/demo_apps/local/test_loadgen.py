@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from demo_apps.loadgen import HttpError, KeepAliveClient, LoadGenerator
+from demo_apps.local.loadgen import HttpError, KeepAliveClient, LoadGenerator
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

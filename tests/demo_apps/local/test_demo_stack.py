@@ -1,6 +1,6 @@
 """The local stack with a real Prometheus: labels, traffic split, clean shutdown (also Ctrl-C).
 
-The decision endpoint here is scripted (tests/demo_apps/fake_decision.py), so these tests
+The decision endpoint here is scripted (tests/demo_apps/local/fake_decision.py), so these tests
 exercise the apps, Prometheus, the load generator, the driver and the process handling; the
 acceptance tests (test_demo_e2e.py) run the real decision service.
 """
@@ -19,8 +19,8 @@ import httpx
 import pytest
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
-from demo_apps.demo import DemoOptions, run_demo
-from demo_apps.stack import LocalStack, StackConfig
+from demo_apps.local.demo import DemoOptions, run_demo
+from demo_apps.local.stack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT, prometheus_binary
 
 pytestmark = pytest.mark.prometheus
@@ -122,7 +122,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "demo_apps.demo",
+                "demo_apps.local.demo",
                 "--scenario",
                 "healthy",
                 "--decision-url",

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
-from demo_apps.app import AppSettings, create_app
+from demo_apps.app.server import AppSettings, create_app
 
 SCENARIO = """\
 name: coin

@@ -1,7 +1,8 @@
 """The local rollout driver: runs a Rollout from ``rollouts/`` the way the Argo controller would.
 
 It reads the Rollout's canary steps and the AnalysisTemplate each analysis step names, resolves
-and substitutes the args (:mod:`demo_apps.argo`), and drives the local stack:
+and substitutes the args (:mod:`demo_apps.local.manifests`), measures and assesses each metric
+(:mod:`demo_apps.local.web`, :mod:`demo_apps.local.analysis`), and drives the local stack:
 
 =====================  ======================================================================
 step                   what the driver does
@@ -19,8 +20,8 @@ step                   what the driver does
 
 After the last step the canary is promoted (weight 100). A ``promote`` or ``abort`` command
 sent while an analysis runs acts at once, as ``kubectl argo rollouts promote|abort`` would.
-Commands arrive on a :class:`CommandQueue` fed by stdin and/or a control file
-(:func:`watch_control_file`), or directly by tests.
+Commands arrive on a :class:`~demo_apps.local.commands.CommandQueue` fed by stdin and/or a
+control file (:mod:`demo_apps.local.commands`), or directly by tests.
 
 Everything the manifests ask for is checked before the first step runs, so an unsupported
 condition or a missing arg fails fast with a message naming it.
@@ -29,93 +30,33 @@ condition or a missing arg fails fast with a message naming it.
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal
 
 import httpx
 
-from demo_apps.argo import (
+from demo_apps.local.analysis import (
     DEFAULT_ERROR_RETRY_SECONDS,
+    MetricResult,
+    assess,
+    next_measurement_delay,
+)
+from demo_apps.local.commands import Command, CommandQueue
+from demo_apps.local.conditions import Phase
+from demo_apps.local.manifests import (
     ArgContext,
     ManifestError,
     Manifests,
-    MetricResult,
     Obj,
-    Phase,
-    WebMetric,
-    assess,
-    measure,
-    next_measurement_delay,
     parse_duration,
     resolve_args,
     substitute,
 )
+from demo_apps.local.web import WebMetric, measure
 
-Command = Literal["promote", "abort"]
-COMMANDS: tuple[Command, ...] = ("promote", "abort")
 Outcome = Literal["promoted", "aborted", "paused"]
-
-
-class CommandQueue:
-    """``promote``/``abort`` commands from the user, in arrival order."""
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Command] = queue.Queue()
-
-    def put(self, command: str) -> None:
-        word = command.strip().lower()
-        for known in COMMANDS:
-            if word == known:
-                self._queue.put(known)
-                return
-        raise ValueError(f"unknown command '{command.strip()}': use promote or abort")
-
-    def wait(self, timeout: float | None) -> Command | None:
-        """The next command, or ``None`` after ``timeout`` seconds (``None``: forever)."""
-        try:
-            if timeout is not None and timeout <= 0:
-                return self._queue.get_nowait()
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-
-def read_commands(stream: TextIO, commands: CommandQueue, on_error: Callable[[str], None]) -> None:
-    """Feed lines of ``stream`` (e.g. stdin) into ``commands`` until it ends (run in a thread)."""
-    for line in stream:
-        if line.strip():
-            try:
-                commands.put(line)
-            except ValueError as exc:
-                on_error(str(exc))
-
-
-def watch_control_file(
-    path: Path,
-    commands: CommandQueue,
-    stop: threading.Event,
-    on_error: Callable[[str], None],
-    poll_seconds: float = 0.2,
-) -> None:
-    """Turn each write of ``promote``/``abort`` to ``path`` into a command (run in a thread).
-
-    The file is removed once read, so ``echo promote > FILE`` works once per write.
-    """
-    while not stop.wait(poll_seconds):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            continue
-        path.unlink(missing_ok=True)
-        try:
-            commands.put(text)
-        except ValueError as exc:
-            on_error(str(exc))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Child processes on loopback: each in its own process group, logging to a file, stopped for sure.
+
+Every local program the project starts — the demo stack's apps, Prometheus and decision service,
+the tests' and benchmarks' Prometheus and services — goes through :class:`ManagedProcess` and
+:func:`wait_ready`, with ports from :func:`free_port`:
+
+* a child runs in its own session (``start_new_session``), so :meth:`ManagedProcess.stop`
+  signals exactly its group (SIGTERM, then SIGKILL after a grace period) and nothing else;
+* its output goes to a log file, whose tail every start-up error quotes;
+* :func:`loopback_env` keeps it off any HTTP proxy for loopback addresses;
+* :class:`Lifecycle` makes anything with ``start()``/``stop()`` a context manager, so an
+  exception or Ctrl-C between the two still stops it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+LOOPBACK = "127.0.0.1"
+
+
+class StartError(RuntimeError):
+    """A process did not start, or did not become ready in time."""
+
+
+class Lifecycle(ABC):
+    """``with thing:`` starts it and stops it on the way out, whatever happens in between."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def free_port() -> int:
+    """A TCP port that was free on the loopback interface a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def loopback_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process' environment for a child on loopback: no HTTP proxy, unbuffered output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HTTP_PROXY", "http_proxy")}
+    env.update({"NO_PROXY": LOOPBACK, "no_proxy": LOOPBACK, "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
+    return env
+
+
+class ManagedProcess:
+    """One child process in its own process group, logging to a file."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            # The group is this child's own (start_new_session): nothing else is signalled.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace_seconds)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def wait_ready(process: ManagedProcess, url: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200, the process dies, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise StartError(f"{process.name} exited during start-up:\n{process.log_tail()}")
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise StartError(
+        f"{process.name} not ready at {url} after {timeout:g} s:\n{process.log_tail()}"
+    )
