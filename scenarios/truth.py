@@ -170,3 +170,32 @@ def episode_truth(
 ) -> Literal["good", "bad"]:
     """``good`` when the canary of this draw is within tolerance of stable, else ``bad``."""
     return "good" if episode_judgement(params, tolerance, schedule).within else "bad"
+
+
+EpisodeClass = Literal["equal_or_better", "within", "between", "beyond_zone"]
+
+
+def episode_class(
+    params: EpisodeParameters,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
+    indifference: float = 2.0,
+    schedule: Schedule = DEFAULT_SCHEDULE,
+) -> EpisodeClass:
+    """Where the draw falls for the shield's guarantees.
+
+    * ``beyond_zone`` — beyond the indifference zone's edge (``indifference`` × the tolerance's
+      excess): such a canary must almost never be promoted (G1);
+    * ``between`` — beyond the tolerance but inside the zone: no guarantee either way (the
+      operating characteristic shows what happens there);
+    * ``equal_or_better`` — every metric at or below stable's, and no canary-only fault (no
+      spikes, no cold start): such a canary must almost never be aborted (G2);
+    * ``within`` — the rest of the canaries within tolerance.
+    """
+    canary, stable = expected_metrics(params, schedule)
+    if not judge(tolerance, canary, stable).within:
+        inside_zone = judge(tolerance.widened(indifference), canary, stable).within
+        return "between" if inside_zone else "beyond_zone"
+    faults = params.spike_probability > 0 or params.cold_start_minutes > 0
+    if not faults and all(canary[m] <= stable[m] * (1 + 1e-9) for m in stable):
+        return "equal_or_better"
+    return "within"

@@ -104,7 +104,7 @@ from decision_service.shield import Evidence, ShieldConfig, ShieldVerdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
-from scenarios.truth import DEFAULT_HORIZON_MINUTES, Schedule, episode_truth
+from scenarios.truth import DEFAULT_HORIZON_MINUTES, Schedule, episode_class, episode_truth
 from training.simulator import Interval, RolloutSimulator, shield_window
 
 DEFAULT_WEIGHTS: Final = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)
@@ -194,6 +194,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self.observation_space = gym.spaces.Box(FEATURE_LOW, FEATURE_HIGH, dtype=np.float32)
         self._sim: RolloutSimulator | None = None
         self._truth_bad = False
+        self._zone = "within"
         self._step_index = 0
         self._measurements = 0
         self._decisions = 0
@@ -270,6 +271,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             "outcome": outcome,
             "truth": "bad" if self._truth_bad else "good",
             "intent": self.scenario.truth,
+            "zone": self._zone,
             "scenario": self.scenario.name,
             "decisions": self._decisions,
             "holds": self._holds,
@@ -290,6 +292,12 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
                 self._evidence.add_baseline(shield_window(window))
             truth = episode_truth(self._sim.params, self.config.tolerance, self.config.schedule)
             self._truth_bad = truth == "bad"
+            self._zone = episode_class(
+                self._sim.params,
+                self.config.tolerance,
+                self._shield_config.indifference,
+                self.config.schedule,
+            )
             self._step_index = 0
             self._measurements = 0
             self._decisions = 0

@@ -48,6 +48,9 @@ class EpisodeRecord:
     family: str = "library"
     #: The scenario file's ``truth:`` (what its author meant).
     intent: str = ""
+    #: ``equal_or_better``, ``within``, ``between`` or ``beyond_zone``
+    #: (:func:`scenarios.truth.episode_class`): what the shield's guarantees are about.
+    zone: str = "within"
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ def run_episode(
         holds=int(info["holds"]),
         family=suite.family,
         intent=info["intent"] if suite.scenario is not None else "",
+        zone=info["zone"],
     )
 
 
@@ -201,6 +205,7 @@ EPISODE_COLUMNS = (
     "decisions",
     "objective",
     "family",
+    "zone",
 )
 
 

@@ -24,6 +24,8 @@ STAT_KEYS = (
     "decisions_to_promote_mean",
     "pause_rate",
     "objective_mean",
+    "beyond_zone_promoted_rate",
+    "equal_or_better_aborted_rate",
 )
 
 
@@ -55,7 +57,16 @@ def stats(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
         "decisions_to_promote_mean": _mean(promoted_good),
         "pause_rate": sum(r.outcome == "paused" for r in records) / len(records),
         "objective_mean": float(np.mean([r.objective for r in records])),
+        # the shield's guarantees: G1 (beyond the indifference zone, promoted) and G2 (equal to
+        # or better than stable without canary-only faults, aborted); None without such draws
+        "beyond_zone_promoted_rate": _share(records, "beyond_zone", "promoted"),
+        "equal_or_better_aborted_rate": _share(records, "equal_or_better", "aborted"),
     }
+
+
+def _share(records: Sequence[EpisodeRecord], zone: str, outcome: str) -> float | None:
+    mine = [r for r in records if r.zone == zone]
+    return sum(r.outcome == outcome for r in mine) / len(mine) if mine else None
 
 
 def paired_difference(records: Sequence[EpisodeRecord], agent: str, other: str) -> dict[str, float]:

@@ -26,6 +26,7 @@ CSV_COLUMNS = [
     "decisions",
     "objective",
     "family",
+    "zone",
 ]
 
 
