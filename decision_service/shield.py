@@ -70,7 +70,7 @@ METRICS: Final[tuple[Metric, ...]] = ("error_rate", "latency_p95_ms", "latency_p
 MIXTURE_REQUESTS: Final = 2000.0
 #: Confidence of the light check below the last step (promote unless a regression shows).
 ALPHA_LIGHT: Final = 0.2
-_CHI2_MEDIAN: Final = 0.4549364231195724  # median of chi-square with one degree of freedom
+_CHI2_UPPER_QUARTILE: Final = 1.3233036969314669  # of chi-square, one degree of freedom
 
 
 class ShieldConfig(BaseModel):
@@ -257,9 +257,10 @@ class Evidence:
     def dispersion(self) -> float:
         """κ: the extra error variance per request of a window (0 = binomial), from stable.
 
-        Robust to incidents: Pearson residuals ``r = (e − n p)² / (n p (1 − p))`` are about
-        ``(1 + n κ)·χ²₁``, whose median is ``0.455 (1 + n κ)``; the median over stable's windows
-        ignores the windows an incident moved (fewer than half)."""
+        Pearson residuals ``r = (e − n p)² / (n p (1 − p))`` are about ``(1 + n κ)·χ²₁``, whose
+        upper quartile is ``1.323 (1 + n κ)``. The upper quartile over stable's windows is not
+        moved by a few incident windows, and still sees errors that clump hard (most windows
+        calm, some heavy), which a median would miss."""
         if self._kappa is None:
             self._kappa = self._dispersion()
         return self._kappa
@@ -271,9 +272,9 @@ class Evidence:
         p = _weighted_median(self._stable_rates)
         p = min(max(p, 0.5 / max(n for n, _ in counts)), 0.5)
         residuals = sorted(((e - n * p) ** 2 / (n * p * (1.0 - p)), n) for n, e in counts)
-        median_residual = _weighted_median(residuals)
+        upper_residual = residuals[(3 * len(residuals)) // 4][0]
         median_requests = sorted(n for n, _ in counts)[len(counts) // 2]
-        return max(0.0, (median_residual / _CHI2_MEDIAN - 1.0) / median_requests)
+        return max(0.0, (upper_residual / _CHI2_UPPER_QUARTILE - 1.0) / median_requests)
 
     def _baseline(self, metric: str, history: list[tuple[float, float]]) -> float:
         cached = self._baselines.get(metric)

@@ -1,0 +1,173 @@
+"""The shield: anytime-valid bounds, what each side compares with, and what it allows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS
+from decision_service.shield import (
+    Evidence,
+    ShieldConfig,
+    VersionWindow,
+    e_value,
+    radius,
+    shield_verdict,
+)
+from decision_service.tolerance import DEFAULT_TOLERANCE
+
+_BOUNDS = np.asarray(LATENCY_BUCKETS_SECONDS) * 1000.0
+
+
+def _buckets(rng: np.random.Generator, requests: int, p50_ms: float, sigma: float = 0.5) -> tuple:
+    latencies = p50_ms * np.exp(sigma * rng.standard_normal(requests))
+    counts = np.bincount(np.searchsorted(_BOUNDS, latencies), minlength=len(_BOUNDS) + 1)
+    return tuple(float(c) for c in counts)
+
+
+def _window(
+    rng: np.random.Generator, requests: int, rate: float, p50: float = 60.0
+) -> VersionWindow:
+    return VersionWindow(
+        float(requests), float(rng.binomial(requests, rate)), _buckets(rng, requests, p50)
+    )
+
+
+def _evidence(
+    rng: np.random.Generator,
+    windows: int,
+    canary_rate: float,
+    stable_rate: float = 0.005,
+    rps: float = 100.0,
+    weight: float = 0.5,
+    canary_p50: float = 60.0,
+    baseline: int = 10,
+) -> Evidence:
+    evidence = Evidence(DEFAULT_TOLERANCE)
+    total = int(rps * 30)
+    for _ in range(baseline):
+        evidence.add_baseline(_window(rng, total, stable_rate))
+    for _ in range(windows):
+        n_c = int(total * weight)
+        evidence.add(
+            _window(rng, n_c, canary_rate, canary_p50), _window(rng, total - n_c, stable_rate)
+        )
+    return evidence
+
+
+def test_the_normal_mixture_bound_holds_at_every_time_at_once() -> None:
+    """A Gaussian random walk crosses the boundary ``radius(V_t)`` at any of 400 steps with
+    probability at most α (Monte Carlo, 4,000 paths; the bound is conservative, so well under)."""
+    rng = np.random.default_rng(0)
+    alpha, steps, paths = 0.05, 400, 4000
+    unit = 0.25  # variance per step
+    walks = np.cumsum(rng.normal(0.0, math.sqrt(unit), (paths, steps)), axis=1)
+    variance = unit * np.arange(1, steps + 1)
+    bound = np.array([radius(v, unit, alpha) for v in variance])
+    crossed = (np.abs(walks) >= bound).any(axis=1).mean()
+    assert crossed <= alpha
+    # and it is not vacuous: a bound at 5x the level is crossed more often
+    looser = np.array([radius(v, unit, 0.5) for v in variance])
+    assert (np.abs(walks) >= looser).any(axis=1).mean() > crossed
+
+
+def test_an_equal_canary_is_never_aborted_and_is_proven_with_enough_traffic() -> None:
+    rng = np.random.default_rng(1)
+    evidence = _evidence(rng, windows=20, canary_rate=0.005, rps=400)
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert not verdict.abort_allowed
+    assert verdict.promote_allowed, verdict.promote_reason
+    assert "every metric shown within" in verdict.promote_reason
+
+
+def test_a_clear_regression_is_aborted_and_never_proven() -> None:
+    rng = np.random.default_rng(2)
+    evidence = _evidence(rng, windows=4, canary_rate=0.02)
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert verdict.abort_allowed and "error rate beyond the tolerance" in verdict.abort_reason
+    assert not verdict.promote_allowed
+    assert "more requests will not prove it" in verdict.promote_reason
+
+
+def test_a_latency_regression_is_caught_by_the_bucket_counts() -> None:
+    rng = np.random.default_rng(3)
+    evidence = _evidence(rng, windows=4, canary_rate=0.005, canary_p50=100.0)
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert verdict.abort_allowed and (
+        "p95" in verdict.abort_reason or "p50" in verdict.abort_reason
+    )
+
+
+def test_thin_evidence_says_how_much_more_it_needs() -> None:
+    rng = np.random.default_rng(4)
+    evidence = _evidence(rng, windows=2, canary_rate=0.004, rps=20, weight=0.2)
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert not verdict.promote_allowed and not verdict.abort_allowed
+    assert "more canary requests would decide it" in verdict.promote_reason
+
+
+def test_below_the_last_step_a_promote_needs_only_no_sign_of_a_regression() -> None:
+    rng = np.random.default_rng(5)
+    evidence = _evidence(rng, windows=1, canary_rate=0.005, rps=20, weight=0.05)
+    assert shield_verdict(evidence.summary(), ShieldConfig(), last_step=False).promote_allowed
+    assert not shield_verdict(evidence.summary(), ShieldConfig(), last_step=True).promote_allowed
+
+
+def test_a_shared_incident_never_blames_the_canary() -> None:
+    """Windows where both versions fail 10 % more: the abort side compares with the same
+    window's stable, so no abort; the promote side leaves incident windows out."""
+    rng = np.random.default_rng(6)
+    evidence = _evidence(rng, windows=3, canary_rate=0.005)
+    for _ in range(5):
+        evidence.add(_window(rng, 1500, 0.105), _window(rng, 1500, 0.105))
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=False)
+    assert not verdict.abort_allowed
+
+
+def test_a_stable_only_incident_does_not_flatter_a_bad_canary_into_a_promote() -> None:
+    """A canary at 2x stable's usual 1 %, during windows where stable alone fails 5 %: next to
+    the incident it looks better than stable, but the proof compares it with stable's baseline."""
+    rng = np.random.default_rng(7)
+    evidence = _evidence(rng, windows=0, canary_rate=0.02, stable_rate=0.01, rps=400)
+    for _ in range(20):
+        evidence.add(_window(rng, 6000, 0.02), _window(rng, 6000, 0.05))
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert not verdict.promote_allowed
+
+
+def test_a_window_without_stable_counts_for_the_proof_only() -> None:
+    """At 100 % stable serves nothing: a shared incident there cannot be told from a canary
+    fault, so such windows never license an abort."""
+    rng = np.random.default_rng(8)
+    evidence = _evidence(rng, windows=0, canary_rate=0.005)
+    empty = VersionWindow(0.0, 0.0, tuple(0.0 for _ in range(len(_BOUNDS) + 1)))
+    for _ in range(5):
+        evidence.add(_window(rng, 3000, 0.05), empty)
+    summary = evidence.summary()
+    assert not shield_verdict(summary, ShieldConfig(), last_step=True).abort_allowed
+    assert not shield_verdict(summary, ShieldConfig(), last_step=True).promote_allowed
+
+
+def test_dispersion_is_estimated_from_stable_and_widens_the_bounds() -> None:
+    """Beta-binomial stable windows (errors in clumps) give κ > 0; binomial ones about 0."""
+    rng = np.random.default_rng(9)
+    plain = Evidence(DEFAULT_TOLERANCE)
+    clumped = Evidence(DEFAULT_TOLERANCE)
+    for _ in range(40):
+        plain.add_baseline(_window(rng, 3000, 0.01))
+        rate = rng.beta(0.01 * 30, 0.99 * 30)  # intra-window correlation 1/31
+        clumped.add_baseline(
+            VersionWindow(3000.0, float(rng.binomial(3000, rate)), _buckets(rng, 3000, 60.0))
+        )
+    assert plain.dispersion() < 2e-4
+    assert clumped.dispersion() > 5e-3
+
+
+def test_e_value_and_bound_agree() -> None:
+    """The abort bound clears 0 exactly when the mixture's e-value passes 1/α."""
+    for mean in (0.0005, 0.001, 0.002, 0.004):
+        weight, variance, unit = 5000.0, 5000.0 * 0.005, 0.005
+        e = e_value(mean, weight, variance, unit)
+        lower = mean - radius(variance, unit, 0.01) / weight
+        assert (lower > 0) == (e >= 1 / 0.01), (mean, e, lower)
