@@ -35,7 +35,12 @@ move stable's windows raise κ too: the bounds widen instead of producing false 
 **Decisions.** With ``W`` canary requests and the weighted mean ``D̄``:
 
 * ``promote`` at the last step (100 %) only when the upper bound of ``D̄`` at ``1 − α_promote`` is
-  below 0 for every metric: the canary is shown within tolerance. Below the last step the proof
+  below 0 for every metric — over the canary's life, and over its windows at high weight alone
+  (70 % of the traffic or more, at least ``proof_windows`` of them: a soak, because a slow
+  leak that starts late or a fault that strikes at random needs time to show). ``D̄`` here is
+  measured against the edge of the indifference zone (``indifference`` × the tolerance's excess):
+  a canary just beyond the tolerance cannot be told from one just inside it on finite evidence,
+  so the guarantee is for canaries beyond the zone. Below the last step the proof
   is lighter: the lower bound at ``1 − α_light`` must not be above 0 (no sign of a regression).
   Reaching 100 % moves no user onto an unproven canary for good; completing the rollout does.
 * ``abort`` only when, for some metric, the lower bound at ``1 − α_abort / 3`` is above 0 (the
@@ -68,6 +73,9 @@ QUANTILES: Final[tuple[tuple[Metric, float], ...]] = (
 METRICS: Final[tuple[Metric, ...]] = ("error_rate", "latency_p95_ms", "latency_p50_ms")
 #: Canary requests at which the normal-mixture boundary is tightest (its mixing scale).
 MIXTURE_REQUESTS: Final = 2000.0
+#: The canary's share of requests from which a window counts as "at high weight": the final
+#: proof must also hold on those windows alone, at least ``ShieldConfig.proof_windows`` of them.
+HIGH_SHARE: Final = 0.7
 #: Confidence of the light check below the last step (promote unless a regression shows).
 ALPHA_LIGHT: Final = 0.2
 _CHI2_UPPER_QUARTILE: Final = 1.3233036969314669  # of chi-square, one degree of freedom
@@ -94,6 +102,13 @@ class ShieldConfig(BaseModel):
         le=10.0,
         description="Edge of the indifference zone, in multiples of the tolerance's excess: "
         "promote needs proof that the canary is not beyond it.",
+    )
+    proof_windows: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Analysis windows with the canary at 70 % of the traffic or more that the "
+        "final proof needs (a soak: drifts and rare faults need time to show).",
     )
 
 
@@ -177,6 +192,10 @@ class MetricEvidence:
     proof_weight: float  # canary requests of the calm windows (the promote side)
     mean_promote: float  # inf before any calm window
     variance_promote: float
+    recent_windows: int  # calm windows at high weight (canary share >= HIGH_SHARE)
+    recent_weight: float
+    mean_recent: float
+    variance_recent: float
     unit_variance: float  # binomial variance per canary request (the mixture's scale)
 
 
@@ -209,6 +228,7 @@ class Evidence:
     indifference: float = 2.0
     _sums: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, every window
     _proof: dict[Metric, _Sums] = field(default_factory=dict)  # promote side, calm windows
+    _recent: dict[Metric, _Sums] = field(default_factory=dict)  # the same, at high weight
     _unit_var: dict[Metric, float] = field(default_factory=dict)
     # stable's window values so far, sorted, with their request weights (for the baseline)
     _stable_rates: list[tuple[float, float]] = field(default_factory=list)
@@ -217,6 +237,7 @@ class Evidence:
     _stable_counts: list[tuple[float, float]] = field(default_factory=list)
     _canary_requests: float = 0.0
     _last_canary: float = 0.0
+    _share: float = 0.0
     # derived from stable's windows; recomputed only when a stable window arrives
     _kappa: float | None = None
     _baselines: dict[str, float] = field(default_factory=dict)
@@ -233,6 +254,8 @@ class Evidence:
     def add(self, canary: VersionWindow, stable: VersionWindow) -> None:
         """One analysis window of both versions (a window without canary requests adds none)."""
         self._last_canary = canary.requests
+        total = canary.requests + stable.requests
+        self._share = canary.requests / total if total > 0 else 0.0
         if canary.requests > 0:
             self._canary_requests += canary.requests
             self._add_errors(canary, stable)
@@ -381,6 +404,8 @@ class Evidence:
             self._sums.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion)
         if calm:
             self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion)
+            if self._share >= HIGH_SHARE:
+                self._recent.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion)
         self._unit_var[metric] = unit
 
     def summary(self) -> EvidenceSummary:
@@ -390,6 +415,7 @@ class Evidence:
         for metric in METRICS:
             abort = self._sums.get(metric) or _Sums()
             proof = self._proof.get(metric) or _Sums()
+            recent = self._recent.get(metric) or _Sums()
             if abort.weight <= 0 and proof.weight <= 0:
                 continue
             k = kappa if metric == "error_rate" else 0.0
@@ -403,6 +429,10 @@ class Evidence:
                     proof_weight=proof.weight,
                     mean_promote=proof.total / proof.weight if proof.weight > 0 else math.inf,
                     variance_promote=proof.variance(k),
+                    recent_windows=recent.windows,
+                    recent_weight=recent.weight,
+                    mean_recent=recent.total / recent.weight if recent.weight > 0 else math.inf,
+                    variance_recent=recent.variance(k),
                     unit_variance=self._unit_var[metric],
                 )
             )
@@ -457,6 +487,12 @@ class ShieldVerdict:
     abort_reason: str
 
 
+def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
+    if m.recent_windows < windows or m.recent_weight <= 0:
+        return math.inf
+    return m.mean_recent + radius(m.variance_recent, m.unit_variance, alpha) / m.recent_weight
+
+
 def shield_verdict(
     evidence: EvidenceSummary, config: ShieldConfig, last_step: bool
 ) -> ShieldVerdict:
@@ -470,6 +506,9 @@ def shield_verdict(
         if wp > 0:
             alpha = config.alpha_promote
             upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, alpha) / wp
+            # the proof must also hold on the windows at high weight alone: a canary that
+            # drifts, or only fails under load, shows there first
+            upper = max(upper, _recent_upper(m, alpha, config.proof_windows))
             if upper < 0:
                 needed = 0.0
             elif m.mean_promote < 0:
@@ -552,27 +591,34 @@ def _proof_reason(
     parts = []
     needs: list[float | None] = []
     for v in blocking:
+        needs.append(v.requests_to_prove)
+        if not math.isfinite(v.upper_promote):
+            continue
         if v.metric == "error_rate":
-            bound = f"error excess upper bound {100 * v.upper_promote:+.2f} pp over the tolerance"
-        else:
-            bound = (
-                f"{_label(v.metric)}: up to {100 * v.upper_promote:+.1f} pp more requests than "
-                "allowed beyond the tolerance's latency limit"
+            parts.append(
+                f"error excess upper bound {100 * v.upper_promote:+.2f} pp over the zone's edge"
             )
-        parts.append(bound)
-        if v.requests_to_prove is None:
-            needs.append(None)
         else:
-            needs.append(v.requests_to_prove)
-    reason = f"promote blocked at {confidence}: " + "; ".join(parts)
+            parts.append(
+                f"{_label(v.metric)}: up to {100 * v.upper_promote:+.1f} pp more requests than "
+                "allowed beyond the zone's latency limit"
+            )
+    reason = f"promote blocked at {confidence}"
+    if parts:
+        reason += ": " + "; ".join(parts)
+    recent = min((m.recent_windows for m in evidence.metrics), default=0)
     if any(n is None for n in needs):
-        reason += (
-            " (the canary's estimate is beyond the tolerance: more requests will not prove it)"
+        return reason + (
+            " (the canary's estimate is beyond the zone: more requests will not prove it)"
         )
-    else:
-        more = max(n for n in needs if n is not None)
-        rate = evidence.last_window_canary_requests
-        reason += f"; about {more:,.0f} more canary requests would decide it"
-        if rate > 0:
-            reason += f" ({more / rate:.0f} more windows at the current rate)"
+    if recent < config.proof_windows:
+        return (
+            f"promote blocked: the proof needs {config.proof_windows} windows with the canary "
+            f"serving {100 * HIGH_SHARE:.0f} % or more of the traffic, it has {recent}"
+        )
+    more = max(n for n in needs if n is not None)
+    rate = evidence.last_window_canary_requests
+    reason += f"; about {more:,.0f} more canary requests would decide it"
+    if rate > 0:
+        reason += f" ({more / rate:.0f} more windows at the current rate)"
     return reason

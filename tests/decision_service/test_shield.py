@@ -40,7 +40,7 @@ def _evidence(
     canary_rate: float,
     stable_rate: float = 0.005,
     rps: float = 100.0,
-    weight: float = 0.5,
+    weight: float = 0.8,
     canary_p50: float = 60.0,
     baseline: int = 10,
 ) -> Evidence:
@@ -83,7 +83,7 @@ def test_an_equal_canary_is_never_aborted_and_is_proven_with_enough_traffic() ->
 
 def test_a_clear_regression_is_aborted_and_never_proven() -> None:
     rng = np.random.default_rng(2)
-    evidence = _evidence(rng, windows=4, canary_rate=0.02)
+    evidence = _evidence(rng, windows=12, canary_rate=0.02, weight=0.5)
     verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
     assert verdict.abort_allowed and "error rate beyond the tolerance" in verdict.abort_reason
     assert not verdict.promote_allowed
@@ -92,7 +92,7 @@ def test_a_clear_regression_is_aborted_and_never_proven() -> None:
 
 def test_a_latency_regression_is_caught_by_the_bucket_counts() -> None:
     rng = np.random.default_rng(3)
-    evidence = _evidence(rng, windows=4, canary_rate=0.005, canary_p50=100.0)
+    evidence = _evidence(rng, windows=4, canary_rate=0.005, canary_p50=100.0, weight=0.5)
     verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
     assert verdict.abort_allowed and (
         "p95" in verdict.abort_reason or "p50" in verdict.abort_reason
@@ -101,10 +101,20 @@ def test_a_latency_regression_is_caught_by_the_bucket_counts() -> None:
 
 def test_thin_evidence_says_how_much_more_it_needs() -> None:
     rng = np.random.default_rng(4)
-    evidence = _evidence(rng, windows=2, canary_rate=0.004, rps=20, weight=0.2)
+    evidence = _evidence(rng, windows=12, canary_rate=0.004, rps=20, weight=0.8)
     verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
     assert not verdict.promote_allowed and not verdict.abort_allowed
     assert "more canary requests would decide it" in verdict.promote_reason
+
+
+def test_the_final_proof_needs_windows_at_high_weight() -> None:
+    """Proven on the canary's life at 50 %, but no window at 70 % or more yet: a canary that
+    fails only under load, or drifts, would show there first."""
+    rng = np.random.default_rng(10)
+    evidence = _evidence(rng, windows=20, canary_rate=0.005, rps=400, weight=0.5)
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert not verdict.promote_allowed
+    assert "windows with the canary serving 70 %" in verdict.promote_reason
 
 
 def test_below_the_last_step_a_promote_needs_only_no_sign_of_a_regression() -> None:
