@@ -8,8 +8,10 @@ metadata, and the service refuses a model whose names differ.
 
 Missing data is never replaced by a made-up number: :func:`build_observation` raises
 :class:`MissingMetricError` naming what is missing, and the caller answers ``hold``. The one
-substitution it makes is with *measured* data: when the stable version served no request in the
-last window (the canary is at 100 %), stable's window is its measurement over the canary's life.
+substitution it makes is with *measured* data, and only at weight 100: when the stable version
+served no request in the last window and the canary is at 100 %, stable's window is its
+measurement over the canary's life. Below 100 % a stable window without requests is missing data
+(``stable.requests``): stable should be serving, and its life-long figures would be stale.
 
 Helper transforms (all bounded, so one feature can never dominate the network's input):
 
@@ -150,7 +152,15 @@ def build_observation(
     if not 0.0 <= weight <= 100.0:
         raise ValueError(f"step_weight must be within 0..100, got {weight}")
     n_c, e_c, c50, c95 = _counted(snapshot.canary, "canary")
-    n_s, e_s, s50, s95 = _counted(stable_reference(snapshot), "stable")
+    stable = stable_reference(snapshot)
+    if stable is snapshot.stable and not stable.requests > 0:  # `not >`: NaN too
+        raise MissingMetricError(
+            "stable.requests",
+            f"the stable version served no request in the window at weight {weight:g} "
+            "(no series, NaN or zero); only at 100 is its window replaced by its "
+            "measurement over the canary's life",
+        )
+    n_s, e_s, s50, s95 = _counted(stable, "stable")
     nc_t, ec_t, ct50, ct95 = _counted(snapshot.canary_cumulative, "canary_cumulative")
     ns_t, es_t, st50, st95 = _counted(snapshot.stable_cumulative, "stable_cumulative")
     measurements = max(0, int(measurements_at_step))

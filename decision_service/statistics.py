@@ -45,6 +45,17 @@ def error_llr(
 
 
 def stable_reference(snapshot: MetricsSnapshot) -> VersionMetrics:
-    """Stable's window, or its measurement over the canary's life when it served no request
-    in the window (the canary is at 100 %)."""
-    return snapshot.stable if snapshot.stable.requests > 0 else snapshot.stable_cumulative
+    """Stable's window; at weight 100, when stable served no request in it, its measurement
+    over the canary's life.
+
+    The substitution is for that one case: at 100 % stable serves nothing, and its figures over
+    the canary's life are the last measured reference there is. Below 100 % stable should be
+    serving, so a window without its requests (no series, NaN, zero) is missing data: it is
+    returned as is, and the feature module refuses it. Substituting there would judge the
+    canary against figures that may be minutes old (stable's series stopping mid-rollout once
+    got promote after promote, compared with nothing current).
+    """
+    stable = snapshot.stable
+    if snapshot.step_weight >= 100.0 and not stable.requests > 0:  # `not >`: NaN too
+        return snapshot.stable_cumulative
+    return stable

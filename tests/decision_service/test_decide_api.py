@@ -85,6 +85,31 @@ def test_an_idle_canary_holds_with_no_data(client_for: ClientFactory) -> None:
     assert "canary.requests" in answer["reason"]
 
 
+
+@pytest.mark.parametrize("weight", ["5", "30", "90"])
+def test_a_stable_window_without_series_holds_below_100(
+    client_for: ClientFactory, weight: str
+) -> None:
+    """Stable's window series gone (its life-long ones still there), an always-promote model:
+    hold with no_data below 100 %, the reason naming stable's window."""
+    client = client_for(
+        handler=demo_prometheus(Traffic(300, 1), None, stable_life=Traffic(1200, 4))
+    )
+    answer = client.post("/v1/decide", json=BODY | {"step_weight": weight}).json()
+    assert (answer["decision"], answer["guardrail"]) == ("hold", "no_data")
+    assert "stable.requests" in answer["reason"] and f"at weight {weight}" in answer["reason"]
+    assert answer["policy"]["q_values"] is None
+
+
+def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
+    client_for: ClientFactory,
+) -> None:
+    client = client_for(
+        handler=demo_prometheus(Traffic(300, 1), None, stable_life=Traffic(1200, 4))
+    )
+    answer = client.post("/v1/decide", json=BODY | {"step_weight": "100"}).json()
+    assert (answer["decision"], answer["guardrail"]) == ("promote", None)
+
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [

@@ -104,11 +104,36 @@ def test_missing_metrics_raise_never_default(
     assert caught.value.metric == metric
 
 
-def test_stable_without_window_traffic_uses_its_measured_span() -> None:
-    at_full_weight = snapshot(step_weight=100.0, stable=version(0, 0, None, None))
+STABLE_GONE = {
+    "no request": version(0, 0, None, None),
+    "NaN": version(math.nan, math.nan, None, None),
+}
+
+
+@pytest.mark.parametrize("stable", sorted(STABLE_GONE))
+def test_stable_without_window_traffic_uses_its_measured_span_at_100(stable: str) -> None:
+    """At 100 % stable serves nothing, so its window is its measurement over the canary's life."""
+    at_full_weight = snapshot(step_weight=100.0, stable=STABLE_GONE[stable])
     obs = named(build_observation(at_full_weight, 2, SLO))
     assert obs["stable_p95_latency"] == pytest.approx(120 / SLO)
     assert obs["stable_error_vs_history"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("stable", sorted(STABLE_GONE))
+@pytest.mark.parametrize("weight", [0.0, 1.0, 30.0, 50.0, 99.0, 99.9])
+def test_below_100_a_missing_stable_window_is_missing_data(weight: float, stable: str) -> None:
+    """Below 100 % stable should be serving: a window without its requests is missing data,
+    never replaced by its life-long figures (which could be minutes old)."""
+    with pytest.raises(MissingMetricError) as caught:
+        build_observation(snapshot(step_weight=weight, stable=STABLE_GONE[stable]), 2, SLO)
+    assert caught.value.metric == "stable.requests"
+    assert f"at weight {weight:g}" in caught.value.detail
+
+
+def test_at_100_a_stable_window_with_requests_is_still_the_window() -> None:
+    """Without traffic routing, weights are pod counts: stable may still serve at 100."""
+    obs = named(build_observation(snapshot(step_weight=100.0, stable=version(800, 80)), 2, SLO))
+    assert obs["stable_error_rate"] > obs["canary_error_rate"]
 
 
 def test_both_versions_missing_stable_is_still_an_error() -> None:

@@ -77,6 +77,41 @@ def test_missing_data_holds_even_when_the_policy_says_promote(
     assert "Not enough data" in evaluation.guarded.reason
 
 
+@pytest.mark.parametrize("weight", [5.0, 30.0, 90.0])
+@pytest.mark.parametrize("stable", [NO_TRAFFIC, ABSENT], ids=["no-request", "absent"])
+def test_a_vanished_stable_window_holds_below_100(
+    policies: dict[str, OnnxPolicy], weight: float, stable: VersionMetrics
+) -> None:
+    """A promote-happy policy, stable's series gone from the window: hold, no_data, and the
+    reason says stable's window is missing (stale life-long figures are not a comparison)."""
+    vanished = MetricsSnapshot(
+        step_weight=weight,
+        canary=HEALTHY,
+        stable=stable,
+        canary_cumulative=HEALTHY,
+        stable_cumulative=HEALTHY,
+    )
+    evaluation = decide(vanished, 0, policies["promote"], DecisionConfig(200.0, CONFIG))
+    assert (evaluation.guarded.decision, evaluation.guarded.guardrail) == ("hold", "no_data")
+    assert "stable.requests" in evaluation.guarded.reason
+    assert evaluation.q_values is None
+
+
+@pytest.mark.parametrize("stable", [NO_TRAFFIC, ABSENT], ids=["no-request", "absent"])
+def test_at_100_stable_is_judged_on_its_life_long_figures(
+    policies: dict[str, OnnxPolicy], stable: VersionMetrics
+) -> None:
+    full = MetricsSnapshot(
+        step_weight=100,
+        canary=HEALTHY,
+        stable=stable,
+        canary_cumulative=HEALTHY,
+        stable_cumulative=HEALTHY,
+    )
+    evaluation = decide(full, 0, policies["promote"], DecisionConfig(200.0, CONFIG))
+    assert (evaluation.guarded.decision, evaluation.guarded.guardrail) == ("promote", None)
+
+
 def test_a_hard_breach_aborts_whatever_the_policy_says(policies: dict[str, OnnxPolicy]) -> None:
     evaluation = decide(snapshot(BROKEN), 0, policies["promote"], DecisionConfig(200.0, CONFIG))
     assert evaluation.guarded.decision == "abort"
