@@ -22,11 +22,17 @@ LLR_ALTERNATIVE_RATIO: Final = 2.0
 
 
 def two_proportion_z(e_c: float, n_c: float, e_s: float, n_s: float) -> float:
-    """Pooled two-proportion z-score of canary vs stable error rates (0 with no errors at all)."""
+    """Pooled two-proportion z-score of canary vs stable error rates (0 with no errors at all).
+
+    Also 0 when the standard error underflows to 0: error counts are floats (Prometheus'
+    ``increase()`` extrapolates), and a subnormal one is no evidence of a difference.
+    """
     pooled = (e_c + e_s) / (n_c + n_s)
     if pooled <= 0.0 or pooled >= 1.0:
         return 0.0
     se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_s))
+    if se <= 0.0:
+        return 0.0
     return (e_c / n_c - e_s / n_s) / se
 
 

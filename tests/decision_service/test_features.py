@@ -153,6 +153,13 @@ def test_statistics() -> None:
     assert error_llr(20, 100, 10, 100) > error_llr(10, 100, 10, 100)
 
 
+def test_z_of_error_counts_too_small_to_compare_is_zero_not_a_crash() -> None:
+    """A subnormal error count (Prometheus' increase() extrapolates, so counts are floats)
+    makes the standard error underflow to 0; found by the guardrail property test."""
+    assert two_proportion_z(1e-322, 20.0, 0.0, 3.0) == 0.0
+    assert two_proportion_z(0.0, 20.0, 1e-322, 3.0) == 0.0
+
+
 @pytest.mark.parametrize("weight", [-1.0, 100.5])
 def test_weight_out_of_range_is_rejected(weight: float) -> None:
     with pytest.raises(ValueError, match="step_weight"):
