@@ -5,6 +5,7 @@ the real one is in ``test_prometheus_live.py``."""
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from decision_service import api
+from decision_service import gate
 from decision_service.actions import ACTION_NAMES
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
@@ -85,7 +86,6 @@ def test_an_idle_canary_holds_with_no_data(client_for: ClientFactory) -> None:
     assert "canary.requests" in answer["reason"]
 
 
-
 @pytest.mark.parametrize("weight", ["5", "30", "90"])
 def test_a_stable_window_without_series_holds_below_100(
     client_for: ClientFactory, weight: str
@@ -109,6 +109,7 @@ def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
     )
     answer = client.post("/v1/decide", json=BODY | {"step_weight": "100"}).json()
     assert (answer["decision"], answer["guardrail"]) == ("promote", None)
+
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
@@ -242,6 +243,44 @@ def test_401_comes_before_input_validation(
     assert fake_prometheus.queries == []
 
 
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b"\xff\xfe{", b"x" * 100_000], ids=["not-json", "not-utf8", "100-kb"]
+)
+def test_401_comes_before_reading_the_body(secured: TestClient, raw: bytes) -> None:
+    """Not JSON, not UTF-8, over the size limit: without the token, a 401 all the same."""
+    response = secured.post("/v1/decide", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def _padded(size: int) -> bytes:
+    body = json.dumps(BODY).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def _chunks(body: bytes, size: int = 1000) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_16_kib_is_a_413_in_the_one_error_shape(
+    client_for: ClientFactory, fake_prometheus: FakePrometheus, chunked: bool
+) -> None:
+    client = client_for(api_token="s3cret-token")
+    headers = {"Authorization": "Bearer s3cret-token", "Content-Type": "application/json"}
+    for size, status in ((16 * 1024, 200), (16 * 1024 + 1, 413)):
+        body = _padded(size)
+        response = client.post(
+            "/v1/decide", content=_chunks(body) if chunked else body, headers=headers
+        )
+        assert response.status_code == status, size
+    error = response.json()
+    assert set(error) == {"error", "message", "details"}
+    assert error["error"] == "body_too_large" and "16384 bytes" in error["message"]
+    assert len(fake_prometheus.queries) <= 2  # the accepted one's queries only
+
+
 def test_the_right_token_passes(secured: TestClient) -> None:
     headers = {"Authorization": "Bearer s3cret-token"}
     assert secured.post("/v1/decide", json=BODY, headers=headers).status_code == 200
@@ -272,7 +311,7 @@ def test_the_comparison_is_constant_time(
         calls.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr(api.hmac, "compare_digest", spy)
+    monkeypatch.setattr(gate.hmac, "compare_digest", spy)
     secured.post("/v1/decide", json=BODY, headers={"Authorization": "Bearer guess"})
     assert calls == [(b"guess", b"s3cret-token")]
 
