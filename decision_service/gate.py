@@ -8,7 +8,9 @@ ones to 351 MiB. This pure ASGI middleware runs before FastAPI sees the request:
 1. **Token** (``/v1`` and below, when a token is configured): the ``Authorization`` header is
    compared with the token in constant time. Without the right one the answer is a 401 in the
    one error shape (:class:`~decision_service.schemas.ErrorV1`) with ``WWW-Authenticate:
-   Bearer``, and not one byte of the body is read.
+   Bearer``, and not one byte of the body is read. Each refusal is counted
+   (``decision_service_unauthorized_total``) and logged at info level, without what was
+   presented.
 2. **Body size** (every request): a body over :data:`MAX_BODY_BYTES` is a 413 in the same
    shape, at once when ``Content-Length`` says so, else (a chunked body) as soon as the bytes
    read pass the limit: nothing beyond the limit is ever held. A decision request is under
@@ -73,6 +75,8 @@ class Gate:
         if self._token is not None and _protected(scope["path"]):
             refusal = self._refusal(scope)
             if refusal is not None:
+                self._metrics.unauthorized.inc()
+                log.info("unauthorized request", extra={"fields": _request(scope, refusal)})
                 await _answer(
                     send,
                     401,
@@ -85,6 +89,8 @@ class Gate:
                 return
         body = await self._read_body(scope, receive)
         if body is None:
+            self._metrics.body_too_large.inc()
+            log.info("request body too large", extra={"fields": _request(scope, "too large")})
             message = (
                 f"The request body is larger than {self._max} bytes "
                 "(a decision request is under 1 KB)."

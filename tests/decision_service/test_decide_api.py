@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -253,6 +254,24 @@ def test_401_comes_before_reading_the_body(secured: TestClient, raw: bytes) -> N
     assert response.json()["error"] == "unauthorized"
 
 
+def test_a_401_is_counted_and_logged_without_the_token(
+    secured: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="decision_service.gate"):
+        for headers in ({}, {"Authorization": "Bearer a-guessed-token"}, {"Authorization": "x"}):
+            assert secured.post("/v1/decide", json=BODY, headers=headers).status_code == 401
+    metrics = secured.get("/metrics").text
+    assert "decision_service_unauthorized_total 3.0" in metrics
+    records = [r for r in caplog.records if r.name == "decision_service.gate"]
+    assert [r.levelno for r in records] == [logging.INFO] * 3
+    problems = [getattr(r, "fields", {})["problem"] for r in records]
+    assert problems == ["no Authorization header", "wrong token", "not a bearer token"]
+    for record in records:
+        assert getattr(record, "fields", {})["path"] == "/v1/decide"
+        text = record.getMessage() + json.dumps(getattr(record, "fields", {}))
+        assert "a-guessed-token" not in text and "s3cret" not in text
+
+
 def _padded(size: int) -> bytes:
     body = json.dumps(BODY).encode()
     return body[:-1] + b" " * (size - len(body)) + b"}"
@@ -279,6 +298,7 @@ def test_a_body_over_16_kib_is_a_413_in_the_one_error_shape(
     assert set(error) == {"error", "message", "details"}
     assert error["error"] == "body_too_large" and "16384 bytes" in error["message"]
     assert len(fake_prometheus.queries) <= 2  # the accepted one's queries only
+    assert "decision_service_body_too_large_total 1.0" in client.get("/metrics").text
 
 
 def test_the_right_token_passes(secured: TestClient) -> None:

@@ -113,7 +113,28 @@ def test_an_unauthenticated_non_json_body_is_401_not_422(service: ServiceProcess
     _check(answer, 401)
 
 
-def test_the_service_still_decides_and_counted_the_refusals(service: ServiceProcess) -> None:
+def _counter(service: ServiceProcess, name: str) -> float:
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} is not exported")
+
+
+def test_refusals_are_counted_and_logged_and_the_service_still_decides(
+    service: ServiceProcess,
+) -> None:
+    names = ("decision_service_unauthorized_total", "decision_service_body_too_large_total")
+    before = [_counter(service, name) for name in names]
+    logged = len(service.log_lines())
+    _check(post_large(service.port, "/v1/decide", 5 * MB, headers={"Authorization": "x"}), 401)
+    _check(post_large(service.port, "/v1/decide", 5 * MB, headers=AUTH, chunked=True), 413)
+    assert [_counter(service, name) - b for name, b in zip(names, before, strict=True)] == [1, 1]
+    refused = [line for line in service.log_lines()[logged:] if line.get("event") == "rejected"]
+    assert [(line["level"], line["problem"]) for line in refused] == [
+        ("INFO", "not a bearer token"),
+        ("INFO", "too large"),
+    ]
     assert _decide(service, AUTH) == 200
     with urllib.request.urlopen(f"{service.url}/readyz", timeout=10) as response:
         assert response.status == 200
