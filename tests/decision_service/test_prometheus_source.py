@@ -1,8 +1,12 @@
-"""PromQL templates, presets, rendering and answer parsing (no network but a fake Prometheus)."""
+"""PromQL templates, presets, rendering, answer parsing and the deadline (no network but a fake
+Prometheus, and a loopback proxy that slows it)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import time
 import urllib.parse
 from pathlib import Path
 from string import Template
@@ -23,6 +27,7 @@ from decision_service.queries import (
 )
 from decision_service.snapshot import MissingMetricError
 from tests.support.fake_prometheus import FakePrometheus, Reply, vector
+from tests.support.tcp_proxy import FaultProxy, Mode
 
 TARGET = Target("shop", "checkout", "abc123", "def456", service="checkout-web")
 
@@ -335,3 +340,72 @@ def test_a_canary_without_series_is_missing_data_and_not_cached(
     finally:
         source.close()
     assert len(fake_prometheus.queries) == 2  # asked again: no start was cached
+
+
+# --------------------------------------------------------------------------- the deadline
+
+
+def _one_worker_source(url: str, timeout: float) -> PrometheusSource:
+    client = prometheus_client(url, timeout, 1)
+    return PrometheusSource(
+        client, DEMO, window="30s", window_seconds=30, timeout_seconds=timeout, threads=1
+    )
+
+
+@pytest.mark.parametrize(("mode", "delay"), [("drip", 0.05), ("late", 3.0)])
+def test_the_deadline_ends_the_answer_and_frees_the_worker(
+    fake_prometheus: FakePrometheus, mode: Mode, delay: float
+) -> None:
+    """A Prometheus answering one byte every 50 ms (a per-read timeout never fires) or 3 s
+    late: the call fails within its deadline, and the one worker is free again at once."""
+    fake_prometheus.handler = lambda query: Reply(body=vector(({"x": "y" * 200}, 1.0)))
+    port = int(fake_prometheus.url.rsplit(":", 1)[1])
+    timeout = 0.5
+
+    async def scenario(source: PrometheusSource) -> tuple[float, float, int]:
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailable) as failure:
+            await source.query("vector(1)")
+        failed_after = time.monotonic() - started
+        assert failure.value.kind == "timeout"
+        started = time.monotonic()
+        value = await source.run(lambda: 42)  # needs the one worker
+        return failed_after, time.monotonic() - started, value
+
+    with FaultProxy(port, mode, delay) as proxy:
+        source = _one_worker_source(proxy.url, timeout)
+        try:
+            failed_after, free_after, value = asyncio.run(scenario(source))
+        finally:
+            source.close()
+    assert failed_after < timeout + 0.2
+    assert value == 42 and free_after < 0.2
+
+
+def test_a_job_that_cannot_start_before_its_deadline_never_runs(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    """One worker busy past the deadline of a second call: the second call fails at its own
+    deadline, and its job is never run afterwards."""
+    ran: list[str] = []
+    source = _one_worker_source(fake_prometheus.url, 0.3)
+
+    def busy() -> None:
+        time.sleep(0.6)  # not a Prometheus read: nothing cuts it
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(source.run(busy))
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailable):
+            await source.run(lambda: ran.append("second"))
+        assert time.monotonic() - started < 0.3 + 0.2
+        with contextlib.suppress(PrometheusUnavailable):
+            await first
+        await asyncio.sleep(0.5)  # the worker is free again: a queued job would run now
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        source.close()
+    assert ran == []
