@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import shutil
+import ssl
+import subprocess
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 
@@ -409,3 +413,61 @@ def test_a_job_that_cannot_start_before_its_deadline_never_runs(
     finally:
         source.close()
     assert ran == []
+
+
+@pytest.fixture
+def tls_prometheus(
+    fake_prometheus: FakePrometheus, tmp_path: Path
+) -> Iterator[tuple[FakePrometheus, Path]]:
+    """The fake Prometheus speaking HTTPS with a fresh self-signed certificate for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = fake_prometheus._server
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield fake_prometheus, cert
+
+
+def test_the_deadline_also_ends_a_dripping_https_answer(
+    tls_prometheus: tuple[FakePrometheus, Path],
+) -> None:
+    """HTTPS goes through the deadline's connection class too: a healthy answer arrives, and a
+    dripping one ends within the deadline with the worker free. (CPython bounds one TLS read
+    call as a whole, so a drip slower than a record per timeout was already cut there.)"""
+    fake, cert = tls_prometheus
+    fake.handler = lambda query: Reply(body=vector(({"x": "y" * 2000}, 1.0)))
+    port = int(fake.url.rsplit(":", 1)[1])
+
+    async def scenario(source: PrometheusSource) -> tuple[object, float, float]:
+        answer = await source.query("vector(1)")  # through the proxy, healthy: TLS works
+        proxy.set("drip", 0.05)
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailable, match="timeout"):
+            await source.query("vector(1)")
+        failed_after = time.monotonic() - started
+        started = time.monotonic()
+        await source.run(lambda: None)  # needs the one worker
+        return answer, failed_after, time.monotonic() - started
+
+    with FaultProxy(port) as proxy:
+        source = _one_worker_source(f"https://127.0.0.1:{proxy.port}", 0.5)
+        source._client._session.verify = str(cert)
+        try:
+            answer, failed_after, free_after = asyncio.run(scenario(source))
+        finally:
+            source.close()
+    assert answer == [{"metric": {"x": "y" * 2000}, "value": answer[0]["value"]}]  # type: ignore[index]
+    assert failed_after < 0.5 + 0.2 and free_after < 0.2
