@@ -52,6 +52,8 @@ class ServiceState:
     policy_error: str | None = "not loaded yet"
     source: PrometheusSource | None = None
     guardrails: GuardrailConfig = field(init=False)
+    #: The details of the last failed readiness check logged (None: ready, or not yet checked).
+    unready_logged: str | None = None
 
     def __post_init__(self) -> None:
         self.guardrails = self.settings.guardrails()
@@ -224,24 +226,40 @@ async def healthz() -> HealthV1:
 
 @ops.get("/readyz", response_model=HealthV1, responses={503: {"model": ErrorV1}})
 async def readyz(state: StateDep) -> HealthV1:
-    """Readiness: the model is loaded and Prometheus answers a query."""
+    """Readiness: the model is loaded and Prometheus answers a query.
+
+    The route is open (the kubelet probes it), so its answer names what is wrong only in
+    generic words: no Prometheus host or port, no Python error text, no model path. The
+    details go to the log, once each time they change (not at every probe).
+    """
     problems: list[ErrorDetailV1] = []
+    details: dict[str, str] = {}
     if state.policy is None:
-        problems.append(ErrorDetailV1(field="model", problem=state.policy_error or "not loaded"))
+        problems.append(ErrorDetailV1(field="model", problem="the model is not loaded"))
+        details["model"] = state.policy_error or "not loaded"
     if state.source is None:
-        problems.append(ErrorDetailV1(field="prometheus", problem="client not set up"))
+        problems.append(ErrorDetailV1(field="prometheus", problem="the client is not set up"))
     else:
         try:
             await state.source.ready()
         except PrometheusUnavailable as exc:
-            problems.append(ErrorDetailV1(field="prometheus", problem=str(exc)))
+            problem = f"Prometheus is not answering ({exc.kind.replace('_', ' ')})"
+            problems.append(ErrorDetailV1(field="prometheus", problem=problem))
+            details["prometheus"] = str(exc)
     if problems:
+        logged = repr(sorted(details.items()))
+        if logged != state.unready_logged:
+            state.unready_logged = logged
+            log.warning("not ready", extra={"fields": {"event": "not_ready", **details}})
         raise ApiError(
             503,
             "not_ready",
             "Not ready: " + "; ".join(f"{p.field}: {p.problem}" for p in problems),
             details=problems,
         )
+    if state.unready_logged is not None:
+        state.unready_logged = None
+        log.info("ready again", extra={"fields": {"event": "ready"}})
     return HealthV1(status="ok", checks={"model": "ok", "prometheus": "ok"})
 
 
