@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     WithJsonSchema,
     model_validator,
 )
@@ -86,7 +87,7 @@ ServiceName = Annotated[
 ]
 PodTemplateHash = Annotated[
     str,
-    Field(max_length=63, json_schema_extra={"pattern": LABEL_VALUE}, examples=["6d4f8c9b7"]),
+    Field(max_length=63, json_schema_extra={"pattern": LABEL_VALUE}),
     _syntax(
         LABEL_VALUE,
         "a Kubernetes label value (letters, digits, '-', '_', '.'; "
@@ -100,28 +101,56 @@ LatencyMs = Annotated[
 ErrorRate = Annotated[float, BeforeValidator(_number), Field(gt=0, le=1), _numeric(0, 1, True)]
 
 
+#: A valid request, as Argo's ``jsonBody`` sends it (every value a string). The two hashes
+#: differ: equal ones are a 422 (no canary), so an example with one value for both was one too.
+EXAMPLE_REQUEST: Final[dict[str, JsonValue]] = {
+    "namespace": "shop",
+    "rollout": "checkout",
+    "canary_hash": "6d4f8c9b7",
+    "stable_hash": "5c8b7d6f4",
+    "step_weight": "20",
+    "service": "checkout",
+    "slo_latency_ms": "200",
+    "hard_error_rate": "0.25",
+}
+
+
 class DecideRequestV1(BaseModel):
     """``POST /v1/decide``: which canary, at which step (Argo's ``jsonBody``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [EXAMPLE_REQUEST]}
+    )
 
     namespace: Namespace = Field(description="The Rollout's namespace.")
     rollout: ObjectName = Field(description="The Rollout's name.")
     canary_hash: PodTemplateHash = Field(
-        description="The canary's pod-template hash (valueFrom.podTemplateHashValue: Latest)."
+        description="The canary's pod-template hash (valueFrom.podTemplateHashValue: Latest).",
+        examples=[EXAMPLE_REQUEST["canary_hash"]],
     )
     stable_hash: PodTemplateHash = Field(
-        description="The stable version's pod-template hash (podTemplateHashValue: Stable)."
+        description="The stable version's pod-template hash (podTemplateHashValue: Stable); "
+        "must differ from canary_hash.",
+        examples=[EXAMPLE_REQUEST["stable_hash"]],
     )
-    step_weight: Weight = Field(description="The canary's traffic weight at this step, 0-100.")
+    step_weight: Weight = Field(
+        description="The canary's traffic weight at this step, 0-100.",
+        examples=[EXAMPLE_REQUEST["step_weight"]],
+    )
     service: Annotated[ServiceName | None, BeforeValidator(_blank_is_none)] = Field(
-        None, description="Service name for presets that select by Service (default: rollout)."
+        None,
+        description="Service name for presets that select by Service (default: rollout).",
+        examples=[EXAMPLE_REQUEST["service"]],
     )
     slo_latency_ms: Annotated[LatencyMs | None, BeforeValidator(_blank_is_none)] = Field(
-        None, description="Latency SLO for this rollout, ms (default: SLO_LATENCY)."
+        None,
+        description="Latency SLO for this rollout, ms (default: SLO_LATENCY).",
+        examples=[EXAMPLE_REQUEST["slo_latency_ms"]],
     )
     hard_error_rate: Annotated[ErrorRate | None, BeforeValidator(_blank_is_none)] = Field(
-        None, description="Error rate that aborts this rollout (GUARDRAIL_HARD_ERROR_RATE)."
+        None,
+        description="Error rate that aborts this rollout (GUARDRAIL_HARD_ERROR_RATE).",
+        examples=[EXAMPLE_REQUEST["hard_error_rate"]],
     )
 
     @model_validator(mode="after")

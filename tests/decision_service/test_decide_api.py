@@ -20,6 +20,7 @@ from decision_service.actions import ACTION_NAMES
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
 from decision_service.queries import TemplateError
+from decision_service.schemas import EXAMPLE_REQUEST
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
 from tests.support.service import BODY, settings_for
 
@@ -149,6 +150,15 @@ def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) ->
     assert max(q, key=q.get) == "promote" and "proposed promote" in default["reason"]
     strict = client.post("/v1/decide", json=BODY | {"hard_error_rate": "0.05"}).json()
     assert (strict["decision"], strict["guardrail"]) == ("abort", "hard_slo_breach")
+
+
+def test_the_documented_example_is_a_valid_request(client_for: ClientFactory) -> None:
+    answer = client_for().post("/v1/decide", json=EXAMPLE_REQUEST)
+    assert answer.status_code == 200, answer.text
+    schema = client_for().get("/openapi.json").json()["components"]["schemas"]["DecideRequestV1"]
+    assert schema["examples"] == [EXAMPLE_REQUEST]
+    hashes = [schema["properties"][name]["examples"] for name in ("canary_hash", "stable_hash")]
+    assert hashes[0] != hashes[1]
 
 
 INVALID = [
