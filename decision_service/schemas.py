@@ -62,12 +62,23 @@ def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) -> WithJsonSchema:
+def _numeric_schema(
+    minimum: float, maximum: float, exclusive_minimum: bool = False
+) -> list[dict[str, Any]]:
     number: dict[str, Any] = {"type": "number", "maximum": maximum}
     number["exclusiveMinimum" if exclusive_minimum else "minimum"] = minimum
-    return WithJsonSchema(
-        {"anyOf": [number, {"type": "string", "pattern": r"^\s*[-+0-9.eE]+\s*$"}]}
-    )
+    return [number, {"type": "string", "pattern": r"^\s*[-+0-9.eE]+\s*$"}]
+
+
+def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": _numeric_schema(minimum, maximum, exclusive_minimum)})
+
+
+def _optional(*alternatives: dict[str, Any]) -> WithJsonSchema:
+    """An optional arg's schema: its values, a blank string (an arg left empty: not given), or
+    null. Without the blank, schemathesis rightly found "" accepted though the schema said no."""
+    blank = {"type": "string", "pattern": r"^\s*$"}
+    return WithJsonSchema({"anyOf": [*alternatives, blank, {"type": "null"}]})
 
 
 Namespace = Annotated[
@@ -137,17 +148,27 @@ class DecideRequestV1(BaseModel):
         description="The canary's traffic weight at this step, 0-100.",
         examples=[EXAMPLE_REQUEST["step_weight"]],
     )
-    service: Annotated[ServiceName | None, BeforeValidator(_blank_is_none)] = Field(
+    service: Annotated[
+        ServiceName | None,
+        BeforeValidator(_blank_is_none),
+        _optional({"type": "string", "maxLength": 63, "pattern": DNS1035_LABEL}),
+    ] = Field(
         None,
         description="Service name for presets that select by Service (default: rollout).",
         examples=[EXAMPLE_REQUEST["service"]],
     )
-    slo_latency_ms: Annotated[LatencyMs | None, BeforeValidator(_blank_is_none)] = Field(
+    slo_latency_ms: Annotated[
+        LatencyMs | None,
+        BeforeValidator(_blank_is_none),
+        _optional(*_numeric_schema(0, 3_600_000, True)),
+    ] = Field(
         None,
         description="Latency SLO for this rollout, ms (default: SLO_LATENCY).",
         examples=[EXAMPLE_REQUEST["slo_latency_ms"]],
     )
-    hard_error_rate: Annotated[ErrorRate | None, BeforeValidator(_blank_is_none)] = Field(
+    hard_error_rate: Annotated[
+        ErrorRate | None, BeforeValidator(_blank_is_none), _optional(*_numeric_schema(0, 1, True))
+    ] = Field(
         None,
         description="Error rate that aborts this rollout (GUARDRAIL_HARD_ERROR_RATE).",
         examples=[EXAMPLE_REQUEST["hard_error_rate"]],
