@@ -30,6 +30,12 @@ DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1035_LABEL: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 LABEL_VALUE: Final = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+#: The whitespace a numeric string may have around it: ASCII only, in Python and in the schema.
+ASCII_SPACE: Final = " \t\n\r\f\v"
+_SPACE: Final = r"[ \t\n\r\f\v]*"
+#: A numeric string: ASCII digits, sign, '.' and 'e' (then it must also parse as a number).
+NUMERIC_STRING: Final = rf"^{_SPACE}[-+0-9.eE]+{_SPACE}$"
+BLANK_STRING: Final = rf"^{_SPACE}$"
 
 
 def _syntax(pattern: str, what: str) -> AfterValidator:
@@ -44,12 +50,23 @@ def _syntax(pattern: str, what: str) -> AfterValidator:
 
 
 def _number(value: Any) -> Any:
-    """Numbers and numeric strings (Argo sends strings); never booleans."""
+    """Numbers and numeric strings (Argo sends strings); never booleans.
+
+    A string must match :data:`NUMERIC_STRING`, the schema's pattern, before ``float()`` sees
+    it: ``float()`` alone also takes fullwidth or Arabic-Indic digits, ``1_0`` and Unicode
+    spaces, wider than what the API documents.
+    """
     if isinstance(value, bool):
         raise ValueError("must be a number, not a boolean")
     if isinstance(value, str):
+        if value.strip(ASCII_SPACE).lower().lstrip("+-") in {"nan", "inf", "infinity"}:
+            raise ValueError("must be a finite number")
+        if not re.fullmatch(NUMERIC_STRING, value):
+            raise ValueError(
+                "must be a number, or a numeric string of ASCII digits, sign, '.' and 'e'"
+            )
         try:
-            value = float(value.strip())
+            value = float(value.strip(ASCII_SPACE))
         except ValueError:
             raise ValueError("must be a number (or a numeric string)") from None
     if isinstance(value, int | float) and not math.isfinite(value):
@@ -59,7 +76,7 @@ def _number(value: Any) -> Any:
 
 def _blank_is_none(value: Any) -> Any:
     """An empty optional arg (``"{{args.service}}"`` left empty) means "not given"."""
-    return None if isinstance(value, str) and not value.strip() else value
+    return None if isinstance(value, str) and not value.strip(ASCII_SPACE) else value
 
 
 def _numeric_schema(
@@ -67,7 +84,7 @@ def _numeric_schema(
 ) -> list[dict[str, Any]]:
     number: dict[str, Any] = {"type": "number", "maximum": maximum}
     number["exclusiveMinimum" if exclusive_minimum else "minimum"] = minimum
-    return [number, {"type": "string", "pattern": r"^\s*[-+0-9.eE]+\s*$"}]
+    return [number, {"type": "string", "pattern": NUMERIC_STRING}]
 
 
 def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) -> WithJsonSchema:
@@ -77,7 +94,7 @@ def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) ->
 def _optional(*alternatives: dict[str, Any]) -> WithJsonSchema:
     """An optional arg's schema: its values, a blank string (an arg left empty: not given), or
     null. Without the blank, schemathesis rightly found "" accepted though the schema said no."""
-    blank = {"type": "string", "pattern": r"^\s*$"}
+    blank = {"type": "string", "pattern": BLANK_STRING}
     return WithJsonSchema({"anyOf": [*alternatives, blank, {"type": "null"}]})
 
 

@@ -118,6 +118,8 @@ def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
     [
         ("step_weight", "25", 0.25),
         ("step_weight", " 25 ", 0.25),
+        ("step_weight", "\t25\n", 0.25),
+        ("step_weight", "2.5e1", 0.25),
         ("step_weight", 25, 0.25),
         ("step_weight", "12.5", 0.125),
         ("step_weight", "0", 0.0),
@@ -177,6 +179,13 @@ INVALID = [
     ({"step_weight": "-1"}, "step_weight", "greater than or equal to 0"),
     ({"step_weight": 100.5}, "step_weight", "less than or equal to 100"),
     ({"step_weight": "abc"}, "step_weight", "must be a number"),
+    ({"step_weight": "１０"}, "step_weight", "ASCII"),  # fullwidth digits: float() takes them
+    ({"step_weight": "1_0"}, "step_weight", "ASCII"),  # so does float(), as 10
+    ({"step_weight": "٣٠"}, "step_weight", "ASCII"),  # Arabic-Indic digits
+    ({"step_weight": "\u00a030"}, "step_weight", "ASCII"),  # a no-break space
+    ({"slo_latency_ms": "２００"}, "slo_latency_ms", "ASCII"),
+    ({"hard_error_rate": "0_5"}, "hard_error_rate", "ASCII"),
+    ({"step_weight": "1e"}, "step_weight", "must be a number"),
     ({"step_weight": "nan"}, "step_weight", "finite"),
     ({"step_weight": "1e999"}, "step_weight", "finite"),
     ({"step_weight": True}, "step_weight", "not a boolean"),
