@@ -79,16 +79,13 @@ def _blank_is_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip(ASCII_SPACE) else value
 
 
-def _numeric_schema(
-    minimum: float, maximum: float, exclusive_minimum: bool = False
-) -> list[dict[str, Any]]:
-    number: dict[str, Any] = {"type": "number", "maximum": maximum}
-    number["exclusiveMinimum" if exclusive_minimum else "minimum"] = minimum
+def _numeric_schema(minimum: float, maximum: float) -> list[dict[str, Any]]:
+    number: dict[str, Any] = {"type": "number", "minimum": minimum, "maximum": maximum}
     return [number, {"type": "string", "pattern": NUMERIC_STRING}]
 
 
-def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) -> WithJsonSchema:
-    return WithJsonSchema({"anyOf": _numeric_schema(minimum, maximum, exclusive_minimum)})
+def _numeric(minimum: float, maximum: float) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": _numeric_schema(minimum, maximum)})
 
 
 def _optional(*alternatives: dict[str, Any]) -> WithJsonSchema:
@@ -123,10 +120,30 @@ PodTemplateHash = Annotated[
     ),
 ]
 Weight = Annotated[float, BeforeValidator(_number), Field(ge=0, le=100), _numeric(0, 100)]
+#: The smallest per-request latency SLO, ms. Histograms do not resolve latency below about a
+#: millisecond (the demo's first bucket is 5 ms, Istio's 1 ms: a quantile inside it is
+#: interpolated from 0), and below it every latency feature saturates at 5 SLOs and any canary
+#: with twice stable's p95 breaches the hard limit: ``1e-300`` was accepted.
+MIN_SLO_LATENCY_MS: Final = 1.0
+#: The smallest per-request hard error rate. The hard breach needs ``min_breach_requests`` (20)
+#: canary requests in the window, where one error is already 0.1-5 % for windows of 20-1000
+#: requests: a lower limit cannot be told from "abort on the first error" (``1e-300`` aborted
+#: any canary with one error and a clean stable). Small regressions are the policy's and the
+#: regression veto's to judge, not the hard limit's.
+MIN_HARD_ERROR_RATE: Final = 0.001
+
 LatencyMs = Annotated[
-    float, BeforeValidator(_number), Field(gt=0, le=3_600_000), _numeric(0, 3_600_000, True)
+    float,
+    BeforeValidator(_number),
+    Field(ge=MIN_SLO_LATENCY_MS, le=3_600_000),
+    _numeric(MIN_SLO_LATENCY_MS, 3_600_000),
 ]
-ErrorRate = Annotated[float, BeforeValidator(_number), Field(gt=0, le=1), _numeric(0, 1, True)]
+ErrorRate = Annotated[
+    float,
+    BeforeValidator(_number),
+    Field(ge=MIN_HARD_ERROR_RATE, le=1),
+    _numeric(MIN_HARD_ERROR_RATE, 1),
+]
 
 
 #: A valid request, as Argo's ``jsonBody`` sends it (every value a string). The two hashes
@@ -177,17 +194,20 @@ class DecideRequestV1(BaseModel):
     slo_latency_ms: Annotated[
         LatencyMs | None,
         BeforeValidator(_blank_is_none),
-        _optional(*_numeric_schema(0, 3_600_000, True)),
+        _optional(*_numeric_schema(MIN_SLO_LATENCY_MS, 3_600_000)),
     ] = Field(
         None,
-        description="Latency SLO for this rollout, ms (default: SLO_LATENCY).",
+        description="Latency SLO for this rollout, ms, 1 to 3,600,000 (default: SLO_LATENCY).",
         examples=[EXAMPLE_REQUEST["slo_latency_ms"]],
     )
     hard_error_rate: Annotated[
-        ErrorRate | None, BeforeValidator(_blank_is_none), _optional(*_numeric_schema(0, 1, True))
+        ErrorRate | None,
+        BeforeValidator(_blank_is_none),
+        _optional(*_numeric_schema(MIN_HARD_ERROR_RATE, 1)),
     ] = Field(
         None,
-        description="Error rate that aborts this rollout (GUARDRAIL_HARD_ERROR_RATE).",
+        description="Error rate that aborts this rollout, 0.001 to 1 "
+        "(default: GUARDRAIL_HARD_ERROR_RATE).",
         examples=[EXAMPLE_REQUEST["hard_error_rate"]],
     )
 

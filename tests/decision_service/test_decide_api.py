@@ -142,6 +142,11 @@ def test_slo_override_and_empty_optional_args(client_for: ClientFactory) -> None
     assert client.post("/v1/decide", json=empty).status_code == 200
 
 
+def test_the_overrides_smallest_values_are_accepted(client_for: ClientFactory) -> None:
+    body = BODY | {"slo_latency_ms": "1", "hard_error_rate": "0.001"}
+    assert client_for().post("/v1/decide", json=body).status_code == 200
+
+
 def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) -> None:
     client = client_for(handler=demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03)))
     # 10 % < 25 %: no hard breach, so no abort; the policy proposes promote, but 10x stable's
@@ -190,8 +195,13 @@ INVALID = [
     ({"step_weight": "1e999"}, "step_weight", "finite"),
     ({"step_weight": True}, "step_weight", "not a boolean"),
     ({"step_weight": None}, "step_weight", ""),
-    ({"slo_latency_ms": "0"}, "slo_latency_ms", "greater than 0"),
+    ({"slo_latency_ms": "0"}, "slo_latency_ms", "greater than or equal to 1"),
+    ({"slo_latency_ms": "0.5"}, "slo_latency_ms", "greater than or equal to 1"),
+    ({"slo_latency_ms": "1e-300"}, "slo_latency_ms", "greater than or equal to 1"),
     ({"hard_error_rate": "1.5"}, "hard_error_rate", "less than or equal to 1"),
+    ({"hard_error_rate": "0"}, "hard_error_rate", "greater than or equal to 0.001"),
+    ({"hard_error_rate": "1e-300"}, "hard_error_rate", "greater than or equal to 0.001"),
+    ({"hard_error_rate": "0.0009"}, "hard_error_rate", "greater than or equal to 0.001"),
 ]
 
 
