@@ -120,10 +120,10 @@ PodTemplateHash = Annotated[
     ),
 ]
 Weight = Annotated[float, BeforeValidator(_number), Field(ge=0, le=100), _numeric(0, 100)]
-#: The smallest per-request latency SLO, ms. Histograms do not resolve latency below about a
-#: millisecond (the demo's first bucket is 5 ms, Istio's 1 ms: a quantile inside it is
-#: interpolated from 0), and below it every latency feature saturates at 5 SLOs and any canary
-#: with twice stable's p95 breaches the hard limit: ``1e-300`` was accepted.
+#: The smallest per-request latency SLO, ms. Latency histograms do not resolve less (the
+#: demo's first bucket, like the Prometheus client libraries' default, is 5 ms: a quantile
+#: inside it is interpolated from 0), and below it every latency feature saturates at 5 SLOs
+#: and any canary with twice stable's p95 breaches the hard limit: ``1e-300`` was accepted.
 MIN_SLO_LATENCY_MS: Final = 1.0
 #: The smallest per-request hard error rate. The hard breach needs ``min_breach_requests`` (20)
 #: canary requests in the window, where one error is already 0.1-5 % for windows of 20-1000
