@@ -6,15 +6,14 @@ Routes get what they need through typed dependencies (``StateDep``, ``PolicyDep`
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Request, Response, Security
+from fastapi.security import HTTPBearer
 
 from decision_service import pipeline
 from decision_service.guardrails import GuardrailConfig
@@ -53,6 +52,8 @@ class ServiceState:
     policy_error: str | None = "not loaded yet"
     source: PrometheusSource | None = None
     guardrails: GuardrailConfig = field(init=False)
+    #: The details of the last failed readiness check logged (None: ready, or not yet checked).
+    unready_logged: str | None = None
 
     def __post_init__(self) -> None:
         self.guardrails = self.settings.guardrails()
@@ -76,7 +77,8 @@ class ApiError(Exception):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorV1, "description": "Missing or wrong bearer token."},
+    401: {"model": ErrorV1, "description": "Missing or wrong bearer token (the body is not read)."},
+    413: {"model": ErrorV1, "description": "A body over 16 KiB (a decision is under 1 KB)."},
     422: {"model": ErrorV1, "description": "Invalid request; no query was sent."},
     503: {"model": ErrorV1, "description": "Prometheus or the model is unavailable; retry."},
 }
@@ -96,24 +98,6 @@ async def get_state(request: Request) -> ServiceState:
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
-
-
-async def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless the request carries the configured bearer token (constant-time compare)."""
-    expected = _state(request).settings.bearer_token
-    if expected is None:
-        return
-    presented = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "A valid bearer token is required (Authorization: Bearer <token>).",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 def _policy(state: ServiceState) -> OnnxPolicy:
@@ -149,7 +133,9 @@ ReadyDep = Annotated[Ready, Depends(get_ready)]
 
 # --------------------------------------------------------------------------- routes
 
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], responses=ERROR_RESPONSES)
+# The token is checked by decision_service.gate before the body is read; the scheme here only
+# documents it in the OpenAPI schema.
+v1 = APIRouter(prefix="/v1", dependencies=[Security(_bearer)], responses=ERROR_RESPONSES)
 ops = APIRouter(tags=["operations"])
 
 
@@ -240,24 +226,40 @@ async def healthz() -> HealthV1:
 
 @ops.get("/readyz", response_model=HealthV1, responses={503: {"model": ErrorV1}})
 async def readyz(state: StateDep) -> HealthV1:
-    """Readiness: the model is loaded and Prometheus answers a query."""
+    """Readiness: the model is loaded and Prometheus answers a query.
+
+    The route is open (the kubelet probes it), so its answer names what is wrong only in
+    generic words: no Prometheus host or port, no Python error text, no model path. The
+    details go to the log, once each time they change (not at every probe).
+    """
     problems: list[ErrorDetailV1] = []
+    details: dict[str, str] = {}
     if state.policy is None:
-        problems.append(ErrorDetailV1(field="model", problem=state.policy_error or "not loaded"))
+        problems.append(ErrorDetailV1(field="model", problem="the model is not loaded"))
+        details["model"] = state.policy_error or "not loaded"
     if state.source is None:
-        problems.append(ErrorDetailV1(field="prometheus", problem="client not set up"))
+        problems.append(ErrorDetailV1(field="prometheus", problem="the client is not set up"))
     else:
         try:
             await state.source.ready()
         except PrometheusUnavailable as exc:
-            problems.append(ErrorDetailV1(field="prometheus", problem=str(exc)))
+            problem = f"Prometheus is not answering ({exc.kind.replace('_', ' ')})"
+            problems.append(ErrorDetailV1(field="prometheus", problem=problem))
+            details["prometheus"] = str(exc)
     if problems:
+        logged = repr(sorted(details.items()))
+        if logged != state.unready_logged:
+            state.unready_logged = logged
+            log.warning("not ready", extra={"fields": {"event": "not_ready", **details}})
         raise ApiError(
             503,
             "not_ready",
             "Not ready: " + "; ".join(f"{p.field}: {p.problem}" for p in problems),
             details=problems,
         )
+    if state.unready_logged is not None:
+        state.unready_logged = None
+        log.info("ready again", extra={"fields": {"event": "ready"}})
     return HealthV1(status="ok", checks={"model": "ok", "prometheus": "ok"})
 
 

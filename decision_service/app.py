@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from decision_service.actions import ACTION_NAMES
 from decision_service.api import ApiError, ServiceState, ops, v1
 from decision_service.features import N_FEATURES
+from decision_service.gate import Gate
 from decision_service.metrics import ServiceMetrics
 from decision_service.policy import OnnxPolicy, PolicyLoadError
 from decision_service.prometheus_source import PrometheusSource, prometheus_client
@@ -106,11 +107,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="RL canary analysis for Argo Rollouts' web metric provider.",
         lifespan=lifespan,
     )
-    app.state.service = ServiceState(settings=settings, metrics=ServiceMetrics())
+    state = ServiceState(settings=settings, metrics=ServiceMetrics())
+    app.state.service = state
     app.state.templates = templates
     app.include_router(v1)
     app.include_router(ops)
     _install_error_handlers(app)
+    # The token and the body size are checked here, before FastAPI reads any body.
+    app.add_middleware(Gate, token=settings.bearer_token, metrics=state.metrics)
     return app
 
 

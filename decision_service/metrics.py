@@ -58,6 +58,16 @@ class ServiceMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.unauthorized = Counter(
+            f"{PREFIX}_unauthorized",
+            "Requests to /v1 refused 401 (no or wrong bearer token), before their body was read.",
+            registry=self.registry,
+        )
+        self.body_too_large = Counter(
+            f"{PREFIX}_body_too_large",
+            "Requests refused 413: a body over the limit (read no further than the limit).",
+            registry=self.registry,
+        )
         self.model_info = Info(
             f"{PREFIX}_model",
             "The loaded ONNX policy.",

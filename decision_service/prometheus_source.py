@@ -6,12 +6,30 @@ them, parses the answers (:mod:`decision_service.prometheus_answers`) and return
 needs its start time: the ``canary_start`` template answers it, queried once per canary and then
 cached (the start of a canary never changes, so the cache only saves a round trip; any replica
 can recompute it). Steady state: one PromQL query per decision.
+
+**One deadline per decision, and it frees the worker.** Everything a decision asks Prometheus
+(one query, two for a canary seen for the first time, and any wait for a free worker) must be
+over ``timeout_seconds`` after the request came in; past it the answer is a 503. An HTTP
+client's timeout is per socket read, not per answer: a Prometheus that sends its answer one byte
+every 0.25 s never trips it, so a worker thread used to stay on such an answer for minutes
+after the caller had given up, and with all 8 workers stuck every decision was a 503 and
+``/readyz`` stayed failing for minutes after Prometheus had recovered. So each job in the pool
+carries a :class:`_Deadline`: its queries get the time left as their connect and read timeouts,
+the connection it reads from is registered with it, and when the deadline passes the event
+loop's side cancels it, which shuts the socket down. A read blocked on it returns at once, the
+job fails and the worker is free. Shutting the socket down works the same for HTTP and HTTPS
+(it acts on the file descriptor), and keeps the tuned synchronous client; an asyncio client with
+an overall timeout would move the HTTP work onto the event loop that also serves the API.
+A job still queued when its deadline passes never starts. So the answer comes within the
+deadline (plus a few milliseconds) however slow Prometheus is and however busy the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +41,9 @@ import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
 from decision_service.prometheus_answers import PrometheusUnavailable, parse_spans, parse_start
@@ -36,7 +57,102 @@ from decision_service.queries import (
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 
 _MAX_CACHED_STARTS: Final = 4096
+#: How long past a job's deadline the event loop waits before cutting its socket: the job's own
+#: read timeout (the time left) usually ends it first, with the precise error.
+_CUT_AFTER_SECONDS: Final = 0.05
 _T = TypeVar("_T")
+
+
+class _Deadline:
+    """When one job in the pool must be done, and the socket it is reading (to cut it then).
+
+    The job's thread registers the socket of each answer it waits for (:meth:`watch`); the
+    event loop calls :meth:`cancel` when the deadline has passed, which shuts that socket down
+    so a blocked read returns at once. A lock orders the two: a socket registered after the
+    cancel is refused (the job stops), one registered before is shut down.
+    """
+
+    __slots__ = ("_lock", "_sock", "at", "cancelled")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.cancelled = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        """Register the socket the job now reads from (raises once cancelled)."""
+        with self._lock:
+            if self.cancelled:
+                raise PrometheusUnavailable("timeout", "the decision's deadline has passed")
+            self._sock = sock
+
+    def release(self) -> None:
+        with self._lock:
+            self._sock = None
+
+    def cancel(self) -> None:
+        """The deadline has passed: stop the job's reads (from any thread)."""
+        with self._lock:
+            self.cancelled = True
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            # socket.socket's own shutdown, also for an SSLSocket: it acts on the descriptor and
+            # leaves the TLS object to the thread that is using it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_job = threading.local()
+
+
+def _current_deadline() -> _Deadline | None:
+    deadline: _Deadline | None = getattr(_job, "deadline", None)
+    return deadline
+
+
+def _watch_response_socket(connection: HTTPConnection) -> None:
+    deadline = _current_deadline()
+    if deadline is not None:
+        deadline.watch(connection.sock)
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    """Registers its socket with the job's deadline before it waits for an answer."""
+
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        _watch_response_socket(self)
+        return super().getresponse()
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    """Registers its socket with the job's deadline before it waits for an answer."""
+
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        _watch_response_socket(self)
+        return super().getresponse()
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections register their sockets with the job's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _DeadlineHTTPPool,
+            "https": _DeadlineHTTPSPool,
+        }
 
 
 class _FormPostSession(requests.Session):
@@ -72,7 +188,7 @@ def prometheus_client(url: str, timeout_seconds: float, connections: int) -> Pro
         timeout=math.ceil(timeout_seconds),
         method="POST",
     )
-    adapter = HTTPAdapter(
+    adapter = _DeadlineAdapter(
         pool_connections=1, pool_maxsize=connections, max_retries=Retry(total=0), pool_block=False
     )
     session.mount(url, adapter)
@@ -84,9 +200,10 @@ class PrometheusSource:
 
     The client is synchronous, so its calls run in a dedicated thread pool, never on the event
     loop: :meth:`run` hands a whole blocking job (the queries of one decision, and whatever the
-    caller computes from them) to one worker thread, bounded by a deadline. Each query also
-    has a timeout in the HTTP client and at Prometheus (``timeout=``). A small pool (see
-    ``app.QUERY_THREADS``) keeps the threads from fighting over the GIL.
+    caller computes from them) to one worker thread, with one deadline ``timeout_seconds``
+    after the call (see the module docstring: it ends the job's reads, not only the wait). Each
+    query's HTTP timeouts are the time left, and Prometheus gets ``timeout=`` too. A small pool
+    (see ``app.QUERY_THREADS``) keeps the threads from fighting over the GIL.
     """
 
     def __init__(
@@ -116,40 +233,62 @@ class PrometheusSource:
 
     # -- running blocking work
 
-    async def run(self, job: Callable[[], _T], queries: int = 2) -> _T:
-        """Run ``job`` in the pool; PrometheusUnavailable past ``queries`` timeouts (+0.5 s).
-
-        The deadline is a backstop: each query already times out on its own.
-        """
+    async def run(self, job: Callable[[], _T]) -> _T:
+        """Run ``job`` in the pool; PrometheusUnavailable unless it is done ``timeout_seconds``
+        from now (waiting for a free worker included). Past the deadline the job's reads are
+        cut and a job that has not started never does."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, job)
-        deadline = self._timeout * queries + 0.5
+        deadline = _Deadline(time.monotonic() + self._timeout)
+
+        def work() -> _T:
+            if deadline.cancelled or deadline.remaining() <= 0:
+                raise PrometheusUnavailable("timeout", "no worker was free before the deadline")
+            _job.deadline = deadline
+            try:
+                return job()
+            finally:
+                _job.deadline = None
+                deadline.release()
+
+        future = loop.run_in_executor(self._executor, work)
         try:
-            return await asyncio.wait_for(future, timeout=deadline)
+            return await asyncio.wait_for(future, timeout=deadline.remaining() + _CUT_AFTER_SECONDS)
         except TimeoutError as exc:
-            raise PrometheusUnavailable("timeout", f"no answer within {deadline:g}s") from exc
+            deadline.cancel()
+            raise PrometheusUnavailable("timeout", f"no answer within {self._timeout:g}s") from exc
 
     # -- querying (blocking: call from the pool)
 
     def query_blocking(self, promql: str, at: float | None = None) -> Any:
-        """One instant query's ``data.result`` (raises PrometheusUnavailable)."""
+        """One instant query's ``data.result`` (raises PrometheusUnavailable).
+
+        In a job of :meth:`run` the query has the job's time left; called on its own, the
+        whole ``timeout_seconds`` (its reads bounded by the HTTP timeouts only).
+        """
         at = time.time() if at is None else at
+        deadline = _current_deadline() or _Deadline(time.monotonic() + self._timeout)
+        left = deadline.remaining()
+        if deadline.cancelled or left <= 0:
+            raise PrometheusUnavailable("timeout", "the decision's deadline has passed")
         params = {"time": f"{at:.3f}", "timeout": f"{self._timeout:g}s"}
         started = time.perf_counter()
         try:
-            # requests takes float seconds; the client's annotation says int.
-            return self._client.custom_query(promql, params=params, timeout=self._timeout)  # type: ignore[arg-type]
-        except requests.Timeout as exc:
-            raise PrometheusUnavailable("timeout", f"no answer within {self._timeout:g}s") from exc
-        except requests.exceptions.InvalidJSONError as exc:
-            raise PrometheusUnavailable("malformed", f"not JSON: {_short(exc)}") from exc
+            # requests takes (connect, read) seconds; the client's annotation says int.
+            return self._client.custom_query(promql, params=params, timeout=(left, left))  # type: ignore[arg-type]
         except requests.RequestException as exc:
+            if deadline.cancelled or deadline.remaining() <= 0 or isinstance(exc, requests.Timeout):
+                raise PrometheusUnavailable(
+                    "timeout", f"no answer within {self._timeout:g}s"
+                ) from exc
+            if isinstance(exc, requests.exceptions.InvalidJSONError):
+                raise PrometheusUnavailable("malformed", f"not JSON: {_short(exc)}") from exc
             raise PrometheusUnavailable("unreachable", _short(exc)) from exc
         except PrometheusApiClientException as exc:
             raise PrometheusUnavailable("http_error", _short(exc)) from exc
         except (KeyError, TypeError, ValueError) as exc:  # not JSON, or no data.result
             raise PrometheusUnavailable("malformed", f"unexpected answer: {_short(exc)}") from exc
         finally:
+            deadline.release()
             if self._on_query is not None:
                 self._on_query(time.perf_counter() - started)
 
@@ -200,7 +339,7 @@ class PrometheusSource:
         return await self.run(lambda: self.snapshot_blocking(target, step_weight))
 
     async def query(self, promql: str) -> Any:
-        return await self.run(lambda: self.query_blocking(promql), queries=1)
+        return await self.run(lambda: self.query_blocking(promql))
 
     async def ready(self) -> None:
         """Raise PrometheusUnavailable unless Prometheus answers a trivial query."""

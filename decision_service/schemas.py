@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     WithJsonSchema,
     model_validator,
 )
@@ -29,6 +30,12 @@ DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1035_LABEL: Final = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 LABEL_VALUE: Final = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+#: The whitespace a numeric string may have around it: ASCII only, in Python and in the schema.
+ASCII_SPACE: Final = " \t\n\r\f\v"
+_SPACE: Final = r"[ \t\n\r\f\v]*"
+#: A numeric string: ASCII digits, sign, '.' and 'e' (then it must also parse as a number).
+NUMERIC_STRING: Final = rf"^{_SPACE}[-+0-9.eE]+{_SPACE}$"
+BLANK_STRING: Final = rf"^{_SPACE}$"
 
 
 def _syntax(pattern: str, what: str) -> AfterValidator:
@@ -43,12 +50,23 @@ def _syntax(pattern: str, what: str) -> AfterValidator:
 
 
 def _number(value: Any) -> Any:
-    """Numbers and numeric strings (Argo sends strings); never booleans."""
+    """Numbers and numeric strings (Argo sends strings); never booleans.
+
+    A string must match :data:`NUMERIC_STRING`, the schema's pattern, before ``float()`` sees
+    it: ``float()`` alone also takes fullwidth or Arabic-Indic digits, ``1_0`` and Unicode
+    spaces, wider than what the API documents.
+    """
     if isinstance(value, bool):
         raise ValueError("must be a number, not a boolean")
     if isinstance(value, str):
+        if value.strip(ASCII_SPACE).lower().lstrip("+-") in {"nan", "inf", "infinity"}:
+            raise ValueError("must be a finite number")
+        if not re.fullmatch(NUMERIC_STRING, value):
+            raise ValueError(
+                "must be a number, or a numeric string of ASCII digits, sign, '.' and 'e'"
+            )
         try:
-            value = float(value.strip())
+            value = float(value.strip(ASCII_SPACE))
         except ValueError:
             raise ValueError("must be a number (or a numeric string)") from None
     if isinstance(value, int | float) and not math.isfinite(value):
@@ -58,15 +76,23 @@ def _number(value: Any) -> Any:
 
 def _blank_is_none(value: Any) -> Any:
     """An empty optional arg (``"{{args.service}}"`` left empty) means "not given"."""
-    return None if isinstance(value, str) and not value.strip() else value
+    return None if isinstance(value, str) and not value.strip(ASCII_SPACE) else value
 
 
-def _numeric(minimum: float, maximum: float, exclusive_minimum: bool = False) -> WithJsonSchema:
-    number: dict[str, Any] = {"type": "number", "maximum": maximum}
-    number["exclusiveMinimum" if exclusive_minimum else "minimum"] = minimum
-    return WithJsonSchema(
-        {"anyOf": [number, {"type": "string", "pattern": r"^\s*[-+0-9.eE]+\s*$"}]}
-    )
+def _numeric_schema(minimum: float, maximum: float) -> list[dict[str, Any]]:
+    number: dict[str, Any] = {"type": "number", "minimum": minimum, "maximum": maximum}
+    return [number, {"type": "string", "pattern": NUMERIC_STRING}]
+
+
+def _numeric(minimum: float, maximum: float) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": _numeric_schema(minimum, maximum)})
+
+
+def _optional(*alternatives: dict[str, Any]) -> WithJsonSchema:
+    """An optional arg's schema: its values, a blank string (an arg left empty: not given), or
+    null. Without the blank, schemathesis rightly found "" accepted though the schema said no."""
+    blank = {"type": "string", "pattern": BLANK_STRING}
+    return WithJsonSchema({"anyOf": [*alternatives, blank, {"type": "null"}]})
 
 
 Namespace = Annotated[
@@ -86,7 +112,7 @@ ServiceName = Annotated[
 ]
 PodTemplateHash = Annotated[
     str,
-    Field(max_length=63, json_schema_extra={"pattern": LABEL_VALUE}, examples=["6d4f8c9b7"]),
+    Field(max_length=63, json_schema_extra={"pattern": LABEL_VALUE}),
     _syntax(
         LABEL_VALUE,
         "a Kubernetes label value (letters, digits, '-', '_', '.'; "
@@ -94,34 +120,95 @@ PodTemplateHash = Annotated[
     ),
 ]
 Weight = Annotated[float, BeforeValidator(_number), Field(ge=0, le=100), _numeric(0, 100)]
+#: The smallest per-request latency SLO, ms. Latency histograms do not resolve less (the
+#: demo's first bucket, like the Prometheus client libraries' default, is 5 ms: a quantile
+#: inside it is interpolated from 0), and below it every latency feature saturates at 5 SLOs
+#: and any canary with twice stable's p95 breaches the hard limit: ``1e-300`` was accepted.
+MIN_SLO_LATENCY_MS: Final = 1.0
+#: The smallest per-request hard error rate. The hard breach needs ``min_breach_requests`` (20)
+#: canary requests in the window, where one error is already 0.1-5 % for windows of 20-1000
+#: requests: a lower limit cannot be told from "abort on the first error" (``1e-300`` aborted
+#: any canary with one error and a clean stable). Small regressions are the policy's and the
+#: regression veto's to judge, not the hard limit's.
+MIN_HARD_ERROR_RATE: Final = 0.001
+
 LatencyMs = Annotated[
-    float, BeforeValidator(_number), Field(gt=0, le=3_600_000), _numeric(0, 3_600_000, True)
+    float,
+    BeforeValidator(_number),
+    Field(ge=MIN_SLO_LATENCY_MS, le=3_600_000),
+    _numeric(MIN_SLO_LATENCY_MS, 3_600_000),
 ]
-ErrorRate = Annotated[float, BeforeValidator(_number), Field(gt=0, le=1), _numeric(0, 1, True)]
+ErrorRate = Annotated[
+    float,
+    BeforeValidator(_number),
+    Field(ge=MIN_HARD_ERROR_RATE, le=1),
+    _numeric(MIN_HARD_ERROR_RATE, 1),
+]
+
+
+#: A valid request, as Argo's ``jsonBody`` sends it (every value a string). The two hashes
+#: differ: equal ones are a 422 (no canary), so an example with one value for both was one too.
+EXAMPLE_REQUEST: Final[dict[str, JsonValue]] = {
+    "namespace": "shop",
+    "rollout": "checkout",
+    "canary_hash": "6d4f8c9b7",
+    "stable_hash": "5c8b7d6f4",
+    "step_weight": "20",
+    "service": "checkout",
+    "slo_latency_ms": "200",
+    "hard_error_rate": "0.25",
+}
 
 
 class DecideRequestV1(BaseModel):
     """``POST /v1/decide``: which canary, at which step (Argo's ``jsonBody``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [EXAMPLE_REQUEST]}
+    )
 
     namespace: Namespace = Field(description="The Rollout's namespace.")
     rollout: ObjectName = Field(description="The Rollout's name.")
     canary_hash: PodTemplateHash = Field(
-        description="The canary's pod-template hash (valueFrom.podTemplateHashValue: Latest)."
+        description="The canary's pod-template hash (valueFrom.podTemplateHashValue: Latest).",
+        examples=[EXAMPLE_REQUEST["canary_hash"]],
     )
     stable_hash: PodTemplateHash = Field(
-        description="The stable version's pod-template hash (podTemplateHashValue: Stable)."
+        description="The stable version's pod-template hash (podTemplateHashValue: Stable); "
+        "must differ from canary_hash.",
+        examples=[EXAMPLE_REQUEST["stable_hash"]],
     )
-    step_weight: Weight = Field(description="The canary's traffic weight at this step, 0-100.")
-    service: Annotated[ServiceName | None, BeforeValidator(_blank_is_none)] = Field(
-        None, description="Service name for presets that select by Service (default: rollout)."
+    step_weight: Weight = Field(
+        description="The canary's traffic weight at this step, 0-100.",
+        examples=[EXAMPLE_REQUEST["step_weight"]],
     )
-    slo_latency_ms: Annotated[LatencyMs | None, BeforeValidator(_blank_is_none)] = Field(
-        None, description="Latency SLO for this rollout, ms (default: SLO_LATENCY)."
+    service: Annotated[
+        ServiceName | None,
+        BeforeValidator(_blank_is_none),
+        _optional({"type": "string", "maxLength": 63, "pattern": DNS1035_LABEL}),
+    ] = Field(
+        None,
+        description="Service name for presets that select by Service (default: rollout).",
+        examples=[EXAMPLE_REQUEST["service"]],
     )
-    hard_error_rate: Annotated[ErrorRate | None, BeforeValidator(_blank_is_none)] = Field(
-        None, description="Error rate that aborts this rollout (GUARDRAIL_HARD_ERROR_RATE)."
+    slo_latency_ms: Annotated[
+        LatencyMs | None,
+        BeforeValidator(_blank_is_none),
+        _optional(*_numeric_schema(MIN_SLO_LATENCY_MS, 3_600_000)),
+    ] = Field(
+        None,
+        description="Latency SLO for this rollout, ms, 1 to 3,600,000 (default: SLO_LATENCY).",
+        examples=[EXAMPLE_REQUEST["slo_latency_ms"]],
+    )
+    hard_error_rate: Annotated[
+        ErrorRate | None,
+        BeforeValidator(_blank_is_none),
+        _optional(*_numeric_schema(MIN_HARD_ERROR_RATE, 1)),
+    ] = Field(
+        None,
+        description="Error rate that aborts this rollout, 0.001 to 1 "
+        "(default: GUARDRAIL_HARD_ERROR_RATE).",
+        examples=[EXAMPLE_REQUEST["hard_error_rate"]],
     )
 
     @model_validator(mode="after")

@@ -84,7 +84,8 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         le=60,
-        description="Per-query timeout; past it the decision answers 503 (Argo retries).",
+        description="Deadline of a decision's Prometheus queries (all of them, and the wait for "
+        "a worker); past it the decision answers 503 (Argo retries).",
     )
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token callers must present; unset (and no file): no auth."

@@ -5,6 +5,8 @@ the real one is in ``test_prometheus_live.py``."""
 from __future__ import annotations
 
 import hmac
+import json
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,11 +15,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from decision_service import api
+from decision_service import gate
 from decision_service.actions import ACTION_NAMES
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
 from decision_service.queries import TemplateError
+from decision_service.schemas import EXAMPLE_REQUEST
 from tests.support.fake_prometheus import FakePrometheus, Reply, Traffic, demo_prometheus
 from tests.support.service import BODY, settings_for
 
@@ -115,6 +118,8 @@ def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
     [
         ("step_weight", "25", 0.25),
         ("step_weight", " 25 ", 0.25),
+        ("step_weight", "\t25\n", 0.25),
+        ("step_weight", "2.5e1", 0.25),
         ("step_weight", 25, 0.25),
         ("step_weight", "12.5", 0.125),
         ("step_weight", "0", 0.0),
@@ -137,6 +142,11 @@ def test_slo_override_and_empty_optional_args(client_for: ClientFactory) -> None
     assert client.post("/v1/decide", json=empty).status_code == 200
 
 
+def test_the_overrides_smallest_values_are_accepted(client_for: ClientFactory) -> None:
+    body = BODY | {"slo_latency_ms": "1", "hard_error_rate": "0.001"}
+    assert client_for().post("/v1/decide", json=body).status_code == 200
+
+
 def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) -> None:
     client = client_for(handler=demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03)))
     # 10 % < 25 %: no hard breach, so no abort; the policy proposes promote, but 10x stable's
@@ -147,6 +157,15 @@ def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) ->
     assert max(q, key=q.get) == "promote" and "proposed promote" in default["reason"]
     strict = client.post("/v1/decide", json=BODY | {"hard_error_rate": "0.05"}).json()
     assert (strict["decision"], strict["guardrail"]) == ("abort", "hard_slo_breach")
+
+
+def test_the_documented_example_is_a_valid_request(client_for: ClientFactory) -> None:
+    answer = client_for().post("/v1/decide", json=EXAMPLE_REQUEST)
+    assert answer.status_code == 200, answer.text
+    schema = client_for().get("/openapi.json").json()["components"]["schemas"]["DecideRequestV1"]
+    assert schema["examples"] == [EXAMPLE_REQUEST]
+    hashes = [schema["properties"][name]["examples"] for name in ("canary_hash", "stable_hash")]
+    assert hashes[0] != hashes[1]
 
 
 INVALID = [
@@ -165,12 +184,24 @@ INVALID = [
     ({"step_weight": "-1"}, "step_weight", "greater than or equal to 0"),
     ({"step_weight": 100.5}, "step_weight", "less than or equal to 100"),
     ({"step_weight": "abc"}, "step_weight", "must be a number"),
+    ({"step_weight": "１０"}, "step_weight", "ASCII"),  # fullwidth digits: float() takes them
+    ({"step_weight": "1_0"}, "step_weight", "ASCII"),  # so does float(), as 10
+    ({"step_weight": "٣٠"}, "step_weight", "ASCII"),  # Arabic-Indic digits
+    ({"step_weight": "\u00a030"}, "step_weight", "ASCII"),  # a no-break space
+    ({"slo_latency_ms": "２００"}, "slo_latency_ms", "ASCII"),
+    ({"hard_error_rate": "0_5"}, "hard_error_rate", "ASCII"),
+    ({"step_weight": "1e"}, "step_weight", "must be a number"),
     ({"step_weight": "nan"}, "step_weight", "finite"),
     ({"step_weight": "1e999"}, "step_weight", "finite"),
     ({"step_weight": True}, "step_weight", "not a boolean"),
     ({"step_weight": None}, "step_weight", ""),
-    ({"slo_latency_ms": "0"}, "slo_latency_ms", "greater than 0"),
+    ({"slo_latency_ms": "0"}, "slo_latency_ms", "greater than or equal to 1"),
+    ({"slo_latency_ms": "0.5"}, "slo_latency_ms", "greater than or equal to 1"),
+    ({"slo_latency_ms": "1e-300"}, "slo_latency_ms", "greater than or equal to 1"),
     ({"hard_error_rate": "1.5"}, "hard_error_rate", "less than or equal to 1"),
+    ({"hard_error_rate": "0"}, "hard_error_rate", "greater than or equal to 0.001"),
+    ({"hard_error_rate": "1e-300"}, "hard_error_rate", "greater than or equal to 0.001"),
+    ({"hard_error_rate": "0.0009"}, "hard_error_rate", "greater than or equal to 0.001"),
 ]
 
 
@@ -242,6 +273,63 @@ def test_401_comes_before_input_validation(
     assert fake_prometheus.queries == []
 
 
+@pytest.mark.parametrize(
+    "raw", [b"{not json", b"\xff\xfe{", b"x" * 100_000], ids=["not-json", "not-utf8", "100-kb"]
+)
+def test_401_comes_before_reading_the_body(secured: TestClient, raw: bytes) -> None:
+    """Not JSON, not UTF-8, over the size limit: without the token, a 401 all the same."""
+    response = secured.post("/v1/decide", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_a_401_is_counted_and_logged_without_the_token(
+    secured: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="decision_service.gate"):
+        for headers in ({}, {"Authorization": "Bearer a-guessed-token"}, {"Authorization": "x"}):
+            assert secured.post("/v1/decide", json=BODY, headers=headers).status_code == 401
+    metrics = secured.get("/metrics").text
+    assert "decision_service_unauthorized_total 3.0" in metrics
+    records = [r for r in caplog.records if r.name == "decision_service.gate"]
+    assert [r.levelno for r in records] == [logging.INFO] * 3
+    problems = [getattr(r, "fields", {})["problem"] for r in records]
+    assert problems == ["no Authorization header", "wrong token", "not a bearer token"]
+    for record in records:
+        assert getattr(record, "fields", {})["path"] == "/v1/decide"
+        text = record.getMessage() + json.dumps(getattr(record, "fields", {}))
+        assert "a-guessed-token" not in text and "s3cret" not in text
+
+
+def _padded(size: int) -> bytes:
+    body = json.dumps(BODY).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+def _chunks(body: bytes, size: int = 1000) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_16_kib_is_a_413_in_the_one_error_shape(
+    client_for: ClientFactory, fake_prometheus: FakePrometheus, chunked: bool
+) -> None:
+    client = client_for(api_token="s3cret-token")
+    headers = {"Authorization": "Bearer s3cret-token", "Content-Type": "application/json"}
+    for size, status in ((16 * 1024, 200), (16 * 1024 + 1, 413)):
+        body = _padded(size)
+        response = client.post(
+            "/v1/decide", content=_chunks(body) if chunked else body, headers=headers
+        )
+        assert response.status_code == status, size
+    error = response.json()
+    assert set(error) == {"error", "message", "details"}
+    assert error["error"] == "body_too_large" and "16384 bytes" in error["message"]
+    assert len(fake_prometheus.queries) <= 2  # the accepted one's queries only
+    assert "decision_service_body_too_large_total 1.0" in client.get("/metrics").text
+
+
 def test_the_right_token_passes(secured: TestClient) -> None:
     headers = {"Authorization": "Bearer s3cret-token"}
     assert secured.post("/v1/decide", json=BODY, headers=headers).status_code == 200
@@ -272,7 +360,7 @@ def test_the_comparison_is_constant_time(
         calls.append((a, b))
         return compare(a, b)
 
-    monkeypatch.setattr(api.hmac, "compare_digest", spy)
+    monkeypatch.setattr(gate.hmac, "compare_digest", spy)
     secured.post("/v1/decide", json=BODY, headers={"Authorization": "Bearer guess"})
     assert calls == [(b"guess", b"s3cret-token")]
 

@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
 
@@ -109,3 +109,15 @@ def test_arbitrary_json_bodies_are_answered_200_or_422(
     response = client.post("/v1/decide", json=body, headers=AUTH)
     assert response.status_code in {200, 422}, response.text
     assert "error" in response.json() or "decision" in response.json()
+
+
+@schema.include(method="POST", path="/v1/decide").parametrize()
+@settings(
+    phases=[Phase.explicit],
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+def test_the_schemas_own_examples_are_accepted(case: Any) -> None:
+    """The schema's examples are valid requests: schemathesis' "schema-valid data is
+    accepted" check (ST202) on them (equal example hashes were a 422)."""
+    case.call_and_validate(headers=AUTH, checks=[positive_data_acceptance])

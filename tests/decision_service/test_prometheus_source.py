@@ -1,9 +1,17 @@
-"""PromQL templates, presets, rendering and answer parsing (no network but a fake Prometheus)."""
+"""PromQL templates, presets, rendering, answer parsing and the deadline (no network but a fake
+Prometheus, and a loopback proxy that slows it)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import shutil
+import ssl
+import subprocess
+import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 
@@ -23,6 +31,7 @@ from decision_service.queries import (
 )
 from decision_service.snapshot import MissingMetricError
 from tests.support.fake_prometheus import FakePrometheus, Reply, vector
+from tests.support.tcp_proxy import FaultProxy, Mode
 
 TARGET = Target("shop", "checkout", "abc123", "def456", service="checkout-web")
 
@@ -335,3 +344,130 @@ def test_a_canary_without_series_is_missing_data_and_not_cached(
     finally:
         source.close()
     assert len(fake_prometheus.queries) == 2  # asked again: no start was cached
+
+
+# --------------------------------------------------------------------------- the deadline
+
+
+def _one_worker_source(url: str, timeout: float) -> PrometheusSource:
+    client = prometheus_client(url, timeout, 1)
+    return PrometheusSource(
+        client, DEMO, window="30s", window_seconds=30, timeout_seconds=timeout, threads=1
+    )
+
+
+@pytest.mark.parametrize(("mode", "delay"), [("drip", 0.05), ("late", 3.0)])
+def test_the_deadline_ends_the_answer_and_frees_the_worker(
+    fake_prometheus: FakePrometheus, mode: Mode, delay: float
+) -> None:
+    """A Prometheus answering one byte every 50 ms (a per-read timeout never fires) or 3 s
+    late: the call fails within its deadline, and the one worker is free again at once."""
+    fake_prometheus.handler = lambda query: Reply(body=vector(({"x": "y" * 200}, 1.0)))
+    port = int(fake_prometheus.url.rsplit(":", 1)[1])
+    timeout = 0.5
+
+    async def scenario(source: PrometheusSource) -> tuple[float, float, int]:
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailable) as failure:
+            await source.query("vector(1)")
+        failed_after = time.monotonic() - started
+        assert failure.value.kind == "timeout"
+        started = time.monotonic()
+        value = await source.run(lambda: 42)  # needs the one worker
+        return failed_after, time.monotonic() - started, value
+
+    with FaultProxy(port, mode, delay) as proxy:
+        source = _one_worker_source(proxy.url, timeout)
+        try:
+            failed_after, free_after, value = asyncio.run(scenario(source))
+        finally:
+            source.close()
+    assert failed_after < timeout + 0.2
+    assert value == 42 and free_after < 0.2
+
+
+def test_a_job_that_cannot_start_before_its_deadline_never_runs(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    """One worker busy past the deadline of a second call: the second call fails at its own
+    deadline, and its job is never run afterwards."""
+    ran: list[str] = []
+    source = _one_worker_source(fake_prometheus.url, 0.3)
+
+    def busy() -> None:
+        time.sleep(0.6)  # not a Prometheus read: nothing cuts it
+
+    async def scenario() -> None:
+        first = asyncio.ensure_future(source.run(busy))
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailable):
+            await source.run(lambda: ran.append("second"))
+        assert time.monotonic() - started < 0.3 + 0.2
+        with contextlib.suppress(PrometheusUnavailable):
+            await first
+        await asyncio.sleep(0.5)  # the worker is free again: a queued job would run now
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        source.close()
+    assert ran == []
+
+
+@pytest.fixture
+def tls_prometheus(
+    fake_prometheus: FakePrometheus, tmp_path: Path
+) -> Iterator[tuple[FakePrometheus, Path]]:
+    """The fake Prometheus speaking HTTPS with a fresh self-signed certificate for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = fake_prometheus._server
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    yield fake_prometheus, cert
+
+
+def test_the_deadline_also_ends_a_dripping_https_answer(
+    tls_prometheus: tuple[FakePrometheus, Path],
+) -> None:
+    """HTTPS goes through the deadline's connection class too: a healthy answer arrives, and a
+    dripping one ends within the deadline with the worker free. (CPython bounds one TLS read
+    call as a whole, so a drip slower than a record per timeout was already cut there.)"""
+    fake, cert = tls_prometheus
+    fake.handler = lambda query: Reply(body=vector(({"x": "y" * 2000}, 1.0)))
+    port = int(fake.url.rsplit(":", 1)[1])
+
+    async def scenario(source: PrometheusSource) -> tuple[object, float, float]:
+        answer = await source.query("vector(1)")  # through the proxy, healthy: TLS works
+        proxy.set("drip", 0.05)
+        started = time.monotonic()
+        with pytest.raises(PrometheusUnavailable, match="timeout"):
+            await source.query("vector(1)")
+        failed_after = time.monotonic() - started
+        started = time.monotonic()
+        await source.run(lambda: None)  # needs the one worker
+        return answer, failed_after, time.monotonic() - started
+
+    with FaultProxy(port) as proxy:
+        source = _one_worker_source(f"https://127.0.0.1:{proxy.port}", 0.5)
+        source._client._session.verify = str(cert)
+        try:
+            answer, failed_after, free_after = asyncio.run(scenario(source))
+        finally:
+            source.close()
+    assert answer == [{"metric": {"x": "y" * 2000}, "value": answer[0]["value"]}]  # type: ignore[index]
+    assert failed_after < 0.5 + 0.2 and free_after < 0.2

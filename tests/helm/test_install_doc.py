@@ -96,3 +96,27 @@ def test_the_rollout_example_passes_what_the_template_needs() -> None:
         for analysis in analyses
     ]
     assert passed == [str(weight) for weight in weights[: len(passed)]]
+
+
+def test_the_security_sections_network_policy_renders_and_admits_argo_and_prometheus() -> None:
+    """The NetworkPolicy stays off by default (the doc says why); the values the doc gives for
+    production render a valid policy admitting the Argo controller's and Prometheus'
+    namespaces, with egress to DNS and Prometheus."""
+    from tests.helm.test_chart_render import objects, only, render, validate_object
+
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert values["networkPolicy"]["enabled"] is False
+    section = doc_text().split("## Security", 1)[1].split("\n## ", 1)[0]
+    assert "off by default" in section
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 1
+    snippet = yaml.safe_load(re.sub(r"^  ", "", blocks[0], flags=re.MULTILINE))
+    docs = objects(render({"auth": {"generateToken": True}, **snippet}))
+    policy = only(docs, "NetworkPolicy")
+    validate_object(policy)
+    admitted = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in policy["spec"]["ingress"][0]["from"]
+    }
+    assert admitted == {"argo-rollouts", "monitoring"}
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
