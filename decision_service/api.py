@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Annotated, Any
 
@@ -34,8 +34,10 @@ from decision_service.schemas import (
     PolicyV1,
 )
 from decision_service.settings import Settings
+from decision_service.shield import ShieldConfig, evidence_from, windows_at_current_share
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.step_memory import StepMemory
+from decision_service.tolerance import Tolerance
 
 log = logging.getLogger(__name__)
 decision_log = logging.getLogger(DECISION_LOGGER)
@@ -52,11 +54,15 @@ class ServiceState:
     policy_error: str | None = "not loaded yet"
     source: PrometheusSource | None = None
     guardrails: GuardrailConfig = field(init=False)
+    tolerance: Tolerance = field(init=False)
+    shield: ShieldConfig = field(init=False)
     #: The details of the last failed readiness check logged (None: ready, or not yet checked).
     unready_logged: str | None = None
 
     def __post_init__(self) -> None:
         self.guardrails = self.settings.guardrails()
+        self.tolerance = self.settings.tolerance()
+        self.shield = self.settings.shield()
 
 
 class ApiError(Exception):
@@ -152,12 +158,28 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
     guardrails = state.guardrails
     if body.hard_error_rate is not None:
         guardrails = guardrails.model_copy(update={"hard_error_rate": body.hard_error_rate})
-    config = DecisionConfig(slo_latency_ms=slo, guardrails=guardrails)
+    tolerance = state.tolerance.model_copy(update=body.tolerance_overrides())
+    shield = state.shield.model_copy(update=body.shield_overrides())
+    config = DecisionConfig(
+        slo_latency_ms=slo,
+        guardrails=guardrails,
+        tolerance=tolerance,
+        shield=shield if shield.enabled else None,
+    )
 
     try:
         # One worker thread does the queries, the parsing, the features and the inference.
-        evaluation = await source.run(
-            partial(_measure_and_decide, source, target, body.step_weight, taken, policy, config)
+        evaluation, taken = await source.run(
+            partial(
+                _measure_and_decide,
+                source,
+                target,
+                body.step_weight,
+                taken,
+                policy,
+                config,
+                shield.indifference,
+            )
         )
     except PrometheusUnavailable as exc:
         state.metrics.observe_prometheus_error(exc.kind)
@@ -276,21 +298,32 @@ def _measure_and_decide(
     source: PrometheusSource,
     target: Target,
     step_weight: float,
-    measurements_at_step: int,
+    remembered: int,
     policy: OnnxPolicy,
     config: DecisionConfig,
-) -> Evaluation:
-    """Query Prometheus for the snapshot, then :func:`~decision_service.pipeline.decide`.
+    indifference: float,
+) -> tuple[Evaluation, int]:
+    """Query Prometheus for the snapshot and the shield's windows, then
+    :func:`~decision_service.pipeline.decide`; also the step count it used.
 
-    Blocking: the route runs it in the source's thread pool (``source.run``). Raises
+    The count is the smaller of this process's memory (``remembered``) and the windows the
+    canary spent at its current traffic share (``shield.windows_at_current_share``): never
+    larger than the truth, after a retried rollout or a restart alike. Blocking: the route runs
+    it in the source's thread pool (``source.run``). Raises
     :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
     """
     snapshot: MetricsSnapshot | MissingMetricError
+    count = remembered
     try:
         snapshot = source.snapshot_blocking(target, step_weight)
+        windows = source.windows_blocking(target)
     except MissingMetricError as missing:
         snapshot = missing
-    return pipeline.decide(snapshot, measurements_at_step, policy, config)
+    else:
+        evidence = evidence_from(windows.baseline, windows.life, config.tolerance, indifference)
+        snapshot = replace(snapshot, evidence=evidence.summary())
+        count = min(remembered, windows_at_current_share(windows.life))
+    return pipeline.decide(snapshot, count, policy, config), count
 
 
 def _request_fields(body: DecideRequestV1) -> dict[str, Any]:

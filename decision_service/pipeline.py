@@ -52,7 +52,7 @@ from decision_service.features import (
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
 from decision_service.shield import ShieldConfig, ShieldVerdict, shield_verdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
-from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
+from decision_service.tolerance import DEFAULT_TOLERANCE, Metric, Tolerance, explain, judge
 
 COUNT_INDEX: Final = FEATURE_NAMES.index("measurements_at_step")
 
@@ -149,7 +149,43 @@ def decide(
                 f"at this step, but not after {count} ({action}); this process's step count can "
                 "only be short, so holding.",
             )
+    reason = guarded.reason + _context(snapshot, config.tolerance)
+    guarded = Guarded(guarded.decision, guarded.guardrail, reason)
     return Evaluation(guarded, proposed, q_values, named(observation))
+
+
+#: How far (percentage points) the canary's measured share of the window's requests may be from
+#: the step's weight before the answer says so.
+SHARE_NOTE_POINTS: Final = 5.0
+
+
+def _context(snapshot: MetricsSnapshot, tolerance: Tolerance) -> str:
+    """What every answer adds: the canary against the tolerance over its life, and the traffic
+    share it really got when that is not the step's weight."""
+    life_c, life_s = snapshot.canary_cumulative, snapshot.stable_cumulative
+    canary: dict[Metric, float] = {}
+    stable: dict[Metric, float] = {}
+    pairs: tuple[tuple[Metric, float | None, float | None], ...] = (
+        ("error_rate", life_c.error_rate, life_s.error_rate),
+        ("latency_p95_ms", life_c.latency_p95_ms, life_s.latency_p95_ms),
+        ("latency_p50_ms", life_c.latency_p50_ms, life_s.latency_p50_ms),
+    )
+    for metric, c, s in pairs:
+        if c is not None and s is not None:
+            canary[metric], stable[metric] = c, s
+    text = ""
+    if canary:
+        text = f" Over its life: {explain(tolerance, judge(tolerance, canary, stable))}."
+    n_c, n_s = snapshot.canary.requests, snapshot.stable.requests
+    if n_c + n_s >= 100:
+        share = 100.0 * n_c / (n_c + n_s)
+        if abs(share - snapshot.step_weight) > SHARE_NOTE_POINTS:
+            text += (
+                f" The canary served {share:.0f} % of the window's requests, not the step's "
+                f"{snapshot.step_weight:g} % (without traffic routing Argo splits by pod "
+                "counts); the decision used the measured counts."
+            )
+    return text
 
 
 def observe(

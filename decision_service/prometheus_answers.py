@@ -16,11 +16,12 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Any, Final, Literal
 
 from decision_service.histogram import histogram_quantile
 from decision_service.queries import QUERY_TAG_LABEL, QueryTemplates
+from decision_service.shield import VersionWindow
 from decision_service.snapshot import VersionMetrics
 
 ErrorKind = Literal["unreachable", "timeout", "http_error", "malformed", "bad_template"]
@@ -190,3 +191,90 @@ def parse_spans(
             latency_p95_ms=p95,
         )
     return out
+
+
+def parse_windows(
+    result: Any, templates: QueryTemplates, canary: str, stable: str, span: str = "window"
+) -> dict[float, tuple[VersionWindow, VersionWindow]]:
+    """``{window end: (canary, stable)}`` from the window-by-window range query (a matrix).
+
+    Each window's counts come from the same ``requests`` and ``latency_buckets`` templates as
+    the snapshot's last window; a version with no series at a time has no requests there (the
+    shield leaves such a window out), and a NaN count leaves the whole window out: nothing is
+    filled in. Bucket counts are made monotonic as ``histogram_quantile`` does and returned per
+    bucket (not cumulative), with their bounds in milliseconds.
+    """
+    if not isinstance(result, list):
+        raise PrometheusUnavailable("malformed", f"expected a matrix, got {str(result)[:200]}")
+    is_error = re.compile(templates.error_status).fullmatch
+    version_label, status_label = templates.version_label, templates.status_label
+    tracks = {canary: "canary", stable: "stable"}
+    counts: dict[tuple[float, str], list[float]] = {}  # (t, track) -> [requests, errors]
+    buckets: dict[tuple[float, str], dict[float, float]] = {}
+    broken: set[float] = set()
+    for series in result:
+        try:
+            labels, values = series["metric"], series["values"]
+            if not isinstance(labels, dict) or not isinstance(values, list):
+                raise TypeError("unexpected types")
+        except (KeyError, TypeError) as exc:
+            raise _malformed(series) from exc
+        tag = labels.get(QUERY_TAG_LABEL, "")
+        if tag and not tag.startswith(f"{span}:"):
+            continue  # another span's series (the range query asks for one span only)
+        name = tag.partition(":")[2]
+        track = tracks.get(labels.get(version_label, ""))
+        if track is None or name not in {"requests", "latency_buckets"}:
+            if version_label in labels and name in {"requests", "latency_buckets"}:
+                continue  # another version matched by a user's wider selector
+            raise _template_error(templates, labels)
+        if name == "requests":
+            status = labels.get(status_label)
+            if status is None:
+                raise _template_error(templates, labels)
+            error = bool(is_error(status))
+        else:
+            try:
+                bound = float(labels["le"])
+            except (KeyError, ValueError):
+                raise _template_error(templates, labels) from None
+        for point in values:
+            try:
+                t, value = float(point[0]), float(point[1])
+            except (IndexError, TypeError, ValueError) as exc:
+                raise _malformed(series) from exc
+            if value != value:
+                broken.add(t)
+                continue
+            if name == "requests":
+                slot = counts.setdefault((t, track), [0.0, 0.0])
+                slot[0] += value
+                if error:
+                    slot[1] += value
+            else:
+                histogram = buckets.setdefault((t, track), {})
+                histogram[bound] = histogram.get(bound, 0.0) + value
+    scale = 1000.0 if templates.latency_unit == "seconds" else 1.0
+    times = sorted({t for t, _ in counts} - broken)
+    out: dict[float, tuple[VersionWindow, VersionWindow]] = {}
+    for t in times:
+        pair = [
+            _version_window(counts.get((t, k)), buckets.get((t, k)), scale)
+            for k in ("canary", "stable")
+        ]
+        out[t] = (pair[0], pair[1])
+    return out
+
+
+def _version_window(
+    count: list[float] | None, histogram: dict[float, float] | None, scale: float
+) -> VersionWindow:
+    if count is None:
+        return VersionWindow(0.0, 0.0, ())
+    requests, errors = count
+    if not histogram or math.inf not in histogram:
+        return VersionWindow(requests, errors, ())
+    bounds = sorted(b for b in histogram if math.isfinite(b))
+    cumulative = list(accumulate([histogram[b] for b in bounds] + [histogram[math.inf]], max))
+    per_bucket = [cumulative[0]] + [b - a for a, b in pairwise(cumulative)]
+    return VersionWindow(requests, errors, tuple(per_bucket), tuple(b * scale for b in bounds))

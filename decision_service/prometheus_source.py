@@ -46,7 +46,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
-from decision_service.prometheus_answers import PrometheusUnavailable, parse_spans, parse_start
+from decision_service.prometheus_answers import (
+    PrometheusUnavailable,
+    parse_spans,
+    parse_start,
+    parse_windows,
+)
 from decision_service.queries import (
     QueryTemplates,
     RenderedQueries,
@@ -54,9 +59,17 @@ from decision_service.queries import (
     TemplateError,
     render,
 )
+from decision_service.shield import Windows
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 
 _MAX_CACHED_STARTS: Final = 4096
+#: Windows of stable before the canary started that the shield reads (its baseline).
+BASELINE_WINDOWS: Final = 10
+#: The most windows of the canary's life the shield reads (3 h at 30 s; a paused rollout's
+#: canary can live for days, and the most recent windows are the ones that matter).
+MAX_WINDOWS: Final = 360
+
+
 #: How long past a job's deadline the event loop waits before cutting its socket: the job's own
 #: read timeout (the time left) usually ends it first, with the precise error.
 _CUT_AFTER_SECONDS: Final = 0.05
@@ -292,6 +305,50 @@ class PrometheusSource:
             if self._on_query is not None:
                 self._on_query(time.perf_counter() - started)
 
+    def query_range_blocking(self, promql: str, start: float, end: float, step: float) -> Any:
+        """One range query's ``data.result`` (a matrix; raises PrometheusUnavailable)."""
+        deadline = _current_deadline() or _Deadline(time.monotonic() + self._timeout)
+        left = deadline.remaining()
+        if deadline.cancelled or left <= 0:
+            raise PrometheusUnavailable("timeout", "the decision's deadline has passed")
+        params = {
+            "query": promql,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step:g}s",
+            "timeout": f"{self._timeout:g}s",
+        }
+        started = time.perf_counter()
+        try:
+            response = self._client._session.post(  # the client's one session
+                f"{self._client.url}/api/v1/query_range",
+                data=params,
+                timeout=(left, left),
+                headers=self._client.headers,
+            )
+            if response.status_code != 200:
+                raise PrometheusUnavailable(
+                    "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
+                )
+            body = response.json()
+            if body.get("status") != "success":
+                raise PrometheusUnavailable("http_error", str(body.get("error", body))[:200])
+            return body["data"]["result"]
+        except requests.RequestException as exc:
+            if deadline.cancelled or deadline.remaining() <= 0 or isinstance(exc, requests.Timeout):
+                raise PrometheusUnavailable(
+                    "timeout", f"no answer within {self._timeout:g}s"
+                ) from exc
+            if isinstance(exc, requests.exceptions.InvalidJSONError):
+                raise PrometheusUnavailable("malformed", f"not JSON: {_short(exc)}") from exc
+            raise PrometheusUnavailable("unreachable", _short(exc)) from exc
+        except (KeyError, TypeError, ValueError) as exc:  # not JSON, or no data.result
+            raise PrometheusUnavailable("malformed", f"unexpected answer: {_short(exc)}") from exc
+        finally:
+            deadline.release()
+            if self._on_query is not None:
+                self._on_query(time.perf_counter() - started)
+
     def canary_start_blocking(self, target: Target, queries: RenderedQueries, at: float) -> float:
         """When the canary's life began (cached per canary: it never changes)."""
         key = (target.namespace, target.rollout, target.service or "", target.canary_hash)
@@ -313,7 +370,7 @@ class PrometheusSource:
         """The metrics of one decision (raises PrometheusUnavailable or MissingMetricError).
 
         One query in the steady state; two for a canary this process has not seen yet (its
-        start time first).
+        start time first). :meth:`windows_blocking` adds the shield's window-by-window counts.
         """
         try:
             queries = render(self.templates, target)
@@ -332,6 +389,38 @@ class PrometheusSource:
             canary_cumulative=spans["life"]["canary"],
             stable_cumulative=spans["life"]["stable"],
         )
+
+    def windows_blocking(self, target: Target, at: float | None = None) -> Windows:
+        """The canary's life window by window, and stable's windows before it started.
+
+        One range query of the same templates over the last analysis window, stepped by the
+        window and ending at ``at`` (now): every point is one window's counts, as the simulator
+        gives the shield one interval at a time. At most :data:`MAX_WINDOWS` windows of the
+        canary's life (the most recent) and :data:`BASELINE_WINDOWS` before it.
+        """
+        try:
+            queries = render(self.templates, target)
+        except TemplateError as exc:
+            raise PrometheusUnavailable("bad_template", str(exc)) from exc
+        now = time.time() if at is None else at
+        start = self.canary_start_blocking(target, queries, now)
+        step = self._window_seconds
+        life = min(max(1, math.ceil((now - start) / step)), MAX_WINDOWS)
+        first = now - (life + BASELINE_WINDOWS - 1) * step
+        result = self.query_range_blocking(
+            queries.spans({"window": self._window}), first, now, step
+        )
+        by_time = parse_windows(result, self.templates, queries.canary, queries.stable)
+        baseline, life_windows = [], []
+        for t in sorted(by_time):
+            canary, stable = by_time[t]
+            # a window that ends before the canary started (or as it started) is stable's own
+            if t <= start + 0.5 * step:
+                if stable.requests > 0:
+                    baseline.append(stable)
+            else:
+                life_windows.append((canary, stable))
+        return Windows(tuple(baseline), tuple(life_windows))
 
     # -- async conveniences
 

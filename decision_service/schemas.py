@@ -146,6 +146,28 @@ ErrorRate = Annotated[
 ]
 
 
+def _range(low: float, high: float) -> tuple[Any, ...]:
+    """The metadata of a number within [low, high] (numeric strings accepted)."""
+    return (BeforeValidator(_number), Field(ge=low, le=high), _numeric(low, high))
+
+
+def _optional_range(low: float, high: float) -> tuple[Any, ...]:
+    """The metadata of an optional one (a blank arg means not given)."""
+    return (BeforeValidator(_blank_is_none), _optional(*_numeric_schema(low, high)))
+
+
+#: Per-request tolerance and shield overrides: their bounds are the settings' (see
+#: decision_service.tolerance and decision_service.shield).
+ToleranceFactor = Annotated[
+    Annotated[float, *_range(1.0, 100.0)] | None, *_optional_range(1.0, 100.0)
+]
+ErrorFloor = Annotated[Annotated[float, *_range(0.0, 0.5)] | None, *_optional_range(0.0, 0.5)]
+LatencyFloorMs = Annotated[
+    Annotated[float, *_range(0.0, 60_000.0)] | None, *_optional_range(0.0, 60_000.0)
+]
+Alpha = Annotated[Annotated[float, *_range(0.0001, 0.49)] | None, *_optional_range(0.0001, 0.49)]
+
+
 #: A valid request, as Argo's ``jsonBody`` sends it (every value a string). The two hashes
 #: differ: equal ones are a 422 (no canary), so an example with one value for both was one too.
 EXAMPLE_REQUEST: Final[dict[str, JsonValue]] = {
@@ -157,6 +179,12 @@ EXAMPLE_REQUEST: Final[dict[str, JsonValue]] = {
     "service": "checkout",
     "slo_latency_ms": "200",
     "hard_error_rate": "0.25",
+    "tolerance_error_factor": "1.2",
+    "tolerance_error_floor": "0.001",
+    "tolerance_latency_factor": "1.2",
+    "tolerance_latency_floor_ms": "5",
+    "shield_alpha_promote": "0.01",
+    "shield_alpha_abort": "0.01",
 }
 
 
@@ -211,6 +239,61 @@ class DecideRequestV1(BaseModel):
         examples=[EXAMPLE_REQUEST["hard_error_rate"]],
     )
 
+    tolerance_error_factor: ToleranceFactor = Field(
+        None,
+        description="Canary error rate allowed, x stable's, 1 to 100 (default: "
+        "TOLERANCE_ERROR_FACTOR).",
+        examples=[EXAMPLE_REQUEST["tolerance_error_factor"]],
+    )
+    tolerance_error_floor: ErrorFloor = Field(
+        None,
+        description="Absolute error-rate excess that never counts, 0 to 0.5 (default: "
+        "TOLERANCE_ERROR_FLOOR).",
+        examples=[EXAMPLE_REQUEST["tolerance_error_floor"]],
+    )
+    tolerance_latency_factor: ToleranceFactor = Field(
+        None,
+        description="Canary p95/p50 allowed, x stable's, 1 to 100 (default: "
+        "TOLERANCE_LATENCY_FACTOR).",
+        examples=[EXAMPLE_REQUEST["tolerance_latency_factor"]],
+    )
+    tolerance_latency_floor_ms: LatencyFloorMs = Field(
+        None,
+        description="Absolute latency excess, ms, that never counts, 0 to 60,000 (default: "
+        "TOLERANCE_LATENCY_FLOOR_MS).",
+        examples=[EXAMPLE_REQUEST["tolerance_latency_floor_ms"]],
+    )
+    shield_alpha_promote: Alpha = Field(
+        None,
+        description="Chance the shield lets a canary beyond the indifference zone complete, "
+        "0.0001 to 0.49 (default: SHIELD_ALPHA_PROMOTE).",
+        examples=[EXAMPLE_REQUEST["shield_alpha_promote"]],
+    )
+    shield_alpha_abort: Alpha = Field(
+        None,
+        description="Chance the shield lets a canary within the tolerance be aborted, "
+        "0.0001 to 0.49 (default: SHIELD_ALPHA_ABORT).",
+        examples=[EXAMPLE_REQUEST["shield_alpha_abort"]],
+    )
+
+    def tolerance_overrides(self) -> dict[str, float]:
+        """The tolerance fields this request sets (names as in Tolerance)."""
+        values = {
+            "error_factor": self.tolerance_error_factor,
+            "error_floor": self.tolerance_error_floor,
+            "latency_factor": self.tolerance_latency_factor,
+            "latency_floor_ms": self.tolerance_latency_floor_ms,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def shield_overrides(self) -> dict[str, float]:
+        """The shield fields this request sets (names as in ShieldConfig)."""
+        values = {
+            "alpha_promote": self.shield_alpha_promote,
+            "alpha_abort": self.shield_alpha_abort,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
     @model_validator(mode="after")
     def _distinct_versions(self) -> DecideRequestV1:
         if self.canary_hash == self.stable_hash:
@@ -235,7 +318,8 @@ class DecisionV1(BaseModel):
     reason: str = Field(description="One human sentence.")
     guardrail: str | None = Field(
         description="Which override set the decision (no_data, hard_slo_breach, "
-        "insufficient_evidence, step_count, dry_run), or null when the policy's choice stands."
+        "insufficient_evidence, regression_veto, shield, step_count, dry_run), or null when "
+        "the policy's choice stands."
     )
     policy: PolicyV1
     observation: dict[str, float] | None = Field(

@@ -24,6 +24,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import DEFAULT_MODEL_PATH
+from decision_service.shield import ShieldConfig
+from decision_service.tolerance import Tolerance
 
 QueryPreset = Literal["demo", "ingress-nginx", "istio"]
 DryRunAnswer = Literal["promote", "hold"]
@@ -45,6 +47,18 @@ _GUARDRAIL_PREFIX: Final = "guardrail_"
 def _guardrail(name: str) -> Any:
     """A ``GUARDRAIL_<NAME>`` setting: GuardrailConfig's default and description."""
     info = GuardrailConfig.model_fields[name]
+    return Field(default=info.default, description=info.description)
+
+
+def _tolerance(name: str) -> Any:
+    """A ``TOLERANCE_<NAME>`` setting: Tolerance's default and description."""
+    info = Tolerance.model_fields[name]
+    return Field(default=info.default, description=info.description)
+
+
+def _shield(name: str) -> Any:
+    """A ``SHIELD_<NAME>`` setting: ShieldConfig's default and description."""
+    info = ShieldConfig.model_fields[name]
     return Field(default=info.default, description=info.description)
 
 
@@ -120,6 +134,16 @@ class Settings(BaseSettings):
     guardrail_hard_latency_slo_factor: float = _guardrail("hard_latency_slo_factor")
     guardrail_relative_factor: float = _guardrail("relative_factor")
     guardrail_promote_veto_z: float = _guardrail("promote_veto_z")
+    # What "not worse than stable" means, and the shield (decision_service.tolerance, .shield)
+    tolerance_error_factor: float = _tolerance("error_factor")
+    tolerance_error_floor: float = _tolerance("error_floor")
+    tolerance_latency_factor: float = _tolerance("latency_factor")
+    tolerance_latency_floor_ms: float = _tolerance("latency_floor_ms")
+    shield_enabled: bool = _shield("enabled")
+    shield_alpha_promote: float = _shield("alpha_promote")
+    shield_alpha_abort: float = _shield("alpha_abort")
+    shield_indifference: float = _shield("indifference")
+    shield_proof_windows: int = _shield("proof_windows")
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 
     _api_token: str | None = PrivateAttr(default=None)
@@ -164,14 +188,18 @@ class Settings(BaseSettings):
     def _check_combinations(self) -> Settings:
         if not math.isfinite(self.slo_latency):
             raise ValueError("slo_latency must be a finite number")
-        try:
-            self.guardrails()
-        except ValidationError as exc:  # name the variable, not GuardrailConfig's field
-            problems = "; ".join(
-                f"{_GUARDRAIL_PREFIX}{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise ValueError(problems) from None
+        for prefix, build in (
+            (_GUARDRAIL_PREFIX, self.guardrails),
+            ("tolerance_", self.tolerance),
+            ("shield_", self.shield),
+        ):
+            try:
+                build()
+            except ValidationError as exc:  # name the variable, not the config type's field
+                problems = "; ".join(
+                    f"{prefix}{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                )
+                raise ValueError(problems) from None
         token = self.api_token.get_secret_value().strip() if self.api_token else None
         if token and self.api_token_file is not None:
             raise ValueError("set API_TOKEN or API_TOKEN_FILE, not both")
@@ -193,6 +221,16 @@ class Settings(BaseSettings):
     @property
     def analysis_window_seconds(self) -> float:
         return prometheus_duration_seconds(self.analysis_window)
+
+    def tolerance(self) -> Tolerance:
+        return Tolerance.model_validate(
+            {name: getattr(self, "tolerance_" + name) for name in Tolerance.model_fields}
+        )
+
+    def shield(self) -> ShieldConfig:
+        return ShieldConfig.model_validate(
+            {name: getattr(self, "shield_" + name) for name in ShieldConfig.model_fields}
+        )
 
     def guardrails(self) -> GuardrailConfig:
         return GuardrailConfig.model_validate(

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -115,27 +116,43 @@ class ShieldConfig(BaseModel):
 @dataclass(frozen=True, slots=True)
 class VersionWindow:
     """One version's counts in one analysis window: requests, errors, latency histogram
-    (per-bucket counts, not cumulative, bounds :data:`LATENCY_BUCKETS_SECONDS` then +Inf)."""
+    (per-bucket counts, not cumulative, for ``bounds_ms`` then +Inf; the demo apps' and the
+    simulator's bounds by default). No buckets: no latency measured in the window."""
 
     requests: float
     errors: float
     buckets: tuple[float, ...]
+    bounds_ms: tuple[float, ...] = _BOUNDS_MS
+
+    @property
+    def has_latency(self) -> bool:
+        return len(self.buckets) == len(self.bounds_ms) + 1 and sum(self.buckets) > 0
 
 
-def _quantile_ms(buckets: tuple[float, ...], q: float) -> float | None:
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """The shield's input: stable's windows before the canary, then (canary, stable) ones."""
+
+    baseline: tuple[VersionWindow, ...]
+    life: tuple[tuple[VersionWindow, VersionWindow], ...]
+
+
+def _quantile_ms(window: VersionWindow, q: float) -> float | None:
+    if not window.has_latency:
+        return None
     cumulative, total = [], 0.0
-    for count in buckets:
+    for count in window.buckets:
         total += count
         cumulative.append(total)
-    value = histogram_quantile(q, LATENCY_BUCKETS_SECONDS, cumulative)
-    return None if value is None else value * 1000.0
+    return histogram_quantile(q, window.bounds_ms, cumulative)
 
 
-def _share_above(buckets: tuple[float, ...], threshold_ms: float) -> float:
+def _share_above(window: VersionWindow, threshold_ms: float) -> float:
     """Share of the histogram's requests slower than ``threshold_ms`` (linear in a bucket)."""
+    buckets = window.buckets
     total = sum(buckets)
     below, lower = 0.0, 0.0
-    for bound, count in zip(_BOUNDS_MS, buckets, strict=False):
+    for bound, count in zip(window.bounds_ms, buckets, strict=False):
         if threshold_ms >= bound:
             below += count
             lower = bound
@@ -271,7 +288,7 @@ class Evidence:
         bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
         self._stable_counts.append((stable.requests, stable.errors))
         for metric, q in QUANTILES:
-            value = _quantile_ms(stable.buckets, q)
+            value = _quantile_ms(stable, q)
             if value is not None:
                 bisect.insort(
                     self._stable_quantiles.setdefault(metric, []), (value, stable.requests)
@@ -360,7 +377,9 @@ class Evidence:
         self, metric: Metric, q: float, canary: VersionWindow, stable: VersionWindow
     ) -> None:
         t = self.tolerance
-        value_s = _quantile_ms(stable.buckets, q) if stable.requests > 0 else None
+        if not canary.has_latency:
+            return
+        value_s = _quantile_ms(stable, q) if stable.requests > 0 else None
         references = self._references(metric, value_s, self._stable_quantiles.get(metric, []))
         if references is None:
             return
@@ -370,8 +389,8 @@ class Evidence:
         limit_promote = self.zone.latency_factor * ref_promote + self.zone.latency_floor_ms
         limit_abort = t.latency_factor * ref_abort + t.latency_floor_ms
         allowed = 1.0 - q
-        d_promote = _share_above(canary.buckets, limit_promote) - allowed
-        d_abort = _share_above(canary.buckets, limit_abort) - allowed
+        d_promote = _share_above(canary, limit_promote) - allowed
+        d_abort = _share_above(canary, limit_abort) - allowed
         unit = allowed * q
         self._accumulate(
             metric,
@@ -622,3 +641,42 @@ def _proof_reason(
     if rate > 0:
         reason += f" ({more / rate:.0f} more windows at the current rate)"
     return reason
+
+
+def evidence_from(
+    baseline: Iterable[VersionWindow],
+    life: Iterable[tuple[VersionWindow, VersionWindow]],
+    tolerance: Tolerance,
+    indifference: float,
+) -> Evidence:
+    """The evidence of a canary's windows, added in order (what the simulator does live)."""
+    evidence = Evidence(tolerance, indifference)
+    for stable in baseline:
+        evidence.add_baseline(stable)
+    for canary, stable in life:
+        evidence.add(canary, stable)
+    return evidence
+
+
+def windows_at_current_share(life: Sequence[tuple[VersionWindow, VersionWindow]]) -> int:
+    """How many windows before the last one the canary spent at about its current traffic
+    share: the measurements already taken at this step, counted from Prometheus.
+
+    Within 5 points or 30 % of the last window's share counts as the same step. Without
+    traffic routing two steps can share one pod count (5 % and 10 % are both one pod of six),
+    so this can be larger than the true count; the service takes the smaller of it and its own
+    memory, which can only be short (a restart, another replica) or, after a retried rollout,
+    long: the minimum is never longer than the truth in either case."""
+    shares = [
+        c.requests / (c.requests + s.requests) for c, s in life if c.requests + s.requests > 0
+    ]
+    if not shares:
+        return 0
+    last = shares[-1]
+    band = max(0.05, 0.3 * last)
+    same = 0
+    for share in reversed(shares):
+        if abs(share - last) > band:
+            break
+        same += 1
+    return same - 1

@@ -100,7 +100,7 @@ from decision_service.pipeline import (
     decide,
     observe,
 )
-from decision_service.shield import Evidence, ShieldConfig, ShieldVerdict
+from decision_service.shield import Evidence, ShieldConfig, ShieldVerdict, VersionWindow, Windows
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
@@ -206,6 +206,8 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self._last_evaluation: Evaluation | None = None
         self._observed: tuple[npt.NDArray[np.float32], ShieldVerdict | None] | None = None
         self._shield_config = self.config.shield or ShieldConfig()
+        self._baseline: list[VersionWindow] = []
+        self._life: list[tuple[VersionWindow, VersionWindow]] = []
         self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
 
     # -- episode mechanics ---------------------------------------------------------------
@@ -213,6 +215,11 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
     @property
     def weight(self) -> float:
         return self.config.weights[self._step_index]
+
+    @property
+    def windows(self) -> Windows:
+        """The shield's windows so far, as the service reads them from Prometheus."""
+        return Windows(tuple(self._baseline), tuple(self._life))
 
     @property
     def measurements_at_step(self) -> int:
@@ -251,7 +258,9 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             if self._truth_bad:
                 self._blast += interval.canary.requests
                 cost -= BLAST_COST * interval.canary.requests / max(interval.expected_requests, 1.0)
-            self._evidence.add(shield_window(interval.canary), shield_window(interval.stable))
+            pair = (shield_window(interval.canary), shield_window(interval.stable))
+            self._life.append(pair)
+            self._evidence.add(*pair)
             snapshot = replace(self._sim.snapshot(), evidence=self._evidence.summary())
             self._snapshot = snapshot
             try:
@@ -288,8 +297,12 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             scenario = self._source(self.np_random)
             self._sim = RolloutSimulator(scenario, self.np_random, self.config.interval_seconds)
             self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
-            for window in self._sim.baseline_windows(BASELINE_WINDOWS):
-                self._evidence.add_baseline(shield_window(window))
+            self._baseline = [
+                shield_window(w) for w in self._sim.baseline_windows(BASELINE_WINDOWS)
+            ]
+            self._life = []
+            for window in self._baseline:
+                self._evidence.add_baseline(window)
             truth = episode_truth(self._sim.params, self.config.tolerance, self.config.schedule)
             self._truth_bad = truth == "bad"
             self._zone = episode_class(

@@ -106,8 +106,11 @@ def test_a_stable_window_without_series_holds_below_100(
 def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
     client_for: ClientFactory,
 ) -> None:
+    """At 100 % stable serves nothing: its life-long figures stand in, not no_data (the shield
+    is off here; with it, the final promote also needs its proof, tested elsewhere)."""
     client = client_for(
-        handler=demo_prometheus(Traffic(300, 1), None, stable_life=Traffic(1200, 4))
+        handler=demo_prometheus(Traffic(300, 1), None, stable_life=Traffic(1200, 4)),
+        shield_enabled=False,
     )
     answer = client.post("/v1/decide", json=BODY | {"step_weight": "100"}).json()
     assert (answer["decision"], answer["guardrail"]) == ("promote", None)
@@ -326,7 +329,7 @@ def test_a_body_over_16_kib_is_a_413_in_the_one_error_shape(
     error = response.json()
     assert set(error) == {"error", "message", "details"}
     assert error["error"] == "body_too_large" and "16384 bytes" in error["message"]
-    assert len(fake_prometheus.queries) <= 2  # the accepted one's queries only
+    assert len(fake_prometheus.queries) <= 3  # the accepted one's queries only
     assert "decision_service_body_too_large_total 1.0" in client.get("/metrics").text
 
 
@@ -457,3 +460,41 @@ def test_other_presets_query_their_own_metrics(
     client_for(query_preset=preset).post("/v1/decide", json=BODY | {"service": "web"})
     metric = {"ingress-nginx": "nginx_ingress_controller", "istio": "istio_requests_total"}[preset]
     assert any(metric in query for query in fake_prometheus.queries)
+
+
+def test_a_retried_analysis_starts_counting_from_zero(
+    client_for: ClientFactory, fake_prometheus: FakePrometheus
+) -> None:
+    """``kubectl argo rollouts retry`` keeps the canary hash and the step weights, so this
+    process's memory carries on from the aborted attempt; the windows Prometheus holds show the
+    canary's share dropping to 0 and coming back, and the count starts again from zero."""
+    client = client_for(handler=HEALTHY)
+    for _ in range(4):  # the first attempt's measurements at this step
+        assert client.post("/v1/decide", json=BODY).status_code == 200
+    assert _count(client, BODY) == 0.4  # memory 4, and the windows agree (one steady share)
+    history = [(0.0, 100.0)] * 20 + [(30.0, 70.0)]  # back at 0 %, then one window at 30 %
+    fake_prometheus.handler = _with_window_history(HEALTHY, history)
+    assert _count(client, BODY) == 0.0  # memory 5, the windows say this is the first
+
+
+def _with_window_history(
+    handler: Callable[[str], Reply], shares: list[tuple[float, float]]
+) -> Callable[[str], Reply]:
+    """``handler``, except the range query: canary/stable requests per window as given."""
+
+    def wrapped(query: str) -> Reply:
+        reply = handler(query)
+        body = reply.body
+        if not isinstance(body, dict) or "window:requests" not in query or "life:" in query:
+            return reply
+        result = []
+        for series in body["data"]["result"]:
+            labels = series["metric"]
+            is_canary = labels.get("rollouts_pod_template_hash") == BODY["canary_hash"]
+            if labels.get("decision_query") != "window:requests" or labels.get("code") != "200":
+                continue
+            values = [str(c if is_canary else s) for c, s in shares]
+            result.append({"metric": labels, "value": [0, values[-1]], "_history": values})
+        return Reply(body={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    return wrapped

@@ -56,7 +56,8 @@ def test_metrics_after_decisions_and_failures(
     assert samples[("decision_service_decisions_total", promote)] == 1.0
     assert samples[("decision_service_prometheus_errors_total", (("kind", "http_error"),))] == 1.0
     assert samples[("decision_service_decision_duration_seconds_count", ())] == 1.0
-    assert samples[("decision_service_prometheus_query_duration_seconds_count", ())] == 3.0
+    # start + snapshot + windows for the first decision; the second fails on its first query
+    assert samples[("decision_service_prometheus_query_duration_seconds_count", ())] == 4.0
     assert samples[("decision_service_model_loaded", ())] == 1.0
     info = next(k for k in samples if k[0] == "decision_service_model_info")
     assert dict(info[1])["model"].startswith("always-promote@")

@@ -181,3 +181,20 @@ def test_e_value_and_bound_agree() -> None:
         e = e_value(mean, weight, variance, unit)
         lower = mean - radius(variance, unit, 0.01) / weight
         assert (lower > 0) == (e >= 1 / 0.01), (mean, e, lower)
+
+
+def _pair(canary: float, stable: float) -> tuple[VersionWindow, VersionWindow]:
+    return VersionWindow(canary, 0.0, ()), VersionWindow(stable, 0.0, ())
+
+
+def test_the_windows_at_the_current_share_count_the_measurements_at_the_step() -> None:
+    """The stateless step count: windows at about the last window's share, minus that one."""
+    from decision_service.shield import windows_at_current_share
+
+    steps = [_pair(5, 95)] * 3 + [_pair(20, 80)] * 4
+    assert windows_at_current_share(steps) == 3
+    assert windows_at_current_share(steps[:1]) == 0
+    # a retried rollout: the canary back at 0 %, then its first window at 20 % again
+    retried = [*steps, _pair(0, 100), _pair(0, 100), _pair(20, 80)]
+    assert windows_at_current_share(retried) == 0
+    assert windows_at_current_share([]) == 0

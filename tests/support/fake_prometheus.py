@@ -2,7 +2,10 @@
 
 ``FakePrometheus(handler)`` serves ``/api/v1/query`` (GET or form POST) with
 ``handler(query) -> Reply``: any status, body (JSON or raw bytes) and delay; it records every
-query and request, so a test can also prove that nothing was sent.
+query and request, so a test can also prove that nothing was sent. ``/api/v1/query_range`` gets
+the same handler: an instant-vector reply becomes a matrix holding each series' value at every
+step of the range (every window alike, as a steady service would give; a series' ``_history``
+gives its last values instead); other replies pass.
 """
 
 from __future__ import annotations
@@ -45,6 +48,28 @@ def vector(*series: tuple[dict[str, str], float]) -> dict[str, Any]:
     }
 
 
+def _as_matrix(body: Any, params: dict[str, list[str]]) -> Any:
+    """An instant-vector body as a range answer: each value at every step of the range."""
+    if not (isinstance(body, dict) and body.get("data", {}).get("resultType") == "vector"):
+        return body
+    start = float(params["start"][0])
+    end = float(params["end"][0])
+    step = float(params["step"][0].rstrip("s"))
+    times = []
+    t = start
+    while t <= end + 1e-6:
+        times.append(t)
+        t += step
+    result = []
+    for series in body["data"]["result"]:
+        # a series may carry its recent history (``_history``: the last values, oldest first)
+        history = series.get("_history", [])
+        values = [series["value"][1]] * (len(times) - len(history)) + list(history)
+        values = values[-len(times) :]
+        result.append({"metric": series["metric"], "values": list(zip(times, values, strict=True))})
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+
 class FakePrometheus:
     """``/api/v1/query`` on a loopback port, answered by ``handler(query) -> Reply``."""
 
@@ -57,11 +82,13 @@ class FakePrometheus:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def _answer(self, query: str) -> None:
+            def _answer(self, query: str, params: dict[str, list[str]]) -> None:
                 fake.queries.append(query)
                 reply = fake.handler(query)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if self.path.split("?")[0].endswith("/query_range"):
+                    reply = Reply(reply.status, _as_matrix(reply.body, params), 0.0)
                 body = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
@@ -77,15 +104,15 @@ class FakePrometheus:
             def do_GET(self) -> None:
                 parsed = urllib.parse.urlparse(self.path)
                 fake.requests.append(("GET", self.path, b""))
-                query = urllib.parse.parse_qs(parsed.query).get("query", [""])[0]
-                self._answer(query)
+                params = urllib.parse.parse_qs(parsed.query)
+                self._answer(params.get("query", [""])[0], params)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 data = self.rfile.read(length)
                 fake.requests.append(("POST", self.path, data))
-                query = urllib.parse.parse_qs(data.decode()).get("query", [""])[0]
-                self._answer(query)
+                params = urllib.parse.parse_qs(data.decode())
+                self._answer(params.get("query", [""])[0], params)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

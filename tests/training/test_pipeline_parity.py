@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
 
+from decision_service import api
 from decision_service.app import create_app
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
+from decision_service.shield import ShieldConfig, Windows
 from decision_service.snapshot import MetricsSnapshot
 from decision_service.step_memory import StepMemory
 from scenarios import load_scenarios
@@ -33,17 +36,22 @@ _T = TypeVar("_T")
 
 
 class SnapshotSource:
-    """Stands in for the Prometheus source: answers the snapshot the test sets."""
+    """Stands in for the Prometheus source: answers the snapshot and windows the test sets."""
 
     def __init__(self) -> None:
         self.snapshot: MetricsSnapshot | None = None
+        self.windows: Windows | None = None
 
     async def run(self, job: Callable[[], _T], queries: int = 2) -> _T:
         return job()
 
     def snapshot_blocking(self, target: Any, step_weight: float) -> MetricsSnapshot:
         assert self.snapshot is not None and self.snapshot.step_weight == step_weight
-        return self.snapshot
+        return replace(self.snapshot, evidence=None)  # the route builds it from the windows
+
+    def windows_blocking(self, target: Any) -> Windows:
+        assert self.windows is not None
+        return self.windows
 
     def close(self) -> None:
         return None
@@ -56,6 +64,10 @@ def model() -> Path:
 
 @pytest.fixture(scope="module")
 def service(model: Path) -> Iterator[tuple[TestClient, SnapshotSource]]:
+    # The route's step count is the smaller of its memory and the windows at the current
+    # share (tested on its own in test_step_memory); here the memory is set to the env's count.
+    patch = pytest.MonkeyPatch()
+    patch.setattr(api, "windows_at_current_share", lambda life: 10**6)
     app = create_app(settings_for(model, "http://127.0.0.1:9"))
     with TestClient(app) as client:
         real_source = app.state.service.source
@@ -63,10 +75,15 @@ def service(model: Path) -> Iterator[tuple[TestClient, SnapshotSource]]:
         app.state.service.source = stub
         yield client, stub
         app.state.service.source = real_source
+    patch.undo()
 
 
 def _route_decision(
-    client: TestClient, stub: SnapshotSource, snapshot: MetricsSnapshot, count: int
+    client: TestClient,
+    stub: SnapshotSource,
+    snapshot: MetricsSnapshot,
+    count: int,
+    windows: Windows,
 ) -> tuple[str, str | None, str]:
     state = client.app.state.service  # type: ignore[attr-defined]
     state.memory = StepMemory()
@@ -76,6 +93,7 @@ def _route_decision(
     for _ in range(count):
         state.memory.record(key)
     stub.snapshot = snapshot
+    stub.windows = windows
     response = client.post("/v1/decide", json=BODY | {"step_weight": str(snapshot.step_weight)})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -89,13 +107,15 @@ def test_route_and_environment_agree_decision_for_decision(
     policy = OnnxPolicy(model)
     seen: Counter[tuple[str, str | None]] = Counter()
     for scenario in load_scenarios(SCENARIOS_DIR):
-        env = CanaryRolloutEnv([scenario], EnvConfig(guardrails=GuardrailConfig()))
+        env = CanaryRolloutEnv(
+            [scenario], EnvConfig(guardrails=GuardrailConfig(), shield=ShieldConfig())
+        )
         for seed in range(4):
             _, info = env.reset(seed=seed, options={"allow_terminal": True})
             while "outcome" not in info:
                 snapshot, count = env.snapshot, env.measurements_at_step
                 assert snapshot is not None
-                routed = _route_decision(client, stub, snapshot, count)
+                routed = _route_decision(client, stub, snapshot, count, env.windows)
                 _, _, _, _, info = env.step_policy(policy)
                 evaluation = env.last_evaluation
                 assert evaluation is not None
@@ -109,3 +129,4 @@ def test_route_and_environment_agree_decision_for_decision(
     # The comparison covered the policy's own choices and the overrides that occur in practice.
     assert seen["promote", None] and seen["hold", None] and seen["abort", None]
     assert seen["hold", "step_count"] + seen["hold", "regression_veto"] > 0, seen
+    assert seen["hold", "shield"] > 0, seen
