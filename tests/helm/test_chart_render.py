@@ -56,6 +56,15 @@ SERVICE_ENV_VARS = {
     "GUARDRAIL_HARD_LATENCY_SLO_FACTOR",
     "GUARDRAIL_RELATIVE_FACTOR",
     "GUARDRAIL_PROMOTE_VETO_Z",
+    "TOLERANCE_ERROR_FACTOR",
+    "TOLERANCE_ERROR_FLOOR",
+    "TOLERANCE_LATENCY_FACTOR",
+    "TOLERANCE_LATENCY_FLOOR_MS",
+    "SHIELD_ENABLED",
+    "SHIELD_ALPHA_PROMOTE",
+    "SHIELD_ALPHA_ABORT",
+    "SHIELD_INDIFFERENCE",
+    "SHIELD_PROOF_WINDOWS",
     "LOG_LEVEL",
 }
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -387,6 +396,11 @@ def test_settings_follow_the_values() -> None:
     assert env["ANALYSIS_WINDOW"] == "1m"
     assert env["GUARDRAIL_HARD_ERROR_RATE"] == "0.2"
     assert env["GUARDRAIL_MIN_CANARY_REQUESTS"] == "50"
+    assert env["TOLERANCE_ERROR_FACTOR"] == "1.5"
+    assert env["TOLERANCE_LATENCY_FLOOR_MS"] == "10"
+    assert env["SHIELD_ALPHA_PROMOTE"] == "0.05"
+    assert env["SHIELD_PROOF_WINDOWS"] == "6"
+    assert "SHIELD_ENABLED" not in env  # unset keys keep the service's defaults
     assert env["LOG_LEVEL"] == "debug"
 
 
