@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 SCENARIO ?= healthy
 EPISODES ?= 2000
 
-.PHONY: install install-serve prometheus test test-all lint typecheck demo bench train export evaluate
+.PHONY: install install-serve prometheus test test-all lint typecheck demo bench soak train export evaluate
 
 # Everything: serving deps, the `train` extra (torch pinned to the CPU build) and the dev tools.
 install:
@@ -46,6 +46,11 @@ bench: install prometheus
 	$(PYTHON) benchmarks/bench_features.py
 	$(PYTHON) benchmarks/bench_service.py
 	$(PYTHON) benchmarks/bench_loadgen.py
+
+# Longer load (~3 min): concurrency 64 and 256 for 30 s each, then Prometheus stalled for 10 s;
+# errors, p99, RSS before and after, recovery. Figures only (README, "Hardening and soak").
+soak: install prometheus
+	$(PYTHON) benchmarks/soak.py
 
 # The shipped policy: two seeds of one config, trained side by side (one core each, ~17 min).
 TRAIN_SEEDS ?= 7 11
