@@ -328,8 +328,9 @@ def test_e2e_aborts_a_buggy_canary_and_promotes_a_healthy_one() -> None:
     buggy = text.index('"value": "buggy"')
     healthy = text.index('"value": "healthy"')
     assert buggy < healthy
-    assert ".status.abort" in text
-    assert "kubectl argo rollouts status" in text[healthy:] and "Healthy" in text[healthy:]
+    # Both waits run the tested script (tests/workflows/test_wait_rollout.py).
+    assert "wait_rollout.py" in text[buggy:healthy] and "--expect aborted" in text[buggy:healthy]
+    assert "--expect healthy" in text[healthy:] and "--require-new-stable" in text[healthy:]
     for scenario in ("buggy", "healthy"):
         assert (REPO_ROOT / "scenarios" / f"{scenario}.yaml").is_file()
 
