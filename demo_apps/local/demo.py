@@ -117,7 +117,15 @@ def format_event(event: Event, origin: float, total_steps: int) -> str | None:
         )
     if event.kind == "weight":
         return f"{at} {step} setWeight -> canary {event.weight} %"
-    if event.kind in ("analysis", "analysis_done", "paused", "pause", "command", "start"):
+    if event.kind in (
+        "analysis",
+        "initial_delay",
+        "analysis_done",
+        "paused",
+        "pause",
+        "command",
+        "start",
+    ):
         return f"{at} {step} {event.message}"
     if event.kind == "verdict":
         return f"{at} VERDICT: {event.message}"

@@ -9,10 +9,12 @@ step                   what the driver does
 =====================  ======================================================================
 ``setWeight: w``       tells the traffic router (the demo's load generator) to send w % to
                        the canary
-``analysis``           runs the AnalysisRun: measurements every ``interval`` until the metric
-                       is assessed. **Successful** → next step; **Failed** or **Error** →
-                       abort (weight 0: all traffic to stable); **Inconclusive** → paused
-                       until a human sends ``promote`` (skip this step) or ``abort``
+``analysis``           runs the AnalysisRun: the first measurement after the metric's
+                       ``initialDelay`` (Argo measures at once without one), then every
+                       ``interval`` until the metric is assessed. **Successful** → next
+                       step; **Failed** or **Error** → abort (weight 0: all traffic to
+                       stable); **Inconclusive** → paused until a human sends ``promote``
+                       (skip this step) or ``abort``
 ``pause``              waits ``duration`` (or, without one, for ``promote``); a demo that
                        compresses time passes ``time_scale`` and the wait is divided by it
                        (the analysis interval is compressed through the template's args)
@@ -275,6 +277,15 @@ class RolloutDriver:
         self._emit("analysis", step.index, f"analysis {step.template} at {step.weight} %")
         result = MetricResult()
         if metric.initial_delay_seconds > 0:
+            # Argo waits initialDelay from the AnalysisRun's start before the first measurement
+            # (generateMetricTasks). It is not divided by time_scale: the template derives it
+            # from the `interval` arg, which a demo compresses.
+            self._emit(
+                "initial_delay",
+                step.index,
+                f"initialDelay {metric.initial_delay_seconds:g} s before the first measurement",
+                seconds=metric.initial_delay_seconds,
+            )
             command = self._commands.wait(metric.initial_delay_seconds)
             if command is not None:
                 self._command(command, step.index)

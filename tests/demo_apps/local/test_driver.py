@@ -53,7 +53,7 @@ def drive(
     react: Callable[[Event, CommandQueue], None] | None = None,
     commands: CommandQueue | None = None,
     pause_timeout: float | None = 5.0,
-    time_scale: float = 3000.0,  # the Rollout's 30 s pauses last 10 ms
+    time_scale: float = 3000.0,  # a 30 s pause step lasts 10 ms
 ) -> Run:
     fake = FakeDecisionService(script)
     weights: list[int] = []
@@ -108,33 +108,70 @@ def test_abort_at_the_first_analysis_sends_all_traffic_back_to_stable() -> None:
     run = drive([decision("abort", "canary error rate 20 %")])
     assert run.verdict.outcome == "aborted"
     assert run.weights == [0, 5, 0]
-    assert run.verdict.step == 2  # setWeight 5, pause, analysis
+    assert run.verdict.step == 1  # setWeight 5, analysis
     assert "failed (1) > failureLimit (0)" in run.verdict.reason
     (measurement,) = run.of("measurement")
     assert measurement.data["decision"] == "abort"
     assert measurement.data["reason"] == "canary error rate 20 %"
 
 
-def test_each_weight_gets_one_pause_of_traffic_before_its_first_measurement() -> None:
-    # time_scale 300: the manifest's 30 s pause lasts 0.1 s
-    run = drive([decision("promote") for _ in WEIGHTS], time_scale=300.0)
+def test_each_weight_gets_one_interval_of_traffic_before_its_first_measurement() -> None:
+    # The template's initialDelay is `{{args.interval}}`: 100 ms here, as the interval.
+    run = drive([decision("promote") for _ in WEIGHTS], interval="100ms")
     assert run.verdict.outcome == "promoted"
     set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + len(WEIGHTS)]
     for weight_time, asked_at in zip(set_at, run.fake.times, strict=True):
         assert asked_at - weight_time >= 0.095
-    pauses = [e for e in run.events if e.kind == "pause"]
-    assert [p.data["seconds"] for p in pauses] == [pytest.approx(0.1)] * len(WEIGHTS)
+    delays = [e for e in run.events if e.kind == "initial_delay"]
+    assert [d.data["seconds"] for d in delays] == [pytest.approx(0.1)] * len(WEIGHTS)
+    assert not [e for e in run.events if e.kind == "pause"]  # no pause steps any more
 
 
-def test_an_abort_during_a_pause_step_rolls_back_without_measuring() -> None:
+def test_without_initial_delay_the_first_measurement_is_at_once(tmp_path: Path) -> None:
+    """Argo's generateMetricTasks: no initialDelay, the first measurement right away."""
+
+    def no_delay(doc: dict[str, Any]) -> None:
+        del doc["spec"]["metrics"][0]["initialDelay"]
+
+    run = drive(
+        [decision("promote") for _ in WEIGHTS],
+        manifests=_manifests_with(tmp_path, no_delay),
+        interval="1s",
+    )
+    assert run.verdict.outcome == "promoted"
+    set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + len(WEIGHTS)]
+    assert all(b - a < 0.5 for a, b in zip(set_at, run.fake.times, strict=True))
+
+
+def test_an_abort_during_the_initial_delay_rolls_back_without_measuring() -> None:
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "initial_delay":
+            queue.put("abort")
+
+    run = drive([], react=human, interval="30s")
+    assert run.verdict.outcome == "aborted"
+    assert run.fake.requests == []
+    assert run.weights == [0, 5, 0]
+
+
+def test_a_pause_step_with_a_duration_is_compressed_by_the_time_scale(tmp_path: Path) -> None:
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    rollout["spec"]["strategy"]["canary"]["steps"] = [steps[0], {"pause": {"duration": "30s"}}]
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    (tmp_path / "analysis-template.yaml").write_text((BASE / "analysis-template.yaml").read_text())
+    run = drive([], manifests=Manifests.load(tmp_path), time_scale=300.0)
+    assert run.verdict.outcome == "promoted"
+    (pause,) = run.of("pause")
+    assert pause.data["seconds"] == pytest.approx(0.1)
+
     def human(event: Event, queue: CommandQueue) -> None:
         if event.kind == "pause":
             queue.put("abort")
 
-    run = drive([], react=human, time_scale=1.0)
-    assert run.verdict.outcome == "aborted"
-    assert run.fake.requests == []
-    assert run.weights == [0, 5, 0]
+    aborted = drive([], manifests=Manifests.load(tmp_path), react=human, time_scale=1.0)
+    assert aborted.verdict.outcome == "aborted"
+    assert aborted.weights == [0, 5, 0]
 
 
 def test_a_pause_without_duration_waits_for_promote(tmp_path: Path) -> None:
@@ -337,3 +374,21 @@ def test_an_override_must_name_a_declared_arg() -> None:
             secrets=SECRET,
             arg_overrides={"intervall": "1s"},
         )
+
+
+def test_a_compressed_interval_compresses_the_initial_delay_too() -> None:
+    """The demo and its e2e tests shorten the template's interval by an arg; initialDelay
+    (`{{args.interval}}`) must shrink with it, or each step would wait the real 30 s."""
+    with httpx.Client() as client:
+        driver = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=print,
+            stable_hash="a",
+            canary_hash="b",
+            secrets=SECRET,
+            arg_overrides={"interval": "3s"},
+        )
+    metrics = [s.metric for s in driver.steps if s.metric is not None]
+    assert len(metrics) == len(WEIGHTS)
+    assert all(m.initial_delay_seconds == m.interval_seconds == 3.0 for m in metrics)
