@@ -197,3 +197,21 @@ def test_every_manifest_is_valid_under_the_strict_schema_too() -> None:
 
 def test_docs_list_is_what_exists() -> None:
     assert all(isinstance(p, Path) and p.is_file() for p in DOCS)
+
+
+def test_docs_count_consecutive_errors_as_argo_does() -> None:
+    """Argo errs a metric when its consecutive errors are *more than* consecutiveErrorLimit
+    (assessMetricFailureInconclusiveOrError): with the limit 4 it is the 5th error that aborts."""
+    texts = {
+        str(path.relative_to(REPO_ROOT)): path.read_text()
+        for path in [
+            *DOCS,
+            *sorted((REPO_ROOT / "rollouts").rglob("*.yaml")),
+            CHART_DIR / "values.yaml",
+            *sorted((CHART_DIR / "templates").iterdir()),
+        ]
+    }
+    wrong = re.compile(r"(?i)\b(?:four|4)(?: errors)? in a row|\(4\) errors in a row")
+    assert [name for name, text in texts.items() if wrong.search(text)] == []
+    for name in ("README.md", "docs/install.md"):
+        assert re.search(r"(?i)\b(?:fifth|5th)\b", texts[name]), name
