@@ -215,3 +215,10 @@ def test_docs_count_consecutive_errors_as_argo_does() -> None:
     assert [name for name, text in texts.items() if wrong.search(text)] == []
     for name in ("README.md", "docs/install.md"):
         assert re.search(r"(?i)\b(?:fifth|5th)\b", texts[name]), name
+
+
+def test_docs_do_not_call_a_dry_run_promote_safe() -> None:
+    """In dry-run with answer=promote every step passes: nothing stops a bad canary."""
+    for path in DOCS:
+        text = " ".join(path.read_text().split())
+        assert not re.search(r"(?i)the (?:configured )?safe (?:answer|decision)", text), path
