@@ -313,7 +313,7 @@ class RolloutDriver:
                 observation=value.get("observation"),
                 policy=value.get("policy"),
                 error=measurement.message or None,
-                number=len(result.measurements),
+                number=result.count + result.error,
             )
             phase, message = assess(metric, result)
             if phase is not None:

@@ -259,11 +259,24 @@ def test_errors_within_the_limit_are_retried_and_a_promote_still_counts() -> Non
     assert run.verdict.outcome == "promoted"
 
 
-def test_a_body_without_the_decision_is_inconclusive_and_bad_json_is_an_error() -> None:
+def test_a_body_without_the_decision_is_inconclusive_and_bad_json_is_successful() -> None:
+    """Argo v1.9.1's parseResponse: a 2xx body that is not JSON is the value, Successful, and
+    the conditions are not evaluated, so the step passes (with consecutiveSuccessLimit 1)."""
     script = [Reply(200, {"unexpected": 1}), Reply(200, b"not json"), decision("abort")]
     run = drive(script)
-    phases = [e.data["phase"] for e in run.of("measurement")]
-    assert phases == ["Inconclusive", "Error", "Failed"]
+    measurements = run.of("measurement")
+    assert [e.data["phase"] for e in measurements] == ["Inconclusive", "Successful", "Failed"]
+    assert "not JSON" in measurements[1].data["error"]
+    assert run.weights == [0, 5, 10, 0]
+
+
+@pytest.mark.parametrize("body", [None, "promote", ["promote"]])
+def test_a_decision_field_of_null_a_string_or_a_list_is_an_error(body: Any) -> None:
+    """expr panics on `result.decision` there: Error measurements, then the abort (5th)."""
+    run = drive([Reply(200, body)] * 5)
+    assert [e.data["phase"] for e in run.of("measurement")] == ["Error"] * 5
+    assert "cannot fetch decision" in run.of("measurement")[0].data["error"]
+    assert run.verdict.outcome == "aborted"
 
 
 def test_a_command_during_an_analysis_acts_at_once() -> None:
