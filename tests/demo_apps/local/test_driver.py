@@ -7,6 +7,7 @@ arg, as the demo does), so the driver is tested on what it will run.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ def drive(
     commands: CommandQueue | None = None,
     pause_timeout: float | None = 5.0,
     time_scale: float = 3000.0,  # a 30 s pause step lasts 10 ms
+    canary_ready: Callable[[], bool] | None = None,
 ) -> Run:
     fake = FakeDecisionService(script)
     weights: list[int] = []
@@ -80,6 +82,8 @@ def drive(
             error_retry_seconds=0.01,
             pause_timeout_seconds=pause_timeout,
             time_scale=time_scale,
+            canary_ready=canary_ready,
+            ready_poll_seconds=0.01,
         )
         verdict = driver.run()
     return Run(fake, verdict, weights, events)
@@ -357,15 +361,39 @@ def test_an_unsupported_condition_is_refused_before_any_weight_is_set(
     assert weights == []
 
 
-def test_a_missing_secret_or_provider_is_refused(tmp_path: Path) -> None:
-    with (
-        pytest.raises(ManifestError, match="no Secret 'k8s-rollout-agent-token'"),
-        httpx.Client() as c,
-    ):
-        RolloutDriver(
-            Manifests.load(BASE), client=c, set_weight=print, stable_hash="a", canary_hash="b"
-        )
+def test_a_missing_secret_is_an_error_analysis_run_and_the_rollout_aborts() -> None:
+    """Argo resolves secretKeyRef args when the AnalysisRun runs: 'Unable to resolve metric
+    arguments', the run is an Error, the rollout aborts (not refused before the rollout)."""
+    fake = FakeDecisionService([])
+    weights: list[int] = []
+    with serve(fake), httpx.Client() as client:
+        verdict = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=weights.append,
+            stable_hash="a",
+            canary_hash="b",
+            host_overrides={TEMPLATE_HOST: fake.url},
+        ).run()
+    assert verdict.outcome == "aborted"
+    assert 'Unable to resolve metric arguments: secrets "k8s-rollout-agent-token" not found' in (
+        verdict.reason
+    )
+    assert weights == [0, 5, 0]
+    assert fake.requests == []
+    with httpx.Client() as client:
+        verdict = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=lambda weight: None,
+            stable_hash="a",
+            canary_hash="b",
+            secrets={("k8s-rollout-agent-token", "other"): "x"},
+        ).run()
+    assert "key 'token' does not exist in secret 'k8s-rollout-agent-token'" in verdict.reason
 
+
+def test_an_unsupported_provider_is_refused(tmp_path: Path) -> None:
     def prometheus(doc: dict[str, Any]) -> None:
         doc["spec"]["metrics"][0]["provider"] = {"prometheus": {"query": "up"}}
 
@@ -405,3 +433,158 @@ def test_a_compressed_interval_compresses_the_initial_delay_too() -> None:
     metrics = [s.metric for s in driver.steps if s.metric is not None]
     assert len(metrics) == len(WEIGHTS)
     assert all(m.initial_delay_seconds == m.interval_seconds == 3.0 for m in metrics)
+
+
+# -- where the driver follows Argo rather than its own shortcuts --------------------------
+
+
+def _edit_both(tmp_path: Path, edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> Manifests:
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    template = yaml.safe_load((BASE / "analysis-template.yaml").read_text())
+    edit(rollout, template)
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    (tmp_path / "analysis-template.yaml").write_text(yaml.safe_dump(template))
+    return Manifests.load(tmp_path)
+
+
+def test_set_weight_completes_only_once_the_canary_is_available() -> None:
+    """completedCurrentCanaryStep: a setWeight waits for the canary pods (here: its health)."""
+    answers = iter([False, False, False] + [True] * 100)
+    asked: list[float] = []
+
+    def canary_ready() -> bool:
+        asked.append(time.monotonic())
+        return next(answers)
+
+    run = drive([decision("promote") for _ in WEIGHTS], canary_ready=canary_ready)
+    assert run.verdict.outcome == "promoted"
+    ready = run.of("canary_ready")
+    assert len(ready) == len(WEIGHTS)
+    # The first analysis asked only after the canary became available.
+    assert run.fake.times[0] >= asked[3]
+    assert ready[0].time >= asked[3]
+
+
+def test_a_canary_never_available_hits_the_progress_deadline(tmp_path: Path) -> None:
+    def deadline(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        rollout["spec"]["progressDeadlineSeconds"] = 60  # 20 ms at time_scale 3000
+
+    stuck = drive([], manifests=_edit_both(tmp_path, deadline), canary_ready=lambda: False)
+    assert stuck.verdict.outcome == "paused"
+    assert "ProgressDeadlineExceeded" in stuck.verdict.reason
+    assert stuck.weights == [0, 5]
+
+    def deadline_abort(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        deadline(rollout, template)
+        rollout["spec"]["progressDeadlineAbort"] = True
+
+    aborted = drive([], manifests=_edit_both(tmp_path, deadline_abort), canary_ready=lambda: False)
+    assert aborted.verdict.outcome == "aborted"
+    assert aborted.weights == [0, 5, 0]
+
+
+def test_a_step_arg_the_template_lacks_is_ignored(tmp_path: Path) -> None:
+    def extra(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+            if "analysis" in step:
+                step["analysis"]["args"].append({"name": "owner", "value": "team-a"})
+
+    run = drive([decision("promote") for _ in WEIGHTS], manifests=_edit_both(tmp_path, extra))
+    assert run.verdict.outcome == "promoted"
+    assert "ignored: owner" in run.of("analysis")[0].message
+
+
+@pytest.mark.parametrize("where", ["step", "template"])
+def test_a_dry_run_metric_never_fails_the_run(tmp_path: Path, where: str) -> None:
+    """assessRunStatus: a dry-run metric runs until assessed; its phase does not count."""
+
+    def dry(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        rule = [{"metricName": "rl-.*"}]
+        if where == "template":
+            template["spec"]["dryRun"] = rule
+        else:
+            for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+                if "analysis" in step:
+                    step["analysis"]["dryRun"] = rule
+
+    run = drive(
+        [decision("abort")] + [decision("hold")] * 3 + [decision("promote")] * 5,
+        manifests=_edit_both(tmp_path, dry),
+        count="3",
+    )
+    assert run.verdict.outcome == "promoted"  # an abort and an Inconclusive step, ignored
+    assert [e.data["phase"] for e in run.of("dry_run")] == ["Failed", "Inconclusive"]
+    assert run.weights == [0, *WEIGHTS, 100]
+    assert "(dry-run)" in run.of("analysis")[0].message
+
+
+def test_a_dry_run_rule_matching_no_metric_is_refused(tmp_path: Path) -> None:
+    def dry(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        template["spec"]["dryRun"] = [{"metricName": "latency"}]
+
+    with pytest.raises(ManifestError, match=r"dryRun\[0\]: Rule didn't match"):
+        drive([], manifests=_edit_both(tmp_path, dry))
+
+
+def test_measurement_retention_sets_how_many_measurements_are_kept(tmp_path: Path) -> None:
+    kept: list[int] = []
+
+    def retention(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        template["spec"]["measurementRetention"] = [{"metricName": "rl-decision", "limit": 2}]
+
+    manifests = _edit_both(tmp_path, retention)
+    with httpx.Client() as client:
+        driver = RolloutDriver(
+            manifests, client=client, set_weight=kept.append, stable_hash="a", canary_hash="b"
+        )
+    assert {s.analysis.history_limit for s in driver.steps if s.analysis} == {2}
+    with httpx.Client() as client:
+        default = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=kept.append,
+            stable_hash="a",
+            canary_hash="b",
+        )
+    assert {s.analysis.history_limit for s in default.steps if s.analysis} == {10}
+
+
+def test_a_background_analysis_is_refused(tmp_path: Path) -> None:
+    def background(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        rollout["spec"]["strategy"]["canary"]["analysis"] = {
+            "templates": [{"templateName": "rl-canary-analysis"}]
+        }
+
+    with pytest.raises(ManifestError, match="background analysis"):
+        drive([], manifests=_edit_both(tmp_path, background))
+
+
+def test_the_weight_field_ref_needs_traffic_routing(tmp_path: Path) -> None:
+    weight_ref = {"fieldRef": {"fieldPath": "status.canary.weights.canary.weight"}}
+
+    def by_field(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+            for arg in step.get("analysis", {}).get("args", []):
+                if arg["name"] == "step-weight":
+                    arg.pop("value")
+                    arg["valueFrom"] = weight_ref
+
+    with pytest.raises(ManifestError, match="no trafficRouting"):
+        drive([], manifests=_edit_both(tmp_path, by_field))
+
+    def routed(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        by_field(rollout, template)
+        rollout["spec"]["strategy"]["canary"]["trafficRouting"] = {
+            "nginx": {"stableIngress": "demo-app"}
+        }
+
+    run = drive([decision("promote") for _ in WEIGHTS], manifests=_edit_both(tmp_path, routed))
+    assert [r["body"]["step_weight"] for r in run.fake.requests] == [str(w) for w in WEIGHTS]
+
+
+def test_a_template_argo_rejects_is_refused(tmp_path: Path) -> None:
+    def too_few(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        template["spec"]["metrics"][0]["consecutiveSuccessLimit"] = 3
+
+    with pytest.raises(ManifestError, match=r"count \(1\) must be >= failureLimit"):
+        drive([], manifests=_edit_both(tmp_path, too_few), count="1")
