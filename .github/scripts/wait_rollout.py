@@ -68,6 +68,8 @@ def classify(rollout: Mapping[str, Any]) -> State:
     if phase == "Degraded":
         return State("degraded", detail, stable, current)
     reasons = [str(c.get("reason", "")) for c in status.get("pauseConditions") or []]
+    if reasons and _current_pause_waits_forever(spec, status):
+        reasons = [*reasons, "pause step without a duration"]
     if spec.get("paused") or any(r not in TIMED_PAUSES for r in reasons):
         human = [r for r in reasons if r not in TIMED_PAUSES] or ["spec.paused"]
         return State("human-pause", f"{detail} pauseConditions={human}", stable, current)
@@ -76,6 +78,16 @@ def classify(rollout: Mapping[str, Any]) -> State:
     if phase == "Healthy" and stable and stable == current:
         return State("healthy", detail, stable, current)
     return State("progressing", detail, stable, current)
+
+
+def _current_pause_waits_forever(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether the current canary step is a `pause: {}` (its CanaryPauseStep never ends)."""
+    steps = (spec.get("strategy", {}).get("canary") or {}).get("steps") or []
+    index = status.get("currentStepIndex")
+    if not isinstance(index, int) or not 0 <= index < len(steps):
+        return False
+    pause = steps[index].get("pause")
+    return isinstance(pause, dict) and pause.get("duration") in (None, "")
 
 
 def judge(

@@ -96,6 +96,16 @@ def test_a_manual_pause_waits_for_a_human() -> None:
     assert wait_rollout.classify(rollout).kind == "human-pause"
 
 
+def test_a_pause_step_without_a_duration_waits_for_a_human() -> None:
+    """Its pause condition is CanaryPauseStep too, but it ends only on promote."""
+    rollout = status("paused-duration-step")  # currentStepIndex 1
+    steps = [{"setWeight": 5}, {"pause": {"duration": "30s"}}]
+    rollout["spec"]["strategy"]["canary"]["steps"] = steps
+    assert wait_rollout.classify(rollout).kind == "timed-pause"
+    rollout["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 5}, {"pause": {}}]
+    assert wait_rollout.classify(rollout).kind == "human-pause"
+
+
 def test_healthy_can_require_a_new_stable() -> None:
     unchanged = status("healthy")
     unchanged["status"]["stableRS"] = unchanged["status"]["currentPodHash"] = BEFORE
