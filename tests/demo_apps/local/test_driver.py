@@ -6,6 +6,7 @@ arg, as the demo does), so the driver is tested on what it will run.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -588,3 +589,28 @@ def test_a_template_argo_rejects_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ManifestError, match=r"count \(1\) must be >= failureLimit"):
         drive([], manifests=_edit_both(tmp_path, too_few), count="1")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/install.md"])
+def test_the_docs_examples_run_as_the_driver_runs_them(tmp_path: Path, doc: str) -> None:
+    """The docs' Rollout examples with the ClusterAnalysisTemplate the chart ships: each
+    analysis straight after its setWeight, its first measurement one interval later."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO_ROOT / doc).read_text(), flags=re.DOTALL)
+    (example,) = [yaml.safe_load(b) for b in blocks if "setWeight" in b]
+    strategy = example["spec"]["strategy"] if "spec" in example else example["strategy"]
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    rollout["spec"]["strategy"] = strategy
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    cluster = REPO_ROOT / "rollouts" / "cluster-analysis-template.yaml"
+    (tmp_path / "cluster-analysis-template.yaml").write_text(cluster.read_text())
+    steps = strategy["canary"]["steps"]
+    weights = [s["setWeight"] for s in steps if "setWeight" in s]
+    analyses = sum(1 for s in steps if "analysis" in s)
+    run = drive(
+        [decision("promote")] * analyses, manifests=Manifests.load(tmp_path), interval="100ms"
+    )
+    assert run.verdict.outcome == "promoted"
+    assert run.weights == [0, *weights, 100]
+    set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + analyses]
+    for weight_time, asked_at in zip(set_at, run.fake.times, strict=True):
+        assert asked_at - weight_time >= 0.095
