@@ -10,6 +10,9 @@ Part of the local Argo semantics (the overview is in :mod:`demo_apps.local.manif
   not met, Failed when only the success limit applies, else Successful.
 * **The next measurement**: Error measurements do not count toward ``count``; after one, the
   next measurement comes after the error retry interval (Argo: 10 s) instead of ``interval``.
+* **History**: the counters cover every measurement, but only the last 10 measurements are kept
+  (``DefaultMeasurementHistoryLimit``), or the limit of a ``measurementRetention`` rule matching
+  the metric.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from demo_apps.local.web import Measurement, WebMetric
 
 #: Argo's ``DefaultErrorRetryInterval``.
 DEFAULT_ERROR_RETRY_SECONDS = 10.0
+#: Argo's ``DefaultMeasurementHistoryLimit``: measurements kept per metric.
+DEFAULT_MEASUREMENT_HISTORY_LIMIT = 10
 
 
 @dataclass
@@ -35,9 +40,12 @@ class MetricResult:
     error: int = 0
     consecutive_error: int = 0
     consecutive_success: int = 0
+    #: Measurements kept (the oldest are dropped; the counters keep counting).
+    history_limit: int = DEFAULT_MEASUREMENT_HISTORY_LIMIT
 
     def record(self, measurement: Measurement) -> None:
         self.measurements.append(measurement)
+        del self.measurements[: max(0, len(self.measurements) - self.history_limit)]
         if measurement.phase == "Error":
             self.error += 1
             self.consecutive_error += 1

@@ -117,7 +117,17 @@ def format_event(event: Event, origin: float, total_steps: int) -> str | None:
         )
     if event.kind == "weight":
         return f"{at} {step} setWeight -> canary {event.weight} %"
-    if event.kind in ("analysis", "analysis_done", "paused", "pause", "command", "start"):
+    if event.kind in (
+        "analysis",
+        "initial_delay",
+        "canary_ready",
+        "dry_run",
+        "analysis_done",
+        "paused",
+        "pause",
+        "command",
+        "start",
+    ):
         return f"{at} {step} {event.message}"
     if event.kind == "verdict":
         return f"{at} VERDICT: {event.message}"
@@ -201,6 +211,12 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
                 ).start()
             try:
                 with httpx.Client() as client:
+                    canary_health = f"{stack.apps['canary'].url}/healthz"
+
+                    def canary_ready() -> bool:
+                        # Argo completes a setWeight once the canary pods are available.
+                        return client.get(canary_health, timeout=2.0).status_code == 200
+
                     driver = RolloutDriver(
                         manifests,
                         client=client,
@@ -215,6 +231,7 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
                         error_retry_seconds=ARGO_ERROR_RETRY_SECONDS / time_scale,
                         pause_timeout_seconds=options.pause_timeout,
                         time_scale=time_scale,
+                        canary_ready=canary_ready,
                     )
                     verdict = driver.run()
             finally:

@@ -18,8 +18,14 @@ What this module covers:
 * **Args**: a template's args (``value`` defaults, ``valueFrom.secretKeyRef``) merged with the
   Rollout step's args (``value``, ``valueFrom.podTemplateHashValue: Stable|Latest``,
   ``valueFrom.fieldRef`` for ``metadata.name``, ``metadata.namespace`` and
-  ``status.canary.weights.canary.weight``); the step's values win. An arg left without a value
-  is an error, as in Argo.
+  ``status.canary.weights.canary.weight``); the step's values win, and a step arg the template
+  does not declare is ignored (Argo's ``MergeArgs``). An arg left without a value is an error, as
+  in Argo. The weight ``fieldRef`` resolves only with traffic routing: without it the Rollout has
+  no ``status.canary.weights``, Argo cannot create the AnalysisRun ("invalid path ... in
+  rollout") and the rollout stays at that step, so it is refused here. ``secretKeyRef`` args are
+  resolved when the analysis starts, not before (:func:`resolve_secret_args`): a missing Secret
+  or key makes that AnalysisRun an Error ("Unable to resolve metric arguments"), and the rollout
+  aborts; until then they hold a placeholder, as Argo validates metrics.
 * **Substitution**: ``{{args.name}}`` is replaced in every string of the metric — url, headers,
   body, conditions and also ``interval``/``count``/limits (Argo templates the whole metric as
   JSON); a placeholder naming an unknown arg is an error.
@@ -124,13 +130,32 @@ class ArgContext:
     canary_weight: int = 0
     #: (secret name, key) -> value, in the Rollout's namespace.
     secrets: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    #: Whether the Rollout has ``strategy.canary.trafficRouting`` (then it has
+    #: ``status.canary.weights``).
+    traffic_routing: bool = False
+
+
+#: What a ``secretKeyRef`` arg holds until the analysis starts (Argo's own placeholder in
+#: ``getResolvedMetricsWithoutSecrets``).
+SECRET_PLACEHOLDER = "temp-for-secret"
+WEIGHT_FIELD = "status.canary.weights.canary.weight"
+
+
+class ArgResolutionError(ManifestError):
+    """An arg Argo could not resolve when the AnalysisRun ran (a missing Secret or key)."""
 
 
 def _field_ref(path: str, context: ArgContext) -> str:
+    if path == WEIGHT_FIELD and not context.traffic_routing:
+        raise ManifestError(
+            f"fieldRef '{path}': the Rollout has no trafficRouting, so it has no "
+            "status.canary.weights; Argo cannot create the AnalysisRun (invalid path in rollout) "
+            "and the rollout stays at this step. Pass the step's weight as a value instead"
+        )
     values = {
         "metadata.name": context.rollout_name,
         "metadata.namespace": context.namespace,
-        "status.canary.weights.canary.weight": str(context.canary_weight),
+        WEIGHT_FIELD: str(context.canary_weight),
     }
     if path not in values:
         raise ManifestError(f"fieldRef '{path}' is not supported by the local driver")
@@ -153,15 +178,14 @@ def _arg_value(arg: Obj, context: ArgContext, where: str) -> str | None:
         return context.stable_hash if which == "Stable" else context.canary_hash
     if "fieldRef" in source:
         return _field_ref(source["fieldRef"]["fieldPath"], context)
+    if "secretKeyRef" in source and where == "template":
+        return SECRET_PLACEHOLDER
     if "secretKeyRef" in source:
-        ref = source["secretKeyRef"]
-        key = (ref["name"], ref["key"])
-        if key not in context.secrets:
-            raise ManifestError(
-                f"{where}: arg '{name}': no Secret '{ref['name']}' with key '{ref['key']}' "
-                f"in namespace {context.namespace}"
-            )
-        return context.secrets[key]
+        raise ManifestError(
+            f"{where}: arg '{name}': valueFrom.secretKeyRef exists only on a template's args; "
+            "a Rollout step's args take value, podTemplateHashValue or fieldRef (kubectl apply "
+            "rejects this Rollout)"
+        )
     raise ManifestError(f"{where}: arg '{name}': unsupported valueFrom {sorted(source)}")
 
 
@@ -174,15 +198,16 @@ def resolve_args(
     """Argo's merge: the template's args, each replaced by a step arg of the same name.
 
     ``overrides`` are extra step args (as if the Rollout passed them), e.g. a demo's shortened
-    ``interval``; like step args, they may only name args the template declares.
+    ``interval``; unlike step args, they may only name args the template declares (a typo in the
+    driver's own options is an error, not ignored). ``secretKeyRef`` args hold
+    :data:`SECRET_PLACEHOLDER`: :func:`resolve_secret_args` resolves them when the analysis runs.
     """
     declared: dict[str, str | None] = {}
     for arg in template_args:
         declared[arg["name"]] = _arg_value(arg, context, "template")
     for arg in step_args:
-        if arg["name"] not in declared:
-            raise ManifestError(f"rollout step passes arg '{arg['name']}' the template lacks")
-        declared[arg["name"]] = _arg_value(arg, context, "rollout step")
+        if arg["name"] in declared:  # Argo's MergeArgs ignores the others
+            declared[arg["name"]] = _arg_value(arg, context, "rollout step")
     for name, value in (overrides or {}).items():
         if name not in declared:
             raise ManifestError(f"override names arg '{name}' the template does not declare")
@@ -191,6 +216,28 @@ def resolve_args(
     if missing:
         raise ManifestError(f"args without a value: {', '.join(missing)}")
     return {name: value for name, value in declared.items() if value is not None}
+
+
+def secret_args(template_args: Iterable[Obj]) -> dict[str, tuple[str, str]]:
+    """The template's ``secretKeyRef`` args: name -> (Secret name, key)."""
+    refs = {}
+    for arg in template_args:
+        ref = (arg.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is not None:
+            refs[arg["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
+def resolve_secret_args(refs: Mapping[str, tuple[str, str]], context: ArgContext) -> dict[str, str]:
+    """The Secrets' values, read when the AnalysisRun runs (Argo's ``resolveArgs``)."""
+    values = {}
+    for name, (secret, key) in refs.items():
+        if not any(s == secret for s, _ in context.secrets):
+            raise ArgResolutionError(f'secrets "{secret}" not found')
+        if (secret, key) not in context.secrets:
+            raise ArgResolutionError(f"key '{key}' does not exist in secret '{secret}'")
+        values[name] = context.secrets[(secret, key)]
+    return values
 
 
 _PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")

@@ -266,6 +266,7 @@ def test_analysis_template_has_the_design_shape() -> None:
     assert {k: v for k, v in metric.items() if k != "provider"} == {
         "name": "rl-decision",
         "interval": "{{args.interval}}",
+        "initialDelay": "{{args.interval}}",
         "count": "{{args.count}}",
         "consecutiveSuccessLimit": 1,
         "failureLimit": 0,

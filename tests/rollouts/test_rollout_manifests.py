@@ -179,6 +179,8 @@ def test_analysis_template_is_design_section_3() -> None:
     (metric,) = template["spec"]["metrics"]
     assert metric["name"] == "rl-decision"
     assert metric["interval"] == "{{args.interval}}"
+    # Argo measures at once; the first decision at a weight must see one interval at it.
+    assert metric["initialDelay"] == "{{args.interval}}"
     assert metric["count"] == "{{args.count}}"
     assert metric["consecutiveSuccessLimit"] == 1
     assert metric["failureLimit"] == 0
@@ -222,18 +224,16 @@ def _rollout() -> Obj:
 
 def test_rollout_steps_follow_the_simulators_weights_with_an_analysis_after_each() -> None:
     steps = _rollout()["spec"]["strategy"]["canary"]["steps"]
-    assert [next(iter(s)) for s in steps] == ["setWeight", "pause", "analysis"] * 7
-    weights = [s["setWeight"] for s in steps[0::3]]
+    # No pause steps: the metric's initialDelay gives each weight one interval of traffic.
+    assert [next(iter(s)) for s in steps] == ["setWeight", "analysis"] * 7
+    weights = [s["setWeight"] for s in steps[0::2]]
     env = pytest.importorskip("training.env", reason="the train extra (gymnasium) is missing")
     assert tuple(float(w) for w in weights) == env.DEFAULT_WEIGHTS
     template = _template()
-    interval = next(a["value"] for a in template["spec"]["args"] if a["name"] == "interval")
     needed = {
         a["name"] for a in template["spec"]["args"] if "value" not in a and "valueFrom" not in a
     }
-    for set_weight, pause, analysis in zip(steps[0::3], steps[1::3], steps[2::3], strict=True):
-        # one interval at the new weight before the first measurement, as in the simulator
-        assert pause == {"pause": {"duration": interval}}
+    for set_weight, analysis in zip(steps[0::2], steps[1::2], strict=True):
         spec = analysis["analysis"]
         assert spec["templates"] == [{"templateName": template["metadata"]["name"]}]
         args = {a["name"]: a for a in spec["args"]}

@@ -328,8 +328,9 @@ def test_e2e_aborts_a_buggy_canary_and_promotes_a_healthy_one() -> None:
     buggy = text.index('"value": "buggy"')
     healthy = text.index('"value": "healthy"')
     assert buggy < healthy
-    assert ".status.abort" in text
-    assert "kubectl argo rollouts status" in text[healthy:] and "Healthy" in text[healthy:]
+    # Both waits run the tested script (tests/workflows/test_wait_rollout.py).
+    assert "wait_rollout.py" in text[buggy:healthy] and "--expect aborted" in text[buggy:healthy]
+    assert "--expect healthy" in text[healthy:] and "--require-new-stable" in text[healthy:]
     for scenario in ("buggy", "healthy"):
         assert (REPO_ROOT / "scenarios" / f"{scenario}.yaml").is_file()
 
@@ -360,3 +361,21 @@ def test_e2e_prometheus_uses_the_projects_scrape_job_at_the_charts_default_url()
 def test_e2e_manifests_are_valid(manifest: Path) -> None:
     for doc in yaml.safe_load_all(manifest.read_text()):
         kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_e2e_load_goes_through_one_service_that_argo_splits() -> None:
+    """No traffic routing in the base Rollout: a weight is a share of pods, so the load must go
+    through one Service over every pod (stable and canary), never to each version's Service."""
+    docs = list(yaml.safe_load_all((GITHUB_DIR / "e2e" / "loadgen.yaml").read_text()))
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    rollout = yaml.safe_load((REPO_ROOT / "rollouts" / "base" / "rollout.yaml").read_text())
+    assert "trafficRouting" not in rollout["spec"]["strategy"]["canary"]
+    pod_labels = rollout["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] == pod_labels
+    assert "rollouts-pod-template-hash" not in service["spec"]["selector"]
+    port = rollout["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"]
+    assert service["spec"]["ports"][0]["targetPort"] == port
+    program = "\n".join(deployment["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert f"http://{service['metadata']['name']}/" in program
+    assert "demo-app-stable" not in program and "demo-app-canary" not in program

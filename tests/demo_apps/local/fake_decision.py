@@ -17,6 +17,8 @@ class Reply:
     status: int = 200
     body: Any = None
     delay: float = 0.0
+    #: Seconds between the body's bytes (a slowly trickling answer); 0: all at once.
+    trickle: float = 0.0
 
 
 def decision(name: str, reason: str = "") -> Reply:
@@ -63,7 +65,13 @@ def serve(service: FakeDecisionService) -> Iterator[FakeDecisionService]:
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if reply.trickle:
+                    for index in range(len(payload)):
+                        self.wfile.write(payload[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
+                else:
+                    self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client timed out first
 

@@ -88,7 +88,7 @@ def test_buggy_aborts_at_the_first_analysis_step(tmp_path: Path) -> None:
     result = _run("buggy", tmp_path)
     assert result.verdict.outcome == "aborted", result.verdict
     assert _weights(result) == [0, 5, 0]
-    assert result.verdict.step == 2  # the analysis after setWeight 5 and its pause
+    assert result.verdict.step == 1  # the analysis after setWeight 5
     assert result.decisions[-1] == "abort"
 
 

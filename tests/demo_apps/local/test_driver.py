@@ -6,7 +6,9 @@ arg, as the demo does), so the driver is tested on what it will run.
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,8 @@ def drive(
     react: Callable[[Event, CommandQueue], None] | None = None,
     commands: CommandQueue | None = None,
     pause_timeout: float | None = 5.0,
-    time_scale: float = 3000.0,  # the Rollout's 30 s pauses last 10 ms
+    time_scale: float = 3000.0,  # a 30 s pause step lasts 10 ms
+    canary_ready: Callable[[], bool] | None = None,
 ) -> Run:
     fake = FakeDecisionService(script)
     weights: list[int] = []
@@ -80,6 +83,8 @@ def drive(
             error_retry_seconds=0.01,
             pause_timeout_seconds=pause_timeout,
             time_scale=time_scale,
+            canary_ready=canary_ready,
+            ready_poll_seconds=0.01,
         )
         verdict = driver.run()
     return Run(fake, verdict, weights, events)
@@ -108,33 +113,70 @@ def test_abort_at_the_first_analysis_sends_all_traffic_back_to_stable() -> None:
     run = drive([decision("abort", "canary error rate 20 %")])
     assert run.verdict.outcome == "aborted"
     assert run.weights == [0, 5, 0]
-    assert run.verdict.step == 2  # setWeight 5, pause, analysis
+    assert run.verdict.step == 1  # setWeight 5, analysis
     assert "failed (1) > failureLimit (0)" in run.verdict.reason
     (measurement,) = run.of("measurement")
     assert measurement.data["decision"] == "abort"
     assert measurement.data["reason"] == "canary error rate 20 %"
 
 
-def test_each_weight_gets_one_pause_of_traffic_before_its_first_measurement() -> None:
-    # time_scale 300: the manifest's 30 s pause lasts 0.1 s
-    run = drive([decision("promote") for _ in WEIGHTS], time_scale=300.0)
+def test_each_weight_gets_one_interval_of_traffic_before_its_first_measurement() -> None:
+    # The template's initialDelay is `{{args.interval}}`: 100 ms here, as the interval.
+    run = drive([decision("promote") for _ in WEIGHTS], interval="100ms")
     assert run.verdict.outcome == "promoted"
     set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + len(WEIGHTS)]
     for weight_time, asked_at in zip(set_at, run.fake.times, strict=True):
         assert asked_at - weight_time >= 0.095
-    pauses = [e for e in run.events if e.kind == "pause"]
-    assert [p.data["seconds"] for p in pauses] == [pytest.approx(0.1)] * len(WEIGHTS)
+    delays = [e for e in run.events if e.kind == "initial_delay"]
+    assert [d.data["seconds"] for d in delays] == [pytest.approx(0.1)] * len(WEIGHTS)
+    assert not [e for e in run.events if e.kind == "pause"]  # no pause steps any more
 
 
-def test_an_abort_during_a_pause_step_rolls_back_without_measuring() -> None:
+def test_without_initial_delay_the_first_measurement_is_at_once(tmp_path: Path) -> None:
+    """Argo's generateMetricTasks: no initialDelay, the first measurement right away."""
+
+    def no_delay(doc: dict[str, Any]) -> None:
+        del doc["spec"]["metrics"][0]["initialDelay"]
+
+    run = drive(
+        [decision("promote") for _ in WEIGHTS],
+        manifests=_manifests_with(tmp_path, no_delay),
+        interval="1s",
+    )
+    assert run.verdict.outcome == "promoted"
+    set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + len(WEIGHTS)]
+    assert all(b - a < 0.5 for a, b in zip(set_at, run.fake.times, strict=True))
+
+
+def test_an_abort_during_the_initial_delay_rolls_back_without_measuring() -> None:
+    def human(event: Event, queue: CommandQueue) -> None:
+        if event.kind == "initial_delay":
+            queue.put("abort")
+
+    run = drive([], react=human, interval="30s")
+    assert run.verdict.outcome == "aborted"
+    assert run.fake.requests == []
+    assert run.weights == [0, 5, 0]
+
+
+def test_a_pause_step_with_a_duration_is_compressed_by_the_time_scale(tmp_path: Path) -> None:
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    steps = rollout["spec"]["strategy"]["canary"]["steps"]
+    rollout["spec"]["strategy"]["canary"]["steps"] = [steps[0], {"pause": {"duration": "30s"}}]
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    (tmp_path / "analysis-template.yaml").write_text((BASE / "analysis-template.yaml").read_text())
+    run = drive([], manifests=Manifests.load(tmp_path), time_scale=300.0)
+    assert run.verdict.outcome == "promoted"
+    (pause,) = run.of("pause")
+    assert pause.data["seconds"] == pytest.approx(0.1)
+
     def human(event: Event, queue: CommandQueue) -> None:
         if event.kind == "pause":
             queue.put("abort")
 
-    run = drive([], react=human, time_scale=1.0)
-    assert run.verdict.outcome == "aborted"
-    assert run.fake.requests == []
-    assert run.weights == [0, 5, 0]
+    aborted = drive([], manifests=Manifests.load(tmp_path), react=human, time_scale=1.0)
+    assert aborted.verdict.outcome == "aborted"
+    assert aborted.weights == [0, 5, 0]
 
 
 def test_a_pause_without_duration_waits_for_promote(tmp_path: Path) -> None:
@@ -222,11 +264,24 @@ def test_errors_within_the_limit_are_retried_and_a_promote_still_counts() -> Non
     assert run.verdict.outcome == "promoted"
 
 
-def test_a_body_without_the_decision_is_inconclusive_and_bad_json_is_an_error() -> None:
+def test_a_body_without_the_decision_is_inconclusive_and_bad_json_is_successful() -> None:
+    """Argo v1.9.1's parseResponse: a 2xx body that is not JSON is the value, Successful, and
+    the conditions are not evaluated, so the step passes (with consecutiveSuccessLimit 1)."""
     script = [Reply(200, {"unexpected": 1}), Reply(200, b"not json"), decision("abort")]
     run = drive(script)
-    phases = [e.data["phase"] for e in run.of("measurement")]
-    assert phases == ["Inconclusive", "Error", "Failed"]
+    measurements = run.of("measurement")
+    assert [e.data["phase"] for e in measurements] == ["Inconclusive", "Successful", "Failed"]
+    assert "not JSON" in measurements[1].data["error"]
+    assert run.weights == [0, 5, 10, 0]
+
+
+@pytest.mark.parametrize("body", [None, "promote", ["promote"]])
+def test_a_decision_field_of_null_a_string_or_a_list_is_an_error(body: Any) -> None:
+    """expr panics on `result.decision` there: Error measurements, then the abort (5th)."""
+    run = drive([Reply(200, body)] * 5)
+    assert [e.data["phase"] for e in run.of("measurement")] == ["Error"] * 5
+    assert "cannot fetch decision" in run.of("measurement")[0].data["error"]
+    assert run.verdict.outcome == "aborted"
 
 
 def test_a_command_during_an_analysis_acts_at_once() -> None:
@@ -288,7 +343,7 @@ def _set_condition(expression: str) -> Callable[[dict[str, Any]], None]:
 
 @pytest.mark.parametrize(
     "expression",
-    ["len(result) > 0", 'result.decision in ["promote"]', "result.decision == other", "true"],
+    ['result.decision matches "^p"', "result.decision == other", "result?.decision", "x ?? 1"],
 )
 def test_an_unsupported_condition_is_refused_before_any_weight_is_set(
     tmp_path: Path, expression: str
@@ -307,15 +362,39 @@ def test_an_unsupported_condition_is_refused_before_any_weight_is_set(
     assert weights == []
 
 
-def test_a_missing_secret_or_provider_is_refused(tmp_path: Path) -> None:
-    with (
-        pytest.raises(ManifestError, match="no Secret 'k8s-rollout-agent-token'"),
-        httpx.Client() as c,
-    ):
-        RolloutDriver(
-            Manifests.load(BASE), client=c, set_weight=print, stable_hash="a", canary_hash="b"
-        )
+def test_a_missing_secret_is_an_error_analysis_run_and_the_rollout_aborts() -> None:
+    """Argo resolves secretKeyRef args when the AnalysisRun runs: 'Unable to resolve metric
+    arguments', the run is an Error, the rollout aborts (not refused before the rollout)."""
+    fake = FakeDecisionService([])
+    weights: list[int] = []
+    with serve(fake), httpx.Client() as client:
+        verdict = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=weights.append,
+            stable_hash="a",
+            canary_hash="b",
+            host_overrides={TEMPLATE_HOST: fake.url},
+        ).run()
+    assert verdict.outcome == "aborted"
+    assert 'Unable to resolve metric arguments: secrets "k8s-rollout-agent-token" not found' in (
+        verdict.reason
+    )
+    assert weights == [0, 5, 0]
+    assert fake.requests == []
+    with httpx.Client() as client:
+        verdict = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=lambda weight: None,
+            stable_hash="a",
+            canary_hash="b",
+            secrets={("k8s-rollout-agent-token", "other"): "x"},
+        ).run()
+    assert "key 'token' does not exist in secret 'k8s-rollout-agent-token'" in verdict.reason
 
+
+def test_an_unsupported_provider_is_refused(tmp_path: Path) -> None:
     def prometheus(doc: dict[str, Any]) -> None:
         doc["spec"]["metrics"][0]["provider"] = {"prometheus": {"query": "up"}}
 
@@ -337,3 +416,201 @@ def test_an_override_must_name_a_declared_arg() -> None:
             secrets=SECRET,
             arg_overrides={"intervall": "1s"},
         )
+
+
+def test_a_compressed_interval_compresses_the_initial_delay_too() -> None:
+    """The demo and its e2e tests shorten the template's interval by an arg; initialDelay
+    (`{{args.interval}}`) must shrink with it, or each step would wait the real 30 s."""
+    with httpx.Client() as client:
+        driver = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=print,
+            stable_hash="a",
+            canary_hash="b",
+            secrets=SECRET,
+            arg_overrides={"interval": "3s"},
+        )
+    metrics = [s.metric for s in driver.steps if s.metric is not None]
+    assert len(metrics) == len(WEIGHTS)
+    assert all(m.initial_delay_seconds == m.interval_seconds == 3.0 for m in metrics)
+
+
+# -- where the driver follows Argo rather than its own shortcuts --------------------------
+
+
+def _edit_both(tmp_path: Path, edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> Manifests:
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    template = yaml.safe_load((BASE / "analysis-template.yaml").read_text())
+    edit(rollout, template)
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    (tmp_path / "analysis-template.yaml").write_text(yaml.safe_dump(template))
+    return Manifests.load(tmp_path)
+
+
+def test_set_weight_completes_only_once_the_canary_is_available() -> None:
+    """completedCurrentCanaryStep: a setWeight waits for the canary pods (here: its health)."""
+    answers = iter([False, False, False] + [True] * 100)
+    asked: list[float] = []
+
+    def canary_ready() -> bool:
+        asked.append(time.monotonic())
+        return next(answers)
+
+    run = drive([decision("promote") for _ in WEIGHTS], canary_ready=canary_ready)
+    assert run.verdict.outcome == "promoted"
+    ready = run.of("canary_ready")
+    assert len(ready) == len(WEIGHTS)
+    # The first analysis asked only after the canary became available.
+    assert run.fake.times[0] >= asked[3]
+    assert ready[0].time >= asked[3]
+
+
+def test_a_canary_never_available_hits_the_progress_deadline(tmp_path: Path) -> None:
+    def deadline(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        rollout["spec"]["progressDeadlineSeconds"] = 60  # 20 ms at time_scale 3000
+
+    stuck = drive([], manifests=_edit_both(tmp_path, deadline), canary_ready=lambda: False)
+    assert stuck.verdict.outcome == "paused"
+    assert "ProgressDeadlineExceeded" in stuck.verdict.reason
+    assert stuck.weights == [0, 5]
+
+    def deadline_abort(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        deadline(rollout, template)
+        rollout["spec"]["progressDeadlineAbort"] = True
+
+    aborted = drive([], manifests=_edit_both(tmp_path, deadline_abort), canary_ready=lambda: False)
+    assert aborted.verdict.outcome == "aborted"
+    assert aborted.weights == [0, 5, 0]
+
+
+def test_a_step_arg_the_template_lacks_is_ignored(tmp_path: Path) -> None:
+    def extra(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+            if "analysis" in step:
+                step["analysis"]["args"].append({"name": "owner", "value": "team-a"})
+
+    run = drive([decision("promote") for _ in WEIGHTS], manifests=_edit_both(tmp_path, extra))
+    assert run.verdict.outcome == "promoted"
+    assert "ignored: owner" in run.of("analysis")[0].message
+
+
+@pytest.mark.parametrize("where", ["step", "template"])
+def test_a_dry_run_metric_never_fails_the_run(tmp_path: Path, where: str) -> None:
+    """assessRunStatus: a dry-run metric runs until assessed; its phase does not count."""
+
+    def dry(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        rule = [{"metricName": "rl-.*"}]
+        if where == "template":
+            template["spec"]["dryRun"] = rule
+        else:
+            for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+                if "analysis" in step:
+                    step["analysis"]["dryRun"] = rule
+
+    run = drive(
+        [decision("abort")] + [decision("hold")] * 3 + [decision("promote")] * 5,
+        manifests=_edit_both(tmp_path, dry),
+        count="3",
+    )
+    assert run.verdict.outcome == "promoted"  # an abort and an Inconclusive step, ignored
+    assert [e.data["phase"] for e in run.of("dry_run")] == ["Failed", "Inconclusive"]
+    assert run.weights == [0, *WEIGHTS, 100]
+    assert "(dry-run)" in run.of("analysis")[0].message
+
+
+def test_a_dry_run_rule_matching_no_metric_is_refused(tmp_path: Path) -> None:
+    def dry(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        template["spec"]["dryRun"] = [{"metricName": "latency"}]
+
+    with pytest.raises(ManifestError, match=r"dryRun\[0\]: Rule didn't match"):
+        drive([], manifests=_edit_both(tmp_path, dry))
+
+
+def test_measurement_retention_sets_how_many_measurements_are_kept(tmp_path: Path) -> None:
+    kept: list[int] = []
+
+    def retention(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        template["spec"]["measurementRetention"] = [{"metricName": "rl-decision", "limit": 2}]
+
+    manifests = _edit_both(tmp_path, retention)
+    with httpx.Client() as client:
+        driver = RolloutDriver(
+            manifests, client=client, set_weight=kept.append, stable_hash="a", canary_hash="b"
+        )
+    assert {s.analysis.history_limit for s in driver.steps if s.analysis} == {2}
+    with httpx.Client() as client:
+        default = RolloutDriver(
+            Manifests.load(BASE),
+            client=client,
+            set_weight=kept.append,
+            stable_hash="a",
+            canary_hash="b",
+        )
+    assert {s.analysis.history_limit for s in default.steps if s.analysis} == {10}
+
+
+def test_a_background_analysis_is_refused(tmp_path: Path) -> None:
+    def background(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        rollout["spec"]["strategy"]["canary"]["analysis"] = {
+            "templates": [{"templateName": "rl-canary-analysis"}]
+        }
+
+    with pytest.raises(ManifestError, match="background analysis"):
+        drive([], manifests=_edit_both(tmp_path, background))
+
+
+def test_the_weight_field_ref_needs_traffic_routing(tmp_path: Path) -> None:
+    weight_ref = {"fieldRef": {"fieldPath": "status.canary.weights.canary.weight"}}
+
+    def by_field(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+            for arg in step.get("analysis", {}).get("args", []):
+                if arg["name"] == "step-weight":
+                    arg.pop("value")
+                    arg["valueFrom"] = weight_ref
+
+    with pytest.raises(ManifestError, match="no trafficRouting"):
+        drive([], manifests=_edit_both(tmp_path, by_field))
+
+    def routed(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        by_field(rollout, template)
+        rollout["spec"]["strategy"]["canary"]["trafficRouting"] = {
+            "nginx": {"stableIngress": "demo-app"}
+        }
+
+    run = drive([decision("promote") for _ in WEIGHTS], manifests=_edit_both(tmp_path, routed))
+    assert [r["body"]["step_weight"] for r in run.fake.requests] == [str(w) for w in WEIGHTS]
+
+
+def test_a_template_argo_rejects_is_refused(tmp_path: Path) -> None:
+    def too_few(rollout: dict[str, Any], template: dict[str, Any]) -> None:
+        template["spec"]["metrics"][0]["consecutiveSuccessLimit"] = 3
+
+    with pytest.raises(ManifestError, match=r"count \(1\) must be >= failureLimit"):
+        drive([], manifests=_edit_both(tmp_path, too_few), count="1")
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/install.md"])
+def test_the_docs_examples_run_as_the_driver_runs_them(tmp_path: Path, doc: str) -> None:
+    """The docs' Rollout examples with the ClusterAnalysisTemplate the chart ships: each
+    analysis straight after its setWeight, its first measurement one interval later."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO_ROOT / doc).read_text(), flags=re.DOTALL)
+    (example,) = [yaml.safe_load(b) for b in blocks if "setWeight" in b]
+    strategy = example["spec"]["strategy"] if "spec" in example else example["strategy"]
+    rollout = yaml.safe_load((BASE / "rollout.yaml").read_text())
+    rollout["spec"]["strategy"] = strategy
+    (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(rollout))
+    cluster = REPO_ROOT / "rollouts" / "cluster-analysis-template.yaml"
+    (tmp_path / "cluster-analysis-template.yaml").write_text(cluster.read_text())
+    steps = strategy["canary"]["steps"]
+    weights = [s["setWeight"] for s in steps if "setWeight" in s]
+    analyses = sum(1 for s in steps if "analysis" in s)
+    run = drive(
+        [decision("promote")] * analyses, manifests=Manifests.load(tmp_path), interval="100ms"
+    )
+    assert run.verdict.outcome == "promoted"
+    assert run.weights == [0, *weights, 100]
+    set_at = [e.time for e in run.events if e.kind == "weight"][1 : 1 + analyses]
+    for weight_time, asked_at in zip(set_at, run.fake.times, strict=True):
+        assert asked_at - weight_time >= 0.095

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from demo_apps.local.manifests import (
+    SECRET_PLACEHOLDER,
     ArgContext,
+    ArgResolutionError,
     ManifestError,
     parse_duration,
     resolve_args,
+    resolve_secret_args,
+    secret_args,
     substitute,
 )
 
@@ -45,15 +51,15 @@ def test_args_merge_step_over_template_and_resolve_value_from() -> None:
     step = [
         {"name": "a", "valueFrom": {"podTemplateHashValue": "Latest"}},
         {"name": "interval", "value": "1s"},
+        {"name": "extra", "value": "x"},  # MergeArgs ignores a step arg the template lacks
     ]
-    assert resolve_args(template, step, CONTEXT) == {"a": "c1", "interval": "1s", "token": "T"}
-    weight = [
-        {
-            "name": "a",
-            "valueFrom": {"fieldRef": {"fieldPath": "status.canary.weights.canary.weight"}},
-        }
-    ]
-    assert resolve_args(template[:1], weight, CONTEXT) == {"a": "20"}
+    # Secrets are read when the analysis runs; until then they hold Argo's placeholder.
+    assert resolve_args(template, step, CONTEXT) == {
+        "a": "c1",
+        "interval": "1s",
+        "token": SECRET_PLACEHOLDER,
+    }
+    assert resolve_secret_args(secret_args(template), CONTEXT) == {"token": "T"}
     with pytest.raises(ManifestError, match="args without a value: a"):
         resolve_args(template, [], CONTEXT)
     with pytest.raises(ManifestError, match="both value and valueFrom"):
@@ -62,6 +68,35 @@ def test_args_merge_step_over_template_and_resolve_value_from() -> None:
             [],
             CONTEXT,
         )
+    with pytest.raises(ManifestError, match="'intervall'"):
+        resolve_args(template, step, CONTEXT, {"intervall": "1s"})  # the driver's own typo
+
+
+def test_a_step_arg_cannot_read_a_secret() -> None:
+    secret = {"secretKeyRef": {"name": "tok", "key": "token"}}
+    with pytest.raises(ManifestError, match="only on a template's args"):
+        resolve_args([{"name": "t"}], [{"name": "t", "valueFrom": secret}], CONTEXT)
+
+
+def test_missing_secrets_are_argos_errors() -> None:
+    refs = {"token": ("nope", "token")}
+    with pytest.raises(ArgResolutionError, match='secrets "nope" not found'):
+        resolve_secret_args(refs, CONTEXT)
+    with pytest.raises(ArgResolutionError, match="key 'other' does not exist in secret 'tok'"):
+        resolve_secret_args({"token": ("tok", "other")}, CONTEXT)
+
+
+def test_the_weight_field_ref_resolves_only_with_traffic_routing() -> None:
+    weight = [
+        {
+            "name": "a",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.canary.weights.canary.weight"}},
+        }
+    ]
+    with pytest.raises(ManifestError, match="no trafficRouting"):
+        resolve_args([{"name": "a"}], weight, CONTEXT)
+    routed = dataclasses.replace(CONTEXT, traffic_routing=True)
+    assert resolve_args([{"name": "a"}], weight, routed) == {"a": "20"}
 
 
 def test_substitution_reaches_every_string_and_refuses_unknown_args() -> None:
