@@ -140,6 +140,9 @@ class EnvConfig:
     #: The safety shield in the decision pipeline (None: none). The evidence it reads is
     #: accumulated either way (agents such as the shield alone read it).
     shield: ShieldConfig | None = None
+    #: Split traffic by Argo's pod counts for this many replicas (no traffic routing), not by
+    #: the step's weight: the service then sees the measured share, as on such a cluster.
+    replicas: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -295,7 +298,12 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         allow_terminal = bool(options and options.get("allow_terminal"))
         for _ in range(100):
             scenario = self._source(self.np_random)
-            self._sim = RolloutSimulator(scenario, self.np_random, self.config.interval_seconds)
+            self._sim = RolloutSimulator(
+                scenario,
+                self.np_random,
+                self.config.interval_seconds,
+                replicas=self.config.replicas,
+            )
             self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
             self._baseline = [
                 shield_window(w) for w in self._sim.baseline_windows(BASELINE_WINDOWS)

@@ -3,7 +3,10 @@
 Per analysis interval, at the current canary weight ``w`` (percent):
 
 * total requests ``N ~ Poisson(rps × profile(t) × interval)`` (the traffic profile at the
-  interval's middle, 1 without one); the canary gets ``Binomial(N, w/100)``;
+  interval's middle, 1 without one); the canary gets ``Binomial(N, share)``, where the share is
+  the step's weight ``w/100`` or, with ``replicas`` set, what Argo gives without traffic
+  routing: pod counts (:func:`pod_share`: with 5 replicas, 5 % and 10 % are both one canary pod
+  of six);
 * errors of each version are ``Binomial(requests, error_rate)`` per scrape with the version's
   error rate for this interval (scenario, drift by the canary's age, cold start, load at this
   weight, spikes, shared and stable-only incidents); with ``error_dispersion`` ρ > 0 each
@@ -186,6 +189,21 @@ class _Totals:
         self.buckets += version.buckets
 
 
+def pod_share(weight: float, replicas: int) -> float:
+    """The canary's traffic share when Argo approximates ``weight`` with pod counts.
+
+    Without traffic routing Argo scales the canary to ``ceil(replicas × w / 100)`` pods and
+    stable to ``replicas − floor(replicas × w / 100)`` (``approximateWeightedCanaryStableReplica
+    Counts``), and the Service spreads requests evenly over all of them."""
+    if weight >= 100:
+        return 1.0
+    if weight <= 0:
+        return 0.0
+    canary = math.ceil(replicas * weight / 100.0)
+    stable = replicas - math.floor(replicas * weight / 100.0)
+    return canary / (canary + stable)
+
+
 def shield_window(version: VersionInterval) -> VersionWindow:
     """One version's interval as the shield's window counts."""
     return VersionWindow(
@@ -219,8 +237,11 @@ class RolloutSimulator:
         rng: np.random.Generator,
         interval_seconds: float,
         params: EpisodeParameters | None = None,
+        replicas: int | None = None,
     ) -> None:
-        """``params``: this draw of the scenario instead of a fresh one from ``rng``."""
+        """``params``: this draw of the scenario instead of a fresh one from ``rng``;
+        ``replicas``: split traffic by Argo's pod counts for that many replicas, not by weight."""
+        self.replicas = replicas
         self.scenario = scenario
         self.params = EpisodeParameters.draw(scenario, rng) if params is None else params
         self._conditions = Conditions(self.params, scenario, rng)
@@ -276,7 +297,8 @@ class RolloutSimulator:
         if params.traffic_profile:
             expected *= params.rate_factor(age_minutes)
         total = int(rng.poisson(expected))
-        canary_requests = int(rng.binomial(total, weight / 100.0))
+        share = weight / 100.0 if self.replicas is None else pod_share(weight, self.replicas)
+        canary_requests = int(rng.binomial(total, share))
         conditions, split = self._conditions, self.weather_offset
         spike_before, incident_before, stable_incident_before = self._weather_before
         scale_ups = self.scale_ups

@@ -174,3 +174,37 @@ def test_without_dry_run_the_answer_is_the_real_decision() -> None:
         False,
     )
     assert result.reason == "because abort"
+
+
+def test_the_answer_says_when_the_measured_share_is_not_the_steps_weight(
+    policies: dict[str, OnnxPolicy],
+) -> None:
+    """Without traffic routing Argo's 5 % is one pod of six: the canary serves ~17 %."""
+    canary = VersionMetrics(requests=170, errors=1, latency_p50_ms=30, latency_p95_ms=60)
+    stable = VersionMetrics(requests=830, errors=4, latency_p50_ms=30, latency_p95_ms=60)
+    share = MetricsSnapshot(
+        step_weight=5,
+        canary=canary,
+        stable=stable,
+        canary_cumulative=canary,
+        stable_cumulative=stable,
+    )
+    reason = decide(share, 0, policies["hold"], DecisionConfig(200.0, CONFIG)).guarded.reason
+    assert "served 17 % of the window's requests, not the step's 5 %" in reason
+    even = MetricsSnapshot(
+        step_weight=17,
+        canary=canary,
+        stable=stable,
+        canary_cumulative=canary,
+        stable_cumulative=stable,
+    )
+    assert (
+        "not the step's"
+        not in decide(even, 0, policies["hold"], DecisionConfig(200.0, CONFIG)).guarded.reason
+    )
+
+
+def test_every_answer_names_the_tolerance(policies: dict[str, OnnxPolicy]) -> None:
+    reason = decide(snapshot(), 0, policies["hold"], DecisionConfig(200.0, CONFIG)).guarded.reason
+    assert "Over its life: errors 1x stable's (tolerance 1.2x + 0.1 pp)" in reason
+    assert "p95 1x stable's (tolerance 1.2x + 5 ms)" in reason

@@ -238,3 +238,23 @@ def test_a_tail_only_change_moves_p95_and_not_p50() -> None:
     assert c.latency_p95_ms is not None and st.latency_p95_ms is not None
     assert c.latency_p50_ms == pytest.approx(st.latency_p50_ms, rel=0.1)
     assert c.latency_p95_ms > 1.3 * st.latency_p95_ms
+
+
+def test_without_traffic_routing_the_share_is_argos_pod_counts() -> None:
+    """5 replicas: 5 % and 10 % are one canary pod of six, 20 % one of five (Argo's
+    approximateWeightedCanaryStableReplicaCounts), and the simulator splits traffic so."""
+    from training.simulator import pod_share
+
+    assert pod_share(5, 5) == pytest.approx(1 / 6)
+    assert pod_share(10, 5) == pytest.approx(1 / 6)
+    assert pod_share(20, 5) == pytest.approx(1 / 5)
+    assert pod_share(100, 5) == 1.0
+    s = RolloutSimulator(
+        load_scenario(SCENARIOS_DIR / "healthy.yaml"), np.random.default_rng(0), 30.0, replicas=5
+    )
+    canary = total = 0
+    for _ in range(200):
+        interval = s.next_interval(5.0)
+        canary += interval.canary.requests
+        total += interval.canary.requests + interval.stable.requests
+    assert canary / total == pytest.approx(1 / 6, abs=0.01)
