@@ -37,7 +37,8 @@ install-demo: $(VENV)/.installed-demo
 $(VENV)/.created:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "make: $(PYTHON) is missing or older than Python 3.11: run make PYTHON=python3.X (3.11 or newer)" >&2; exit 1; }
-	$(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); \
+	@echo "$(PYTHON) -m venv $(VENV)"
+	@$(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); \
 	  echo "make: '$(PYTHON) -m venv' failed. On Debian/Ubuntu install Python's venv module:" >&2; \
 	  echo "  sudo apt-get install python3-venv   (for $(PYTHON) exactly: $$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'))" >&2; \
 	  exit 1; }

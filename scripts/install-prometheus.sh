@@ -115,7 +115,8 @@ download() {
     tmp="$(mktemp -d "$cache/.download.XXXXXX")" # global: the EXIT trap removes it
     trap 'rm -rf "$tmp"' EXIT
     say "downloading $releases/v$PROMETHEUS_VERSION/$archive"
-    fetch "$releases/v$PROMETHEUS_VERSION/$archive" "$tmp/$archive" || die "download failed"
+    fetch "$releases/v$PROMETHEUS_VERSION/$archive" "$tmp/$archive" ||
+      die "download failed: install Prometheus (https://prometheus.io/download/) and put it on PATH or set PROMETHEUS_BIN"
     actual="$(sha256 "$tmp/$archive")"
     [ "$actual" = "$expected" ] ||
       die "$archive: SHA-256 $actual is not the published $expected; nothing installed"
