@@ -4,10 +4,11 @@
 # installed into it with the extras the target needs, and Prometheus where there is none.
 
 # The Python the virtualenv is made from (>= 3.11). Nothing is installed into it.
-PYTHON ?= python3
+BASE_PYTHON ?= python3
 VENV ?= .venv
-VENV_PYTHON := $(VENV)/bin/python
-PIP := $(VENV_PYTHON) -m pip
+# What every target runs: the virtualenv's Python and pip (not taken from the environment).
+PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip
 # torch for the `train` extra comes from PyTorch's CPU wheel index, not the multi-GB CUDA build
 # PyPI serves on Linux. It is installed alone first, with only this index added: pip asks every
 # index for every package it installs, and retries one that does not answer. Empty: no extra
@@ -35,14 +36,14 @@ install-demo: $(VENV)/.installed-demo
 
 # The virtualenv. Debian and Ubuntu ship Python's venv/ensurepip apart, in python3-venv.
 $(VENV)/.created:
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
-	  echo "make: $(PYTHON) is missing or older than Python 3.11: run make PYTHON=python3.X (3.11 or newer)" >&2; exit 1; }
-	@echo "$(PYTHON) -m venv $(VENV)"
-	@$(PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); \
-	  echo "make: '$(PYTHON) -m venv' failed. On Debian/Ubuntu install Python's venv module:" >&2; \
-	  echo "  sudo apt-get install python3-venv   (for $(PYTHON) exactly: $$($(PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'))" >&2; \
+	@$(BASE_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "make: $(BASE_PYTHON) is missing or older than Python 3.11: run make BASE_PYTHON=python3.X (3.11 or newer)" >&2; exit 1; }
+	@echo "$(BASE_PYTHON) -m venv $(VENV)"
+	@$(BASE_PYTHON) -m venv --clear $(VENV) || { rm -rf $(VENV); \
+	  echo "make: '$(BASE_PYTHON) -m venv' failed. On Debian/Ubuntu install Python's venv module:" >&2; \
+	  echo "  sudo apt-get install python3-venv   (for $(BASE_PYTHON) exactly: $$($(BASE_PYTHON) -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])'))" >&2; \
 	  exit 1; }
-	$(VENV_PYTHON) -m pip --version
+	$(PYTHON) -m pip --version
 	@touch $@
 
 # One stamp per set of extras: installed again only when pyproject.toml changes.
@@ -68,42 +69,42 @@ prometheus:
 
 # The test command the README documents; CI runs exactly this.
 test: install prometheus
-	$(VENV_PYTHON) -m pytest
+	$(PYTHON) -m pytest
 
 # Also the slow tests (training smoke runs, long evaluations).
 test-all: install prometheus
-	$(VENV_PYTHON) -m pytest -m ''
+	$(PYTHON) -m pytest -m ''
 
 lint: install
-	$(VENV_PYTHON) -m ruff check .
-	$(VENV_PYTHON) -m ruff format --check .
-	$(VENV_PYTHON) -m mypy
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 typecheck: install
-	$(VENV_PYTHON) -m mypy
+	$(PYTHON) -m mypy
 
 demo: install-demo prometheus
-	$(VENV_PYTHON) -m demo_apps.local.demo --scenario $(SCENARIO)
+	$(PYTHON) -m demo_apps.local.demo --scenario $(SCENARIO)
 
 bench: install prometheus
-	$(VENV_PYTHON) benchmarks/bench_features.py
-	$(VENV_PYTHON) benchmarks/bench_service.py
-	$(VENV_PYTHON) benchmarks/bench_loadgen.py
+	$(PYTHON) benchmarks/bench_features.py
+	$(PYTHON) benchmarks/bench_service.py
+	$(PYTHON) benchmarks/bench_loadgen.py
 
 # The shipped policy: two seeds of one config, trained side by side (one core each, ~17 min).
 TRAIN_SEEDS ?= 7 11
 train: install
 	@pids=""; for seed in $(TRAIN_SEEDS); do \
-	  $(VENV_PYTHON) -m training.train --config training/configs/dqn.yaml \
+	  $(PYTHON) -m training.train --config training/configs/dqn.yaml \
 	    --seed $$seed --run-name dqn5-s$$seed & pids="$$pids $$!"; \
 	done; status=0; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
 
 # One ONNX file: the mean Q-values of every seed's best and final checkpoint.
 export: install
-	$(VENV_PYTHON) -m export $(foreach seed,$(TRAIN_SEEDS),--run runs/dqn5-s$(seed)) \
+	$(PYTHON) -m export $(foreach seed,$(TRAIN_SEEDS),--run runs/dqn5-s$(seed)) \
 	  --model best_model.zip --model final_model.zip --out models/canary-dqn.onnx
 
 evaluate: install
-	$(VENV_PYTHON) -m training.evaluate --scenarios scenarios --episodes $(EPISODES) \
+	$(PYTHON) -m training.evaluate --scenarios scenarios --episodes $(EPISODES) \
 	  --json models/evaluation/report.json --episodes-csv models/evaluation/episodes.csv.gz \
 	  --plot models/evaluation/report.png

@@ -1,9 +1,10 @@
 """The Makefile's set-up: every target runs in the project's virtualenv and none installs into
 the system's Python (read off `make -n -B` for every phony target, so a target added later is
-held to it too); `make demo` installs the `demo` extra alone; torch comes alone from the CPU
-index; installs are stamped, so a second run installs nothing until pyproject.toml changes
-(run for real, against a stand-in Python that only records what it is asked); a missing `venv`
-module names the package to install; and `.ci/run` runs `make test` as a user would.
+held to it too; one written the old way, with $(PYTHON) or $(PIP), runs in the venv as well);
+`make demo` installs the `demo` extra alone; torch comes alone from the CPU index; installs are
+stamped, so a second run installs nothing until pyproject.toml changes (run for real, against a
+stand-in Python that only records what it is asked); a missing `venv` module names the package
+to install; and `.ci/run` runs `make test` as a user would.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ PYTHON_OR_PIP = re.compile(r"(?:^|/)(?:python|pip)[0-9.]*$")
 
 
 def make_env() -> dict[str, str]:
-    """The environment without the outer make's (`make test` runs these tests)."""
+    """The environment without the outer make's (`make test` runs these tests), and with a
+    PYTHON that the Makefile must not take (recipes run $(PYTHON): always the venv's)."""
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     env.pop("TORCH_INDEX_URL", None)  # .ci/run sets it; these tests read the Makefile's default
+    env["PYTHON"] = "python3"
     return env
 
 
@@ -52,7 +55,15 @@ def phony_targets() -> list[str]:
 def dry_run(target: str, venv: Path, *assignments: str) -> str:
     """What `make` would run for `target` from nothing (-B: as if no stamp existed)."""
     result = subprocess.run(
-        [make_tool(), "-n", "-B", target, f"PYTHON={SYSTEM_PYTHON}", f"VENV={venv}", *assignments],
+        [
+            make_tool(),
+            "-n",
+            "-B",
+            target,
+            f"BASE_PYTHON={SYSTEM_PYTHON}",
+            f"VENV={venv}",
+            *assignments,
+        ],
         cwd=REPO_ROOT,
         env=make_env(),
         capture_output=True,
@@ -205,7 +216,7 @@ def run_make(
     log = project.parent / "python.log"
     log.unlink(missing_ok=True)
     result = subprocess.run(
-        [make_tool(), *args, f"PYTHON={project.parent / 'python3'}", "TORCH_INDEX_URL=x"],
+        [make_tool(), *args, f"BASE_PYTHON={project.parent / 'python3'}", "TORCH_INDEX_URL=x"],
         cwd=project,
         env={**make_env(), "FAKE_PYTHON_LOG": str(log), "REAL_PYTHON": sys.executable, **env},
         capture_output=True,
@@ -236,6 +247,25 @@ def test_installs_are_stamped_and_redone_when_pyproject_changes(project: Path) -
     assert [c for c in calls if "pip install" in c][
         -1
     ] == "python -m pip install --quiet -e .[train,dev]"
+
+
+def test_a_target_written_as_before_the_venv_runs_in_it(project: Path) -> None:
+    """A target another branch adds the old way ($(PYTHON), $(PIP)) merges into the venv."""
+    with (project / "Makefile").open("a") as makefile:
+        makefile.write("\nsoak: install prometheus\n\t$(PYTHON) -m benchmarks.soak\n")
+        makefile.write("\ntool:\n\t$(PIP) install some-tool\n")
+    result = subprocess.run(
+        [make_tool(), "-n", "soak", "tool"],
+        cwd=project,
+        env=make_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert ".venv/bin/python -m benchmarks.soak" in lines
+    assert ".venv/bin/python -m pip install some-tool" in lines
 
 
 def test_a_missing_venv_module_says_what_to_install(project: Path) -> None:
