@@ -177,6 +177,8 @@ def test_dispersed_error_probability_is_one_beta_draw_per_scrape_period() -> Non
     values = np.asarray(draws)
     assert values.mean() == pytest.approx(0.1, abs=0.004)
     assert values.var() == pytest.approx(0.1 * 0.9 * 0.2, rel=0.1)
+    # One draw per period, not per interval: consecutive periods are independent.
+    assert abs(np.corrcoef(values[:-1], values[1:])[0, 1]) < 0.1
     # Without dispersion the rate itself.
     plain = LiveBehaviour(_effects(), "stable", seed=2, started_at=0.0)
     assert plain.error_probability(plain.at(1.0), 1.0) == 0.01
