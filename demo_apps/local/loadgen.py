@@ -15,11 +15,11 @@ Two things the scenario format asks of the router:
   inhomogeneous Poisson process, drawn by thinning a process at the profile's peak rate.
   ``rps`` is the rate at factor 1; ``demo.live_request_rate`` caps it so that the peak stays
   within ``--max-rps``, which keeps the profile's shape exact.
-* **the canary's traffic share**: with ``canary_control_url`` every :meth:`~LoadGenerator.
-  set_weight` is announced to the canary app (``PUT /control/weight``) just before the traffic
-  shifts, so a load-dependent regression, the canary's age and its scale-ups' cold starts
-  follow the weight as in the simulator (why the app is told rather than left to infer it from
-  its own rate: :mod:`demo_apps.app.behaviour`).
+* **the canary's traffic share**: with ``canary_control_url`` every weight set
+  (:meth:`LoadGenerator.set_weight`) is announced to the canary app (``PUT /control/weight``)
+  just before the traffic shifts, so a load-dependent regression, the canary's age and its
+  scale-ups' cold starts follow the weight as in the simulator (why the app is told rather than
+  left to infer it from its own rate: :mod:`demo_apps.app.behaviour`).
 
 Requests go over :class:`KeepAliveClient`, a minimal HTTP/1.1 client on pooled keep-alive
 connections. With a general-purpose client (httpx) the load generator used a whole core at
