@@ -46,8 +46,9 @@ interval against the total rate the load sends. It was not chosen, for what it g
 
 * *lag*: a rate over the last interval reaches a new weight one interval late. The Rollout
   pauses one interval after each ``setWeight`` and Argo measures at once, so the first decision
-  at every weight would see, on average, half of a load-dependent regression that the simulator
-  shows in full, and a scale-up's cold pods would start cold an interval late;
+  at every weight would see at most half of the growth of a load-dependent regression that the
+  simulator shows in full (the inferred weight ramps over that window), and a scale-up's cold
+  pods would be detected late, and only as the ramp allows;
 * *noise*: at 5 % of 200 req/s a 3 s interval holds about 30 canary requests (±18 %), so the
   inferred weight, and with it the regression and any detected "scale-up", would flicker with
   Poisson noise and with every stall of the shared machine (a stalled load generator catches up
