@@ -2,19 +2,28 @@
 
 Its behaviour comes from a scenario file (``SCENARIO``: a shipped name such as ``buggy`` or a
 path), through :mod:`demo_apps.app.behaviour`: every ``GET /`` spends the latency the scenario
-draws (a real ``asyncio.sleep``) and fails with a real HTTP 500 at the scenario's error rate.
+draws (a real ``asyncio.sleep``) and fails with a real HTTP 500 at the scenario's error rate
+(over-dispersed per scrape period where the scenario says so).
 
-=====================  =====================================================================
-``GET /``              the work: 200 ``{"version", "track"}`` or 500 ``{"error"}``
-``GET /metrics``       Prometheus text: ``http_requests_total{code,version,track}`` and the
-                       ``http_request_duration_seconds{version,track}`` histogram with
-                       :data:`decision_service.histogram.LATENCY_BUCKETS_SECONDS` (the
-                       simulator's buckets, so live and simulated quantiles carry the same
-                       bucket error); with ``Accept: application/json`` the seed's summary
-                       ``{version, scenario, total_requests, error_count, error_rate,
-                       avg_latency_ms}``
-``GET /healthz``       liveness, with the scenario and the pod-template hash
-=====================  =====================================================================
+=========================  =================================================================
+``GET /``                  the work: 200 ``{"version", "track"}`` or 500 ``{"error"}``
+``GET /metrics``           Prometheus text: ``http_requests_total{code,version,track}`` and the
+                           ``http_request_duration_seconds{version,track}`` histogram with
+                           :data:`decision_service.histogram.LATENCY_BUCKETS_SECONDS` (the
+                           simulator's buckets, so live and simulated quantiles carry the same
+                           bucket error); with ``Accept: application/json`` the seed's summary
+                           ``{version, scenario, total_requests, error_count, error_rate,
+                           avg_latency_ms}``
+``GET /healthz``           liveness, with the scenario and the pod-template hash
+``PUT /control/weight``    ``{"weight": w}``: the canary's traffic share is now w % (the local
+                           traffic router announces every ``setWeight``). It drives the
+                           canary's load-dependent regression, its age and its scale-ups' cold
+                           starts (:mod:`demo_apps.app.behaviour`). Answers as ``GET /control``
+``GET /control``           ``{track, weight, weight_announced, canary_age_seconds,
+                           scale_ups}``
+=========================  =================================================================
+
+Each weight announcement is also logged, one JSON line on standard output.
 
 The app does not label its own series with the pod-template hash: as in Kubernetes, Prometheus
 attaches ``rollouts_pod_template_hash`` to the target (a relabel rule there, a static label in
@@ -28,17 +37,18 @@ per wall second), ``INTERVAL_SECONDS`` (scenario seconds per weather draw), ``CL
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
@@ -62,6 +72,12 @@ class AppSettings(BaseSettings):
     )
     clock_start: float | None = Field(None, description="Unix time of scenario time zero.")
     pod_template_hash: str = Field("", description="Reported in /healthz and the summary.")
+
+
+class WeightUpdate(BaseModel):
+    """Body of ``PUT /control/weight``."""
+
+    weight: float = Field(ge=0, le=100, allow_inf_nan=False, description="Canary share, %.")
 
 
 @dataclass
@@ -142,8 +158,7 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
     @app.get("/")
     async def serve(state: State) -> Response:
         started = time.perf_counter()
-        behaviour = state.behaviour.at(time.time())
-        outcome = state.behaviour.sample(behaviour)
+        outcome = state.behaviour.outcome(time.time())
         await asyncio.sleep(outcome.latency_seconds)
         track, version = state.settings.app_type, state.version
         code = "500" if outcome.error else "200"
@@ -177,6 +192,18 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
                 }
             )
         return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.put("/control/weight")
+    async def put_weight(update: WeightUpdate, state: State) -> dict[str, Any]:
+        now = time.time()
+        state.behaviour.set_weight(update.weight, now)
+        control = state.behaviour.control_state(now)
+        print(json.dumps({"event": "weight", **control}), flush=True)
+        return control
+
+    @app.get("/control")
+    async def control(state: State) -> dict[str, Any]:
+        return state.behaviour.control_state(time.time())
 
     @app.get("/healthz")
     async def healthz(state: State) -> dict[str, str]:

@@ -13,7 +13,11 @@ factor (a degrading canary drifts per *scenario* minute), as does Argo's 10 s er
 Traffic is compressed too, as far as the machine allows: the load is the scenario's rate times
 the time factor, capped at ``--max-rps`` (1,500 by default, which the local stack serves on 2
 cores beside Prometheus and the decision service), so an interval holds as many requests as one
-simulated interval unless the scenario's rate is above 150 req/s.
+simulated interval unless the scenario's rate is above 150 req/s. A scenario's traffic profile
+multiplies that rate over the canary's life (scenario minutes, compressed like the rest), and
+the cap then applies at the profile's peak, so the profile's shape is kept
+(:func:`live_request_rate`). The load generator also tells the canary app each weight it routes
+(its traffic share: load-dependent regressions, scale-ups' cold starts).
 
 When the rollout pauses (the analysis was Inconclusive: the agent kept answering ``hold``),
 type ``promote`` or ``abort`` (or write the word to ``<run dir>/control``) within
@@ -39,7 +43,7 @@ import httpx
 from demo_apps.app.behaviour import live_parameters
 from demo_apps.local.commands import CommandQueue, read_commands, watch_control_file
 from demo_apps.local.driver import Event, RolloutDriver, Verdict
-from demo_apps.local.loadgen import LoadGenerator
+from demo_apps.local.loadgen import LoadGenerator, RateProfile
 from demo_apps.local.manifests import Manifests, format_duration, parse_duration
 from demo_apps.local.stack import LocalStack, StackConfig
 from demo_apps.local.timeline import plot_timeline
@@ -79,7 +83,7 @@ class DemoResult:
     run_dir: Path
     timeline: Path | None
     requests: dict[str, dict[str, float]]
-    rps: float  # the load asked for
+    rps: float  # the load asked for (at profile factor 1)
     hashes: dict[str, str]
     served_rps: float = 0.0  # the load the apps served (answered requests per second)
 
@@ -88,9 +92,18 @@ class DemoResult:
         return [e.data.get("decision") for e in self.events if e.kind == "measurement"]
 
 
-def live_request_rate(scenario_rps: float, time_scale: float, max_rps: float) -> float:
-    """The load a live run sends: the scenario's rate compressed like time, within the cap."""
-    return min(scenario_rps * time_scale, max_rps)
+def live_request_rate(
+    scenario_rps: float, time_scale: float, max_rps: float, peak_factor: float = 1.0
+) -> float:
+    """The load a live run sends at profile factor 1: the scenario's rate compressed like time,
+    within the cap at the traffic profile's highest factor ``peak_factor``.
+
+    The load at any moment is this times the profile's factor then, so it never exceeds
+    ``max_rps`` and keeps the profile's shape (a dip to 20 % is a dip to 20 % of what the peak
+    sends, whether the cap binds or not), as the simulator's requests follow it."""
+    if peak_factor <= 0:
+        raise ValueError(f"peak_factor must be positive, got {peak_factor}")
+    return min(scenario_rps * time_scale, max_rps / peak_factor)
 
 
 def template_interval_seconds(manifests: Manifests) -> float:
@@ -142,9 +155,15 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
     real_interval = template_interval_seconds(manifests)
     time_scale = real_interval / options.interval_seconds
     params = live_parameters(scenario, options.seed)
+    profile = RateProfile(params, time_scale) if params.traffic_profile else None
     # Compress time, not evidence: an interval here should hold as many requests as one of the
     # template's real intervals (what the policy was trained on), as far as this machine allows.
-    rps = live_request_rate(params.requests_per_second, time_scale, options.max_rps)
+    rps = live_request_rate(
+        params.requests_per_second,
+        time_scale,
+        options.max_rps,
+        profile.peak if profile is not None else 1.0,
+    )
     run_dir = options.run_dir
     decision_env = {
         "ANALYSIS_WINDOW": format_duration(options.interval_seconds),
@@ -165,7 +184,9 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
     say(
         f"scenario {scenario.name} ({scenario.truth} canary): {scenario.description}\n"
         f"analysis interval {options.interval_seconds:g} s (template: {real_interval:g} s, "
-        f"time x{time_scale:g}); load {rps:.0f} req/s; run folder {run_dir}"
+        f"time x{time_scale:g}); load {rps:.0f} req/s"
+        + (" x the traffic profile" if profile is not None else "")
+        + f"; run folder {run_dir}"
     )
     events: list[Event] = []
     commands = CommandQueue()
@@ -180,7 +201,12 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
             f"decision service {stack.decision_url}"
         )
         load = LoadGenerator(
-            stack.apps["stable"].url, stack.apps["canary"].url, rps, seed=options.seed
+            stack.apps["stable"].url,
+            stack.apps["canary"].url,
+            rps,
+            seed=options.seed,
+            profile=profile,
+            canary_control_url=stack.apps["canary"].url + "/control/weight",
         )
         with load:
             time.sleep(options.warmup_intervals * options.interval_seconds)

@@ -6,6 +6,21 @@ the driver sets. It runs its own asyncio loop in a background thread, keeps at m
 ``max_in_flight`` requests open (arrivals beyond that are counted as ``dropped``, never queued
 without bound), and records per-second outcomes per version for the timeline.
 
+Two things the scenario format asks of the router:
+
+* **the traffic profile** (``traffic.profile``): with a :class:`RateProfile` the total rate is
+  ``rps`` × ``EpisodeParameters.rate_factor`` of the canary's age in scenario minutes (wall
+  seconds since the weight first went above 0, times ``time_scale``; the factor at minute 0
+  before that), as the simulator scales each interval's requests. Arrivals are an
+  inhomogeneous Poisson process, drawn by thinning a process at the profile's peak rate.
+  ``rps`` is the rate at factor 1; ``demo.live_request_rate`` caps it so that the peak stays
+  within ``--max-rps``, which keeps the profile's shape exact.
+* **the canary's traffic share**: with ``canary_control_url`` every weight set
+  (:meth:`LoadGenerator.set_weight`) is announced to the canary app (``PUT /control/weight``)
+  just before the traffic shifts, so a load-dependent regression, the canary's age and its
+  scale-ups' cold starts follow the weight as in the simulator (why the app is told rather than
+  left to infer it from its own rate: :mod:`demo_apps.app.behaviour`).
+
 Requests go over :class:`KeepAliveClient`, a minimal HTTP/1.1 client on pooled keep-alive
 connections. With a general-purpose client (httpx) the load generator used a whole core at
 about 400 requests per second here and fell to 250-300 when asked for more, which starved the
@@ -26,8 +41,11 @@ the apps, Prometheus and the decision service share, and no dependency beyond as
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -35,6 +53,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from demo_apps.local.processes import Lifecycle
+from scenarios import EpisodeParameters
 
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -134,6 +153,28 @@ class KeepAliveClient:
             self._idle.pop()[1].close()
 
 
+@dataclass(frozen=True)
+class RateProfile:
+    """The scenario's traffic profile on the demo's clock (see the module docstring)."""
+
+    params: EpisodeParameters
+    time_scale: float
+
+    def factor(self, canary_wall_seconds: float) -> float:
+        """The factor on the nominal rate ``canary_wall_seconds`` after the canary started."""
+        minutes = max(0.0, canary_wall_seconds) * self.time_scale / 60.0
+        return self.params.rate_factor(minutes)
+
+    @property
+    def peak(self) -> float:
+        """The highest factor (the profile is piecewise linear: the highest point's)."""
+        return max((factor for _, factor in self.params.traffic_profile), default=1.0)
+
+
+class ControlError(RuntimeError):
+    """The canary app did not take a weight announcement."""
+
+
 @dataclass
 class Bucket:
     """Requests, errors (5xx or failed) and summed latency of one version in one second."""
@@ -155,11 +196,19 @@ class LoadGenerator(Lifecycle):
         seed: int = 0,
         max_in_flight: int = 256,
         timeout_seconds: float = 15.0,
+        profile: RateProfile | None = None,
+        canary_control_url: str | None = None,
     ) -> None:
+        """``rps``: the total rate, at profile factor 1 with a ``profile``;
+        ``canary_control_url``: the canary app's ``/control/weight``, told every weight."""
         if rps <= 0:
             raise ValueError("rps must be positive")
+        if profile is not None and profile.peak <= 0:
+            raise ValueError("a traffic profile whose factors are all 0 sends nothing")
         self.urls = {"stable": stable_url.rstrip("/") + "/", "canary": canary_url.rstrip("/") + "/"}
         self.rps = rps
+        self.profile = profile
+        self.canary_control_url = canary_control_url
         self.max_in_flight = max_in_flight
         self.timeout_seconds = timeout_seconds
         self._rng = np.random.default_rng([seed, 7])
@@ -170,17 +219,55 @@ class LoadGenerator(Lifecycle):
         )
         self.dropped = 0
         self.started_at = 0.0
+        #: Monotonic time at which the canary's weight first went above 0 (the profile's 0).
+        self.canary_started_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     @property
     def weight(self) -> int:
         return self._weight
 
     def set_weight(self, weight: int) -> None:
+        """Route ``weight`` percent to the canary, telling the canary app first."""
         if not 0 <= weight <= 100:
             raise ValueError(f"weight must be within 0..100, got {weight}")
+        if self.canary_control_url is not None:
+            self._announce(weight)
         self._weight = weight
+        if weight > 0 and self.canary_started_at is None and self._thread is not None:
+            self.canary_started_at = time.monotonic()
+
+    def _announce(self, weight: int, attempts: int = 3) -> None:
+        """``PUT /control/weight`` to the canary app; a few tries, then :class:`ControlError`:
+        a canary that does not know its share would serve another scenario than the one
+        named, and the run would be judged on it."""
+        assert self.canary_control_url is not None
+        body = json.dumps({"weight": weight}).encode()
+        error: Exception | None = None
+        for attempt in range(attempts):
+            request = urllib.request.Request(
+                self.canary_control_url,
+                data=body,
+                method="PUT",
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with self._no_proxy.open(request, timeout=5) as response:
+                    response.read()
+                    return
+            except (OSError, urllib.error.URLError) as exc:
+                error = exc
+                time.sleep(0.1 * (attempt + 1))
+        raise ControlError(f"{self.canary_control_url}: weight {weight} not taken: {error}")
+
+    def rate_factor(self, now: float) -> float:
+        """The profile's factor at monotonic time ``now`` (1 without a profile)."""
+        if self.profile is None:
+            return 1.0
+        started = self.canary_started_at
+        return self.profile.factor(0.0 if started is None else now - started)
 
     def totals(self) -> dict[str, Bucket]:
         with self._lock:
@@ -215,13 +302,19 @@ class LoadGenerator(Lifecycle):
         gate = asyncio.Semaphore(self.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
         clients = {track: KeepAliveClient(url) for track, url in self.urls.items()}
+        profile = self.profile
+        peak = profile.peak if profile is not None else 1.0
         try:
             next_at = time.monotonic()
             while not self._stop.is_set():
-                next_at += float(self._rng.exponential(1.0 / self.rps))
+                next_at += float(self._rng.exponential(1.0 / (self.rps * peak)))
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                # Thinning: a candidate at the peak rate is an arrival with probability
+                # factor / peak (no draw without a profile: the stream stays as it was).
+                if profile is not None and self._rng.random() * peak >= self.rate_factor(next_at):
+                    continue
                 track = "canary" if self._rng.random() * 100 < self._weight else "stable"
                 if gate.locked():
                     self.dropped += 1
@@ -238,6 +331,8 @@ class LoadGenerator(Lifecycle):
 
     def start(self) -> LoadGenerator:
         self.started_at = time.monotonic()
+        if self._weight > 0 and self.canary_started_at is None:
+            self.canary_started_at = self.started_at
         self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True)
         self._thread.start()
         return self

@@ -136,3 +136,17 @@ def test_an_unknown_scenario_fails_at_start_up() -> None:
     settings = AppSettings(app_type="stable", scenario="no-such-scenario")
     with pytest.raises(ValueError, match="no shipped scenario"), TestClient(create_app(settings)):
         pass
+
+
+def test_the_canary_is_told_its_weight_and_reports_what_it_knows(scenario_file: Path) -> None:
+    with _client(scenario_file, "canary") as client:
+        untold = client.get("/control").json()
+        assert untold["weight"] == 100.0 and untold["weight_announced"] is False
+        assert client.put("/control/weight", json={"weight": 0}).status_code == 200
+        assert client.put("/control/weight", json={"weight": 10}).json()["scale_ups"] == []
+        state = client.put("/control/weight", json={"weight": 40}).json()
+        assert state["weight"] == 40 and state["weight_announced"] is True
+        assert [s["new_share"] for s in state["scale_ups"]] == [0.75]
+        assert client.get("/control").json()["scale_ups"] == state["scale_ups"]
+        for bad in (-1, 101, "x"):
+            assert client.put("/control/weight", json={"weight": bad}).status_code == 422

@@ -11,7 +11,12 @@ template's 30 s; the apps' scenario clock runs 10x faster to match).
 * ``flaky`` (a sound canary with transient spikes) is never promoted on thin evidence: every
   ``promote`` comes from the policy, with no guardrail holding it back and the canary having
   served at least the guardrail's minimum of requests. Whether it is then promoted, paused or
-  aborted is the model's call; the test prints it (docs/demo.md reports it).
+  aborted is the model's call; the test prints it (docs/demo.md reports it);
+* ``cold_start`` (a sound canary whose pods start cold, again after every scale-up) and
+  ``stable_incident`` (a sound canary beside a stable that has incidents of its own) are never
+  aborted: neither effect is the canary being worse than stable. Promoted or paused is the
+  model's call. Both also check that the effect was really there: the canary app was told every
+  weight and recorded each scale-up; stable's windows showed its incidents.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from decision_service.guardrails import GuardrailConfig
+from demo_apps.app.behaviour import live_parameters
 from demo_apps.local.demo import DemoOptions, DemoResult, run_demo
+from scenarios import resolve_scenario
 from tests.conftest import REPO_ROOT, prometheus_binary
 
 pytestmark = pytest.mark.prometheus
@@ -110,3 +118,65 @@ def test_flaky_is_not_promoted_without_evidence(tmp_path: Path) -> None:
         served = re.search(r"over (\d+) requests", event.data["reason"])
         assert served is not None and int(served.group(1)) >= minimum, event.data["reason"]
     print(f"flaky: {result.verdict.outcome} at {result.verdict.weight} %: {result.verdict.reason}")
+
+
+def _app_log(result: DemoResult, track: str) -> list[dict]:
+    """The JSON lines an app of the run wrote (the canary's weight announcements)."""
+    lines = (result.run_dir / "logs" / f"app-{track}.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _not_aborted(result: DemoResult) -> None:
+    assert result.verdict.outcome != "aborted", result.verdict
+    assert "abort" not in result.decisions, result.decisions
+
+
+#: cold_start's draw for seed 1: cold for 1.33 scenario minutes (2.7 intervals) after the start
+#: and after every scale-up, +3.6 % errors and 2.3x latency at first; otherwise stable's equal
+#: (errors x0.96). Its truth is good (``within``: a cold start is a canary-only fault). A typical
+#: draw: the median of seeds 1-12 by its worst analysis window (4.1x stable's errors, with the
+#: demo's scale-ups every scenario minute); live, the windows showed 2-3.6x.
+COLD_START_SEED = 1
+
+
+def test_a_cold_start_does_not_get_a_good_canary_aborted(tmp_path: Path) -> None:
+    params = live_parameters(resolve_scenario("cold_start"), COLD_START_SEED)
+    assert params.cold_start_minutes > 1.0 and params.cold_start_after_scale_up
+    result = _run("cold_start", tmp_path, COLD_START_SEED)
+    _not_aborted(result)
+    # The effect was there: the canary app was told every weight the driver routed (its start
+    # at the first weight above 0) and recorded each increase as a scale-up with its new pods'
+    # share, as the simulator does.
+    announced = [line for line in _app_log(result, "canary") if line.get("event") == "weight"]
+    weights = _weights(result)
+    assert [line["weight"] for line in announced] == weights
+    shares = [(w - v) / w for v, w in pairwise(weights) if w > v > 0]
+    assert [s["new_share"] for s in announced[-1]["scale_ups"]] == pytest.approx(shares)
+    assert len(shares) >= 1
+    print(f"cold_start: {result.verdict.outcome} at {result.verdict.weight} %")
+
+
+#: stable_incident's draw for seed 12: stable 0.95 % errors, and in 20 % of intervals an incident
+#: of its own (+2.7 % errors, 2.4x latency) that the canary (errors x0.97) does not share; the
+#: weather stream has stable incidents in intervals 2-4 and 6-13 of the run's clock, the
+#: analysis windows of the first weights. Its truth is ``equal_or_better``: such a canary must
+#: almost never be aborted (the shield's G2).
+STABLE_INCIDENT_SEED = 12
+
+
+def test_a_stable_only_incident_does_not_get_the_canary_aborted(tmp_path: Path) -> None:
+    params = live_parameters(resolve_scenario("stable_incident"), STABLE_INCIDENT_SEED)
+    assert params.stable_incident_error_rate > 2 * params.stable_error_rate
+    result = _run("stable_incident", tmp_path, STABLE_INCIDENT_SEED)
+    _not_aborted(result)
+    # The effect was there: some analysis window saw stable well above its normal error rate.
+    observed = [
+        e.data["observation"]["stable_error_rate"]
+        for e in result.events
+        if e.kind == "measurement" and e.data.get("observation")
+    ]
+    # The feature is (log10(rate + 1e-4) + 4) / 4 (decision_service.features).
+    rates = [10 ** (4 * v - 4) - 1e-4 for v in observed]
+    threshold = params.stable_error_rate + params.stable_incident_error_rate / 2
+    assert max(rates, default=0.0) > threshold, rates
+    print(f"stable_incident: {result.verdict.outcome} at {result.verdict.weight} %; {rates}")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from demo_apps.local.loadgen import HttpError, KeepAliveClient, LoadGenerator
+from demo_apps.local.loadgen import ControlError, HttpError, KeepAliveClient, LoadGenerator
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -202,3 +202,16 @@ def test_a_malformed_answer_on_a_reused_connection_is_retried_not_lost() -> None
     garbled = b"HTTP/1.1 abc X\r\ncontent-length: 0\r\n\r\n"
     with Server(lambda i, head: garbled) as server, pytest.raises(HttpError):
         _gets(server.url, 1)
+
+
+def test_a_weight_the_canary_app_does_not_take_stops_the_run() -> None:
+    # A canary that does not know its share would serve another scenario than the one named.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/control/weight"
+        load = LoadGenerator(
+            "http://127.0.0.1:9", "http://127.0.0.1:9", 10.0, canary_control_url=dead
+        )
+        with pytest.raises(ControlError, match="weight 5 not taken"):
+            load.set_weight(5)
+    assert load.weight == 0  # the traffic did not shift either
