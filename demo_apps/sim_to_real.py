@@ -96,16 +96,20 @@ def rollout_shape() -> tuple[tuple[float, ...], int]:
 
 def pin_draw(scenario: Scenario, params: EpisodeParameters, requests_per_second: float) -> Scenario:
     """``scenario`` with every drawn number fixed to ``params`` (so every episode of it is that
-    one canary) and its traffic set to ``requests_per_second``."""
+    one canary) and its traffic set to ``requests_per_second`` (its profile kept, as drawn)."""
     p = params
     document = scenario.model_dump(mode="json")
-    document["traffic"] = {"requests_per_second": requests_per_second}
+    document["traffic"] = {
+        "requests_per_second": requests_per_second,
+        "profile": [{"minute": m, "factor": f} for m, f in p.traffic_profile],
+    }
     document["stable"] = {
         "error_rate": p.stable_error_rate,
         "latency_p50_ms": p.stable_p50_ms,
         "latency_spread": p.latency_spread,
+        "error_dispersion": p.stable_error_dispersion,
     }
-    document["canary"] = {
+    canary: dict[str, object] = {
         "error_multiplier": p.error_multiplier,
         "error_additive": p.error_additive,
         "latency_multiplier": p.latency_multiplier,
@@ -120,12 +124,32 @@ def pin_draw(scenario: Scenario, params: EpisodeParameters, requests_per_second:
             "error_rate": p.spike_error_rate,
             "latency_multiplier": p.spike_latency_multiplier,
         },
+        "latency_spread_multiplier": p.spread_multiplier,
+        "error_dispersion": p.canary_error_dispersion,
     }
-    incidents = document["shared_incidents"]
-    incidents.update(
+    if p.cold_start_minutes > 0:
+        canary["cold_start"] = {
+            "minutes": p.cold_start_minutes,
+            "error_rate": p.cold_start_error_rate,
+            "latency_multiplier": p.cold_start_latency_multiplier,
+            "after_scale_up": p.cold_start_after_scale_up,
+        }
+    if p.load_error_rate > 0 or p.load_latency_multiplier != 1.0:
+        canary["load_dependent"] = {
+            "from_weight": p.load_from_weight,
+            "error_rate": p.load_error_rate,
+            "latency_multiplier": p.load_latency_multiplier,
+        }
+    document["canary"] = canary
+    document["shared_incidents"].update(
         probability=p.incident_probability,
         error_rate=p.incident_error_rate,
         latency_multiplier=p.incident_latency_multiplier,
+    )
+    document["stable_incidents"].update(
+        probability=p.stable_incident_probability,
+        error_rate=p.stable_incident_error_rate,
+        latency_multiplier=p.stable_incident_latency_multiplier,
     )
     return Scenario.model_validate(document)
 

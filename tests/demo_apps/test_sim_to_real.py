@@ -77,7 +77,18 @@ def test_a_pinned_draw_is_the_same_canary_in_every_episode() -> None:
     from demo_apps.sim_to_real import pin_draw
     from scenarios import EpisodeParameters
 
-    for name in ("healthy", "flaky", "degrading", "noisy_neighbour"):
+    for name in (
+        "healthy",
+        "flaky",
+        "degrading",
+        "noisy_neighbour",
+        "cold_start",
+        "stable_incident",
+        "load_dependent",
+        "clumped_errors",
+        "traffic_dip",
+        "tail_latency",
+    ):
         scenario = resolve_scenario(name)
         params = live_parameters(scenario, 4)
         pinned = pin_draw(scenario, params, 42.0)
