@@ -13,8 +13,8 @@ share of draws from the "equal / better" family.
 ======================  ========================================================
 family                  what varies
 ======================  ========================================================
-equal / better          error ×0.3–1.2, latency ×0.7–1.08; optional canary spikes
-                        (flaky) and shared incidents (noisy neighbour)
+equal / better          error ×0.3–1.2, latency ×0.7–1.08; optional rare, small
+                        canary spikes and shared incidents (noisy neighbour)
 error regression        error ×1.7–30 or +0.3–30 %
 latency regression      latency ×1.25–2.5
 drift                   starts after 0–5 min; errors +0.2–5 %/min and/or p50
@@ -47,13 +47,29 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def _noise(rng: np.random.Generator, canary: dict[str, Any], doc: dict[str, Any], p: float) -> None:
+def _noise(
+    rng: np.random.Generator,
+    canary: dict[str, Any],
+    doc: dict[str, Any],
+    p: float,
+    mild_spikes: bool = False,
+) -> None:
+    """Spikes and shared incidents with probability ``p`` each. ``mild_spikes``: rare, small
+    ones that stay within the tolerance on average (a good canary's transient trouble); spikes
+    as frequent and large as the old flaky ones add up to a regression (truth: bad)."""
     if rng.random() < p:
-        canary["spikes"] = {
-            "probability": float(rng.uniform(0.05, 0.3)),
-            "error_rate": float(rng.uniform(0.01, 0.1)),
-            "latency_multiplier": float(rng.uniform(1.3, 3.0)),
-        }
+        if mild_spikes:
+            canary["spikes"] = {
+                "probability": float(rng.uniform(0.01, 0.05)),
+                "error_rate": float(rng.uniform(0.002, 0.02)),
+                "latency_multiplier": float(rng.uniform(1.1, 1.5)),
+            }
+        else:
+            canary["spikes"] = {
+                "probability": float(rng.uniform(0.05, 0.3)),
+                "error_rate": float(rng.uniform(0.01, 0.1)),
+                "latency_multiplier": float(rng.uniform(1.3, 3.0)),
+            }
     if rng.random() < p:
         doc["shared_incidents"] = {
             "probability": float(rng.uniform(0.05, 0.35)),
@@ -109,7 +125,7 @@ def random_scenario(rng: np.random.Generator, good_fraction: float = 0.5) -> Sce
         doc["truth"] = "good"
         canary["error_multiplier"] = float(rng.uniform(0.3, 1.2))
         canary["latency_multiplier"] = float(rng.uniform(0.7, 1.08))
-        _noise(rng, canary, doc, 0.3)
+        _noise(rng, canary, doc, 0.3, mild_spikes=True)
     else:
         doc["truth"] = "bad"
         family = BAD_FAMILIES[int(rng.integers(len(BAD_FAMILIES)))]
