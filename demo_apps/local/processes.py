@@ -7,6 +7,8 @@ the tests' and benchmarks' Prometheus and services — goes through :class:`Mana
 * a child runs in its own session (``start_new_session``), so :meth:`ManagedProcess.stop`
   signals exactly its group (SIGTERM, then SIGKILL after a grace period) and nothing else;
 * its output goes to a log file, whose tail every start-up error quotes;
+* :meth:`ManagedProcess.pause` and :meth:`ManagedProcess.resume` freeze and thaw its group
+  (SIGSTOP/SIGCONT), e.g. to stall Prometheus under load; ``stop()`` ends a paused child too;
 * :func:`loopback_env` keeps it off any HTTP proxy for loopback addresses;
 * :class:`Lifecycle` makes anything with ``start()``/``stop()`` a context manager, so an
   exception or Ctrl-C between the two still stops it.
@@ -109,12 +111,27 @@ class ManagedProcess:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, grace_seconds: float = 5.0) -> None:
+    def _signal_group(self, signum: int) -> None:
         process = self._process
         if process is not None and process.poll() is None:
             # The group is this child's own (start_new_session): nothing else is signalled.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signum)
+
+    def pause(self) -> None:
+        """Freeze the child's group (SIGSTOP): it holds its sockets but answers nothing."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a group :meth:`pause` froze (SIGCONT); harmless on a running child."""
+        self._signal_group(signal.SIGCONT)
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            # A paused child acts on the SIGTERM only once continued.
+            self._signal_group(signal.SIGCONT)
             try:
                 process.wait(timeout=grace_seconds)
             except subprocess.TimeoutExpired:
