@@ -10,6 +10,7 @@ the tests' and benchmarks' Prometheus and services — goes through :class:`Mana
 * :meth:`ManagedProcess.pause` and :meth:`ManagedProcess.resume` freeze and thaw its group
   (SIGSTOP/SIGCONT), e.g. to stall Prometheus under load; ``stop()`` ends a paused child too;
 * :func:`loopback_env` keeps it off any HTTP proxy for loopback addresses;
+* :func:`memory_kib` reads its resident memory (now and peak) from ``/proc``;
 * :class:`Lifecycle` makes anything with ``start()``/``stop()`` a context manager, so an
   exception or Ctrl-C between the two still stops it.
 """
@@ -71,6 +72,16 @@ def loopback_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.update({"NO_PROXY": LOOPBACK, "no_proxy": LOOPBACK, "PYTHONUNBUFFERED": "1"})
     env.update(extra or {})
     return env
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak resident set) of ``pid`` in KiB, from ``/proc`` (Linux)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in {"VmRSS", "VmHWM"}:
+            values[key] = int(value.split()[0])
+    return values
 
 
 class ManagedProcess:
