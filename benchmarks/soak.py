@@ -19,7 +19,8 @@ answer and only their latency is judged. Figures only; nothing is asserted.
 
 Prometheus (and its stall: :meth:`~demo_apps.local.prometheus.PrometheusServer.paused`), the
 synthetic exporter and the service process come from :mod:`demo_apps.local`, the launcher the
-demo stack, the tests and ``benchmarks/bench_service.py`` use; nothing here imports test code.
+demo stack and the tests use; the traffic, the service's start and the client from
+``benchmarks/decide_load.py`` (shared with ``bench_service.py``). Nothing here imports test code.
 
 Usage: ``python benchmarks/soak.py [--seconds 30] [--stall-seconds 10] [--model PATH]``
 """
@@ -29,12 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import random
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -45,76 +43,20 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from decision_service.policy import DEFAULT_MODEL_PATH  # noqa: E402
-from demo_apps.local.processes import (  # noqa: E402
-    LOOPBACK,
-    ManagedProcess,
-    free_port,
-    loopback_env,
-    wait_ready,
-)
-from demo_apps.local.prometheus import PrometheusServer  # noqa: E402
-from demo_apps.local.synthetic import SyntheticApp, SyntheticPod, synthetic_prometheus  # noqa: E402
+from decide_load import DecideClient, decide_body, start_service, traffic  # noqa: E402
 
-CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
+from decision_service.policy import DEFAULT_MODEL_PATH  # noqa: E402
+from demo_apps.local.processes import LOOPBACK, ManagedProcess, memory_kib  # noqa: E402
+from demo_apps.local.prometheus import PrometheusServer  # noqa: E402
+from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
+
 TOKEN = "soak-token"
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
     """Resident and peak resident memory of ``pid``, MiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def feed(canary: SyntheticPod, stable: SyntheticPod, stop: threading.Event) -> None:
-    """About 10 % canary / 90 % stable traffic with a little noise, until ``stop``."""
-    rng = random.Random(1)
-    while not stop.wait(0.1):
-        canary.serve(10, rng.randint(0, 1), rng.uniform(0.03, 0.06))
-        stable.serve(90, rng.randint(0, 2), rng.uniform(0.03, 0.05))
-
-
-# --------------------------------------------------------------------------- load
-
-
-class Client:
-    """A minimal HTTP/1.1 keep-alive client: the load generator should cost little CPU."""
-
-    def __init__(self, port: int, body: bytes) -> None:
-        self._port = port
-        self._request = (
-            f"POST /v1/decide HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
-            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def decide(self) -> int:
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(LOOPBACK, self._port)
-        assert self._reader is not None
-        self._writer.write(self._request)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self._reader.readexactly(length)
-        if b"connection: close" in head.lower():
-            await self.close()
-        return status
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
-        self._reader = self._writer = None
+    memory = memory_kib(pid)
+    return memory["VmRSS"] / 1024, memory["VmHWM"] / 1024
 
 
 @dataclass
@@ -153,11 +95,11 @@ async def hold_load(
     stop_at = time.monotonic() + seconds
 
     async def worker() -> None:
-        client = Client(port, body)
+        client = DecideClient(port, body, TOKEN)
         while time.monotonic() < stop_at:
             started = time.monotonic()
             try:
-                status = await asyncio.wait_for(client.decide(), request_timeout)
+                status, _ = await asyncio.wait_for(client.decide(), request_timeout)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 phase.count(type(exc).__name__)
                 await client.close()
@@ -175,9 +117,10 @@ async def hold_load(
 
 
 async def _one_decision(port: int, body: bytes) -> int:
-    client = Client(port, body)
+    client = DecideClient(port, body, TOKEN)
     try:
-        return await client.decide()
+        status, _ = await client.decide()
+        return status
     finally:
         await client.close()
 
@@ -226,44 +169,26 @@ def main() -> int:
     if not args.model.is_file():
         raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
 
-    stop = threading.Event()
     log_path = Path(tempfile.mkdtemp(prefix="soak-service-")) / "service.log"
     with (
         SyntheticApp() as app,
         synthetic_prometheus(
             args.prometheus, app, scrape_interval=args.scrape_interval, start_timeout=30
         ) as prometheus,
+        traffic(app),
     ):
-        canary, stable = app.pod(CANARY, "canary"), app.pod(STABLE, "stable")
-        for i in range(20):  # other workloads' series in the same Prometheus
-            app.pod(f"other{i:02d}", "stable").serve(100, 1, 0.05)
-        feeder = threading.Thread(target=feed, args=(canary, stable, stop), daemon=True)
-        feeder.start()
-        port = free_port()
-        env = loopback_env(
-            {
-                "MODEL_PATH": str(args.model.resolve()),
-                "PROMETHEUS_URL": prometheus.url,
-                "ANALYSIS_WINDOW": args.window,
-                "QUERY_PRESET": "demo",
-                "API_TOKEN": TOKEN,
-                "LOG_LEVEL": "WARNING",
-                "PYTHONPATH": str(REPO_ROOT),
-            }
+        service, port = start_service(
+            model=args.model,
+            prometheus_url=prometheus.url,
+            window=args.window,
+            log_path=log_path,
+            log_level="WARNING",
+            token=TOKEN,
         )
-        env.pop("API_TOKEN_FILE", None)  # the token above, not one from the caller's shell
-        service = ManagedProcess(
-            "decision-service",
-            [sys.executable, "-m", "decision_service", "--host", LOOPBACK, "--port", str(port)],
-            env,
-            log_path,
-        ).start()
         try:
             report(args, port, service, prometheus)
         finally:
             service.stop(grace_seconds=15)
-            stop.set()
-            feeder.join(timeout=2)
     print(f"service log: {log_path}")
     return 0
 
@@ -272,20 +197,11 @@ def report(
     args: argparse.Namespace, port: int, service: ManagedProcess, prometheus: PrometheusServer
 ) -> None:
     url = f"http://{LOOPBACK}:{port}"
-    wait_ready(service, f"{url}/readyz", 30)
     pid = service.pid
     assert pid is not None
     print(f"service ready (pid {pid}); canary ageing {args.warmup_seconds:.0f} s", flush=True)
     time.sleep(args.warmup_seconds)
-    body = json.dumps(
-        {
-            "namespace": "shop",
-            "rollout": "checkout",
-            "canary_hash": CANARY,
-            "stable_hash": STABLE,
-            "step_weight": "10",
-        }
-    ).encode()
+    body = decide_body()
     warm = Phase("warm-up")
     asyncio.run(hold_load(port, body, 4, 3.0, args.request_timeout, warm))
     rss_before, _ = memory_mib(pid)
