@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from decide_load import DecideClient, decide_body, start_service, traffic  # noqa: E402
 
+from decision_service.features import N_FEATURES  # noqa: E402
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
 from demo_apps.local.processes import memory_kib  # noqa: E402
 from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
@@ -92,7 +93,7 @@ async def run_load(port: int, body: bytes, total: int, concurrency: int) -> dict
 def onnx_inference(model: Path, n: int = 20000) -> tuple[float, float]:
     policy = OnnxPolicy(model)
     rng = np.random.default_rng(0)
-    observations = rng.uniform(0, 1, size=(256, 20)).astype(np.float32)
+    observations = rng.uniform(0, 1, size=(256, N_FEATURES)).astype(np.float32)
     timings = []
     for i in range(n):
         obs = observations[i % 256]
