@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,12 +32,16 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from decide_load import DecideClient, decide_body, start_service, traffic  # noqa: E402
+from decide_load import (  # noqa: E402
+    DecideClient,
+    add_stack_arguments,
+    decide_body,
+    service_stack,
+)
 
 from decision_service.features import N_FEATURES  # noqa: E402
-from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
+from decision_service.policy import OnnxPolicy  # noqa: E402
 from demo_apps.local.processes import memory_kib  # noqa: E402
-from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,58 +110,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
-    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_BIN", "prometheus"))
-    parser.add_argument("--scrape-interval", default="5s")
-    parser.add_argument("--window", default="30s", help="ANALYSIS_WINDOW of the service")
-    parser.add_argument("--warmup-seconds", type=float, default=40.0, help="canary age first")
+    add_stack_arguments(parser)
     args = parser.parse_args()
-    if not args.model.is_file():
-        raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
 
-    log_path = Path(tempfile.mkdtemp(prefix="bench-service-")) / "service.log"
-    with (
-        SyntheticApp() as app,
-        synthetic_prometheus(
-            args.prometheus, app, scrape_interval=args.scrape_interval
-        ) as prometheus,
-        traffic(app),
-    ):
-        service, port = start_service(
-            model=args.model,
-            prometheus_url=prometheus.url,
-            window=args.window,
-            log_path=log_path,
-            log_level="INFO",
-        )
-        try:
-            assert service.pid is not None
-            print(f"service ready (pid {service.pid}); canary ageing {args.warmup_seconds:.0f}s")
-            time.sleep(args.warmup_seconds)
-            body = decide_body()
-            asyncio.run(run_load(port, body, 200, 4))  # warm-up: connections, caches
-            sequential = asyncio.run(run_load(port, body, args.requests, 1))
-            cpu_before = {
-                name: cpu_seconds(pid)
-                for name, pid in (
-                    ("service", service.pid),
-                    ("prometheus", prometheus.pid),
-                    ("benchmark", os.getpid()),
-                )
-            }
-            concurrent = asyncio.run(run_load(port, body, args.requests, args.concurrency))
-            cpu_ms = {
-                name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests
-                for name, pid in (
-                    ("service", service.pid),
-                    ("prometheus", prometheus.pid),
-                    ("benchmark", os.getpid()),
-                )
-            }
-            memory = memory_kib(service.pid)
-            rss, peak = memory["VmRSS"], memory["VmHWM"]
-        finally:
-            service.stop(grace_seconds=10)
+    with service_stack(args, log_prefix="bench-service-", log_level="INFO") as stack:
+        port, pids = stack.port, {"service": stack.pid, "prometheus": stack.prometheus.pid}
+        pids["benchmark"] = os.getpid()
+        print(f"service ready (pid {stack.pid}); canary ageing {args.warmup_seconds:.0f}s")
+        time.sleep(args.warmup_seconds)
+        body = decide_body()
+        asyncio.run(run_load(port, body, 200, 4))  # warm-up: connections, caches
+        sequential = asyncio.run(run_load(port, body, args.requests, 1))
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        concurrent = asyncio.run(run_load(port, body, args.requests, args.concurrency))
+        cpu_ms = {
+            name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests
+            for name, pid in pids.items()
+        }
+        memory = memory_kib(stack.pid)
+        rss, peak = memory["VmRSS"], memory["VmHWM"]
     onnx_p50, onnx_p99 = onnx_inference(args.model)
 
     print(f"model: {args.model}")
@@ -180,7 +150,7 @@ def main() -> int:
         + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items())
     )
     print(f"service RSS: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")
-    print(f"service log: {log_path}")
+    print(f"service log: {stack.log_path}")
     return 0
 
 

@@ -1,5 +1,8 @@
 """What the service benchmarks share (``bench_service.py`` and ``soak.py``).
 
+* :func:`service_stack` (options from :func:`add_stack_arguments`): a synthetic app, a real
+  Prometheus scraping it, the traffic of :func:`traffic` and the service of
+  :func:`start_service`, all stopped on the way out;
 * :func:`traffic`: the synthetic app's series while the block runs: 20 other workloads, and a
   canary and a stable version fed about 10 % / 90 % with a little noise from a thread;
 * :func:`start_service`: the decision service as users run it (``python -m decision_service``)
@@ -14,18 +17,23 @@ a script: the benchmarks import it from their own folder.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from decision_service.policy import DEFAULT_MODEL_PATH  # noqa: E402
 from demo_apps.local.processes import (  # noqa: E402
     LOOPBACK,
     ManagedProcess,
@@ -34,7 +42,8 @@ from demo_apps.local.processes import (  # noqa: E402
     loopback_env,
     wait_ready,
 )
-from demo_apps.local.synthetic import SyntheticApp  # noqa: E402
+from demo_apps.local.prometheus import PrometheusServer  # noqa: E402
+from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
 
 CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
 #: Environment the service must not inherit from the caller's shell: each benchmark says
@@ -121,6 +130,72 @@ def start_service(
         service.stop(grace_seconds=15)
         raise
     return service, port
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of :func:`service_stack`: model, Prometheus binary and scrape interval,
+    the service's ANALYSIS_WINDOW and how long the canary ages before any load."""
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_BIN", "prometheus"))
+    parser.add_argument("--scrape-interval", default="5s")
+    parser.add_argument("--window", default="30s", help="ANALYSIS_WINDOW of the service")
+    parser.add_argument("--warmup-seconds", type=float, default=40.0, help="canary age first")
+
+
+@dataclass
+class ServiceStack:
+    """What :func:`service_stack` runs: Prometheus, and the ready service on ``port``."""
+
+    prometheus: PrometheusServer
+    service: ManagedProcess
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        pid = self.service.pid
+        assert pid is not None, "not started"
+        return pid
+
+
+@contextlib.contextmanager
+def service_stack(
+    args: argparse.Namespace,
+    *,
+    log_prefix: str,
+    log_level: str,
+    token: str | None = None,
+    prometheus_start_timeout: float = 20.0,
+    stop_grace_seconds: float = 10.0,
+) -> Iterator[ServiceStack]:
+    """A synthetic app fed by :func:`traffic`, a real Prometheus scraping it and the service
+    querying it (options of :func:`add_stack_arguments`); everything stops on the way out.
+    The service's log is kept (in a temporary folder named after ``log_prefix``)."""
+    if not args.model.is_file():
+        raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
+    log_path = Path(tempfile.mkdtemp(prefix=log_prefix)) / "service.log"
+    with (
+        SyntheticApp() as app,
+        synthetic_prometheus(
+            args.prometheus,
+            app,
+            scrape_interval=args.scrape_interval,
+            start_timeout=prometheus_start_timeout,
+        ) as prometheus,
+        traffic(app),
+    ):
+        service, port = start_service(
+            model=args.model,
+            prometheus_url=prometheus.url,
+            window=args.window,
+            log_path=log_path,
+            log_level=log_level,
+            token=token,
+        )
+        try:
+            yield ServiceStack(prometheus, service, port, log_path)
+        finally:
+            service.stop(grace_seconds=stop_grace_seconds)
 
 
 class DecideClient:

@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -43,12 +41,16 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from decide_load import DecideClient, decide_body, start_service, traffic  # noqa: E402
+from decide_load import (  # noqa: E402
+    DecideClient,
+    ServiceStack,
+    add_stack_arguments,
+    decide_body,
+    service_stack,
+)
 
-from decision_service.policy import DEFAULT_MODEL_PATH  # noqa: E402
-from demo_apps.local.processes import LOOPBACK, ManagedProcess, memory_kib  # noqa: E402
+from demo_apps.local.processes import LOOPBACK, memory_kib  # noqa: E402
 from demo_apps.local.prometheus import PrometheusServer  # noqa: E402
-from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
 
 TOKEN = "soak-token"
 
@@ -160,45 +162,25 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--stall-seconds", type=float, default=10.0)
     parser.add_argument("--request-timeout", type=float, default=5.0, help="Argo's timeoutSeconds")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
-    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_BIN", "prometheus"))
-    parser.add_argument("--scrape-interval", default="5s")
-    parser.add_argument("--window", default="30s", help="ANALYSIS_WINDOW of the service")
-    parser.add_argument("--warmup-seconds", type=float, default=40.0, help="canary age first")
+    add_stack_arguments(parser)
     args = parser.parse_args()
-    if not args.model.is_file():
-        raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
 
-    log_path = Path(tempfile.mkdtemp(prefix="soak-service-")) / "service.log"
-    with (
-        SyntheticApp() as app,
-        synthetic_prometheus(
-            args.prometheus, app, scrape_interval=args.scrape_interval, start_timeout=30
-        ) as prometheus,
-        traffic(app),
-    ):
-        service, port = start_service(
-            model=args.model,
-            prometheus_url=prometheus.url,
-            window=args.window,
-            log_path=log_path,
-            log_level="WARNING",
-            token=TOKEN,
-        )
-        try:
-            report(args, port, service, prometheus)
-        finally:
-            service.stop(grace_seconds=15)
-    print(f"service log: {log_path}")
+    with service_stack(
+        args,
+        log_prefix="soak-service-",
+        log_level="WARNING",
+        token=TOKEN,
+        prometheus_start_timeout=30,
+        stop_grace_seconds=15,
+    ) as stack:
+        report(args, stack)
+    print(f"service log: {stack.log_path}")
     return 0
 
 
-def report(
-    args: argparse.Namespace, port: int, service: ManagedProcess, prometheus: PrometheusServer
-) -> None:
+def report(args: argparse.Namespace, stack: ServiceStack) -> None:
+    port, pid = stack.port, stack.pid
     url = f"http://{LOOPBACK}:{port}"
-    pid = service.pid
-    assert pid is not None
     print(f"service ready (pid {pid}); canary ageing {args.warmup_seconds:.0f} s", flush=True)
     time.sleep(args.warmup_seconds)
     body = decide_body()
@@ -213,7 +195,7 @@ def report(
         print(phase.line(), flush=True)
     rss_after, peak = memory_mib(pid)
     stall, decided, ready = stall_prometheus(
-        prometheus, url, port, body, args.stall_seconds, args.request_timeout
+        stack.prometheus, url, port, body, args.stall_seconds, args.request_timeout
     )
     print(
         f"{stall.line()}; slowest 503 {stall.slowest_503 * 1000:.0f} ms\n"
