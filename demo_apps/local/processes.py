@@ -84,6 +84,21 @@ def memory_kib(pid: int) -> dict[str, int]:
     return values
 
 
+def _threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (or gone); ``True`` where /proc is absent."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return True
+    for task in tasks.iterdir():
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 class ManagedProcess:
     """One child process in its own process group, logging to a file."""
 
@@ -129,9 +144,19 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signum)
 
-    def pause(self) -> None:
-        """Freeze the child's group (SIGSTOP): it holds its sockets but answers nothing."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """Freeze the child's group (SIGSTOP): it holds its sockets but answers nothing.
+
+        Returns once every thread of the child has stopped (``/proc``): the kernel stops a
+        multi-threaded process only when the thread the signal went to next runs, and on a busy
+        machine the other threads go on answering until then.
+        """
         self._signal_group(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while self._process is not None and not _threads_stopped(self._process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not stopped {timeout:g} s after SIGSTOP")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """Thaw a group :meth:`pause` froze (SIGCONT); harmless on a running child."""

@@ -166,9 +166,10 @@ class PrometheusServer(Lifecycle):
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        """Stall Prometheus for the block: SIGSTOP now, SIGCONT on the way out (whatever
-        happens). Stopped, it keeps its port, so a client's connection is accepted by the kernel
-        and then hangs until its own timeout, as against a Prometheus that is stuck."""
+        """Stall Prometheus for the block: SIGSTOP now (the block starts once all its threads
+        have stopped), SIGCONT on the way out (whatever happens). Stopped, it keeps its port,
+        so a client's connection is accepted by the kernel and then hangs until its own
+        timeout, as against a Prometheus that is stuck."""
         if self.process is None or not self.process.alive():
             raise PrometheusError("Prometheus is not running")
         self.process.pause()

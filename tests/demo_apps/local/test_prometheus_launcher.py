@@ -78,6 +78,13 @@ def test_a_prometheus_that_cannot_start_says_why(tmp_path: Path) -> None:
         assert server.process is not None and not server.process.alive()
 
 
+def _thread_states(pid: int) -> list[str]:
+    return [
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    ]
+
+
 @pytest.mark.prometheus
 def test_a_paused_prometheus_answers_nothing_until_resumed_and_still_stops_promptly() -> None:
     binary = prometheus_binary()
@@ -85,6 +92,9 @@ def test_a_paused_prometheus_answers_nothing_until_resumed_and_still_stops_promp
     try:
         assert server.query("vector(1)")
         with server.paused():
+            # Every thread, not only the one the signal went to: the others would answer.
+            assert server.pid is not None
+            assert set(_thread_states(server.pid)) <= {"T"}
             # Stopped, it keeps its port: the kernel accepts the connection, nothing answers.
             with pytest.raises(OSError):
                 server.query("vector(1)", timeout=0.5)
