@@ -10,7 +10,8 @@ subprocess (uvicorn), then prints:
 * the service's resident memory (RSS now and peak).
 
 Prometheus, the synthetic app and the service process come from :mod:`demo_apps.local` (the
-launcher the demo stack and the tests use); nothing here imports test code.
+launcher the demo stack and the tests use), the traffic, the service's start and the client from
+``benchmarks/decide_load.py`` (shared with ``soak.py``); nothing here imports test code.
 
 Usage: ``python benchmarks/bench_service.py [--requests 3000] [--model PATH]``
 (``make bench``). Figures only; nothing is asserted.
@@ -22,10 +23,7 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,30 +32,20 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
-from demo_apps.local.processes import (  # noqa: E402
-    LOOPBACK,
-    ManagedProcess,
-    free_port,
-    loopback_env,
-    wait_ready,
+from decide_load import (  # noqa: E402
+    DecideClient,
+    add_stack_arguments,
+    decide_body,
+    service_stack,
 )
-from demo_apps.local.synthetic import SyntheticApp, synthetic_prometheus  # noqa: E402
 
-CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
+from decision_service.features import N_FEATURES  # noqa: E402
+from decision_service.policy import OnnxPolicy  # noqa: E402
+from demo_apps.local.processes import memory_kib  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """Current and peak resident set size of ``pid`` in KiB (from /proc)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -68,56 +56,15 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def feed(app: SyntheticApp, stop: threading.Event) -> None:
-    """Traffic at roughly 10 % canary / 90 % stable, a little noise, until ``stop``."""
-    canary, stable = app.pod(CANARY, "canary"), app.pod(STABLE, "stable")
-    rng = random.Random(1)
-    while not stop.wait(0.1):
-        canary.serve(10, rng.randint(0, 1), rng.uniform(0.03, 0.06))
-        stable.serve(90, rng.randint(0, 2), rng.uniform(0.03, 0.05))
-
-
-class Client:
-    """A minimal HTTP/1.1 keep-alive client: the load generator should cost little CPU."""
-
-    def __init__(self, port: int, body: bytes) -> None:
-        self._port = port
-        self._request = (
-            f"POST /v1/decide HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def connect(self) -> None:
-        self._reader, self._writer = await asyncio.open_connection(LOOPBACK, self._port)
-
-    async def decide(self) -> tuple[int, bytes]:
-        assert self._reader is not None and self._writer is not None
-        self._writer.write(self._request)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        return status, await self._reader.readexactly(length)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            await self._writer.wait_closed()
-
-
 async def run_load(port: int, body: bytes, total: int, concurrency: int) -> dict[str, object]:
-    clients = [Client(port, body) for _ in range(concurrency)]
+    clients = [DecideClient(port, body) for _ in range(concurrency)]
     for client in clients:
         await client.connect()
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     remaining = total
 
-    async def worker(client: Client) -> None:
+    async def worker(client: DecideClient) -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
@@ -149,7 +96,7 @@ async def run_load(port: int, body: bytes, total: int, concurrency: int) -> dict
 def onnx_inference(model: Path, n: int = 20000) -> tuple[float, float]:
     policy = OnnxPolicy(model)
     rng = np.random.default_rng(0)
-    observations = rng.uniform(0, 1, size=(256, 20)).astype(np.float32)
+    observations = rng.uniform(0, 1, size=(256, N_FEATURES)).astype(np.float32)
     timings = []
     for i in range(n):
         obs = observations[i % 256]
@@ -163,80 +110,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
-    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_BIN", "prometheus"))
-    parser.add_argument("--scrape-interval", default="5s")
-    parser.add_argument("--window", default="30s", help="ANALYSIS_WINDOW of the service")
-    parser.add_argument("--warmup-seconds", type=float, default=40.0, help="canary age first")
+    add_stack_arguments(parser)
     args = parser.parse_args()
-    if not args.model.is_file():
-        raise SystemExit(f"{args.model}: no model (train/export it, or pass --model)")
 
-    stop = threading.Event()
-    with (
-        SyntheticApp() as app,
-        synthetic_prometheus(
-            args.prometheus, app, scrape_interval=args.scrape_interval
-        ) as prometheus,
-    ):
-        for i in range(20):  # other workloads' series in the same Prometheus
-            app.pod(f"other{i:02d}", "stable").serve(100, 1, 0.05)
-        feeder = threading.Thread(target=feed, args=(app, stop), daemon=True)
-        feeder.start()
-        port = free_port()
-        log_path = Path(tempfile.mkdtemp(prefix="bench-service-")) / "service.log"
-        env = {
-            "MODEL_PATH": str(args.model),
-            "PROMETHEUS_URL": prometheus.url,
-            "ANALYSIS_WINDOW": args.window,
-            "QUERY_PRESET": "demo",
-            "LOG_LEVEL": "INFO",
-            "PYTHONPATH": str(REPO_ROOT),
+    with service_stack(args, log_prefix="bench-service-", log_level="INFO") as stack:
+        port, pids = stack.port, {"service": stack.pid, "prometheus": stack.prometheus.pid}
+        pids["benchmark"] = os.getpid()
+        print(f"service ready (pid {stack.pid}); canary ageing {args.warmup_seconds:.0f}s")
+        time.sleep(args.warmup_seconds)
+        body = decide_body()
+        asyncio.run(run_load(port, body, 200, 4))  # warm-up: connections, caches
+        sequential = asyncio.run(run_load(port, body, args.requests, 1))
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        concurrent = asyncio.run(run_load(port, body, args.requests, args.concurrency))
+        cpu_ms = {
+            name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests
+            for name, pid in pids.items()
         }
-        service = ManagedProcess(
-            "decision-service",
-            [sys.executable, "-m", "decision_service", "--host", LOOPBACK, "--port", str(port)],
-            loopback_env(env),
-            log_path,
-        ).start()
-        try:
-            wait_ready(service, f"http://{LOOPBACK}:{port}/readyz", 30)
-            assert service.pid is not None
-            print(f"service ready (pid {service.pid}); canary ageing {args.warmup_seconds:.0f}s")
-            time.sleep(args.warmup_seconds)
-            body = json.dumps(
-                {
-                    "namespace": "shop",
-                    "rollout": "checkout",
-                    "canary_hash": CANARY,
-                    "stable_hash": STABLE,
-                    "step_weight": "10",
-                }
-            ).encode()
-            asyncio.run(run_load(port, body, 200, 4))  # warm-up: connections, caches
-            sequential = asyncio.run(run_load(port, body, args.requests, 1))
-            cpu_before = {
-                name: cpu_seconds(pid)
-                for name, pid in (
-                    ("service", service.pid),
-                    ("prometheus", prometheus.pid),
-                    ("benchmark", os.getpid()),
-                )
-            }
-            concurrent = asyncio.run(run_load(port, body, args.requests, args.concurrency))
-            cpu_ms = {
-                name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / args.requests
-                for name, pid in (
-                    ("service", service.pid),
-                    ("prometheus", prometheus.pid),
-                    ("benchmark", os.getpid()),
-                )
-            }
-            rss, peak = rss_kib(service.pid)
-        finally:
-            service.stop(grace_seconds=10)
-            stop.set()
-            feeder.join(timeout=2)
+        memory = memory_kib(stack.pid)
+        rss, peak = memory["VmRSS"], memory["VmHWM"]
     onnx_p50, onnx_p99 = onnx_inference(args.model)
 
     print(f"model: {args.model}")
@@ -258,7 +150,7 @@ def main() -> int:
         + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items())
     )
     print(f"service RSS: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")
-    print(f"service log: {log_path}")
+    print(f"service log: {stack.log_path}")
     return 0
 
 

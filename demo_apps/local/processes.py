@@ -7,7 +7,10 @@ the tests' and benchmarks' Prometheus and services — goes through :class:`Mana
 * a child runs in its own session (``start_new_session``), so :meth:`ManagedProcess.stop`
   signals exactly its group (SIGTERM, then SIGKILL after a grace period) and nothing else;
 * its output goes to a log file, whose tail every start-up error quotes;
+* :meth:`ManagedProcess.pause` and :meth:`ManagedProcess.resume` freeze and thaw its group
+  (SIGSTOP/SIGCONT), e.g. to stall Prometheus under load; ``stop()`` ends a paused child too;
 * :func:`loopback_env` keeps it off any HTTP proxy for loopback addresses;
+* :func:`memory_kib` reads its resident memory (now and peak) from ``/proc``;
 * :class:`Lifecycle` makes anything with ``start()``/``stop()`` a context manager, so an
   exception or Ctrl-C between the two still stops it.
 """
@@ -71,6 +74,31 @@ def loopback_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def memory_kib(pid: int) -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak resident set) of ``pid`` in KiB, from ``/proc`` (Linux)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in {"VmRSS", "VmHWM"}:
+            values[key] = int(value.split()[0])
+    return values
+
+
+def _threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (or gone); ``True`` where /proc is absent."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        return True
+    for task in tasks.iterdir():
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 class ManagedProcess:
     """One child process in its own process group, logging to a file."""
 
@@ -109,12 +137,37 @@ class ManagedProcess:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, grace_seconds: float = 5.0) -> None:
+    def _signal_group(self, signum: int) -> None:
         process = self._process
         if process is not None and process.poll() is None:
             # The group is this child's own (start_new_session): nothing else is signalled.
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signum)
+
+    def pause(self, timeout: float = 5.0) -> None:
+        """Freeze the child's group (SIGSTOP): it holds its sockets but answers nothing.
+
+        Returns once every thread of the child has stopped (``/proc``): the kernel stops a
+        multi-threaded process only when the thread the signal went to next runs, and on a busy
+        machine the other threads go on answering until then.
+        """
+        self._signal_group(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while self._process is not None and not _threads_stopped(self._process.pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not stopped {timeout:g} s after SIGSTOP")
+            time.sleep(0.005)
+
+    def resume(self) -> None:
+        """Thaw a group :meth:`pause` froze (SIGCONT); harmless on a running child."""
+        self._signal_group(signal.SIGCONT)
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            # A paused child acts on the SIGTERM only once continued.
+            self._signal_group(signal.SIGCONT)
             try:
                 process.wait(timeout=grace_seconds)
             except subprocess.TimeoutExpired:

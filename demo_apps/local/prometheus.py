@@ -3,7 +3,9 @@
 :class:`PrometheusServer` writes a configuration for its scrape targets, starts ``prometheus``
 on a free loopback port (a :class:`~demo_apps.local.processes.ManagedProcess`, in its own
 process group), waits until ``/-/ready`` answers, and stops it; :meth:`~PrometheusServer.query`
-and :meth:`~PrometheusServer.wait_for` run instant queries against it. Every wait is bounded.
+and :meth:`~PrometheusServer.wait_for` run instant queries against it; ``with server.paused():``
+stalls it (SIGSTOP, then SIGCONT on the way out) to see what its clients do when it hangs.
+Every wait is bounded.
 
 Targets are :class:`ScrapeTarget` (an address and the labels to attach to it) or plain
 ``host:port`` strings. The demo stack labels each app as Kubernetes would label a pod after the
@@ -30,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,20 @@ class PrometheusServer(Lifecycle):
 
     def log_tail(self, lines: int = 20) -> str:
         return self.process.log_tail(lines) if self.process is not None else ""
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stall Prometheus for the block: SIGSTOP now (the block starts once all its threads
+        have stopped), SIGCONT on the way out (whatever happens). Stopped, it keeps its port,
+        so a client's connection is accepted by the kernel and then hangs until its own
+        timeout, as against a Prometheus that is stuck."""
+        if self.process is None or not self.process.alive():
+            raise PrometheusError("Prometheus is not running")
+        self.process.pause()
+        try:
+            yield
+        finally:
+            self.process.resume()
 
     def stop(self) -> None:
         """End Prometheus; remove the folder only if this server made it."""

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import prometheus_binary
+from tests.support.live_stack import Rate, feed_by_wall_clock
 from tests.support.prometheus import PrometheusServer, SyntheticApp, SyntheticPod
 from tests.support.service_process import ServiceProcess
 
@@ -36,31 +37,13 @@ pytestmark = pytest.mark.prometheus
 WINDOW_SECONDS = 3
 DEADLINE = 2.0
 #: Requests per second, error ratio and latency (s) of the fed pods.
-FEED = {
+FEED: dict[str, Rate] = {
     "s-keep": (200.0, 0.01, 0.03),
     "s-vanish": (200.0, 0.01, 0.03),
     "c-vanish": (50.0, 0.0, 0.03),
     "c-reset": (60.0, 0.02, 0.03),
     "c-steady": (60.0, 0.02, 0.03),
 }
-
-
-def _feed(pods: dict[str, SyntheticPod], stop: threading.Event) -> None:
-    """Serve :data:`FEED` by the wall clock until ``stop``."""
-    owed = dict.fromkeys(FEED, 0.0)
-    errors_owed = dict.fromkeys(FEED, 0.0)
-    last = time.monotonic()
-    while not stop.wait(0.05):
-        now = time.monotonic()
-        elapsed, last = now - last, now
-        for name, (rate, error_ratio, latency) in FEED.items():
-            owed[name] += rate * elapsed
-            errors_owed[name] += rate * error_ratio * elapsed
-            requests = int(owed[name])
-            errors = min(int(errors_owed[name]), requests)
-            owed[name] -= requests
-            errors_owed[name] -= errors
-            pods[name].serve(requests, errors, latency)
 
 
 def _restart(pod: SyntheticPod) -> None:
@@ -96,7 +79,7 @@ def world(models: dict[str, Path]) -> Iterator[World]:
             for name in FEED
         }
         prometheus.wait_for("count(http_requests_total) >= 10")
-        feeder = threading.Thread(target=_feed, args=(pods, stop), daemon=True)
+        feeder = threading.Thread(target=feed_by_wall_clock, args=(pods, FEED, stop), daemon=True)
         feeder.start()
         environment = {
             "MODEL_PATH": str(models["promote"]),
@@ -207,7 +190,7 @@ def doomed(models: dict[str, Path]) -> Iterator[tuple[PrometheusServer, ServiceP
     ):
         pods = {name: app.pod(name, "stable" if name == "s-keep" else "canary") for name in FEED}
         prom.wait_for("count(http_requests_total) >= 10")
-        feeder = threading.Thread(target=_feed, args=(pods, stop), daemon=True)
+        feeder = threading.Thread(target=feed_by_wall_clock, args=(pods, FEED, stop), daemon=True)
         feeder.start()
         environment = {
             "MODEL_PATH": str(models["promote"]),

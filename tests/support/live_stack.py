@@ -2,7 +2,8 @@
 
 ``live_stack()`` starts Prometheus (250 ms scrapes) on a synthetic app fed from a thread by the
 wall clock, and stages the canaries below; ``tests/decision_service/test_prometheus_live.py``
-uses it once per module.
+uses it once per module. :func:`feed_by_wall_clock` (that thread's loop) also feeds the fault
+tests' pods.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from demo_apps.local.prometheus import PrometheusServer
@@ -35,8 +36,11 @@ class LiveStack:
         return self.prometheus.url
 
 
+#: Requests per second, error ratio and latency (seconds) of one fed pod.
+Rate = tuple[float, float, float]
+
 #: Requests per second and error ratio of the fed pods, and their latency (seconds).
-FEED = {
+FEED: dict[str, Rate] = {
     "s-main": (200.0, 0.01, 0.032),
     "s-span": (200.0, 0.01, 0.032),
     "c-healthy": (50.0, 0.0, 0.032),
@@ -45,15 +49,19 @@ FEED = {
 }
 
 
-def _feed(pods: dict[str, SyntheticPod], stop: threading.Event) -> None:
-    """Serve :data:`FEED` by the wall clock (not by ticks, which a busy machine slows)."""
-    owed = dict.fromkeys(FEED, 0.0)
-    errors_owed = dict.fromkeys(FEED, 0.0)
+def feed_by_wall_clock(
+    pods: Mapping[str, SyntheticPod], rates: Mapping[str, Rate], stop: threading.Event
+) -> None:
+    """Serve each pod its :data:`Rate` by the wall clock (not by ticks, which a busy machine
+    slows) until ``stop``. ``pods`` is read at every tick: a name not in it (yet) is skipped
+    and owes nothing."""
+    owed = dict.fromkeys(rates, 0.0)
+    errors_owed = dict.fromkeys(rates, 0.0)
     last = time.monotonic()
     while not stop.wait(0.05):
         now = time.monotonic()
         elapsed, last = now - last, now
-        for name, (rate, error_ratio, latency) in FEED.items():
+        for name, (rate, error_ratio, latency) in rates.items():
             pod = pods.get(name)
             if pod is None:
                 continue
@@ -94,7 +102,7 @@ def live_stack(binary: str) -> Iterator[LiveStack]:
         prom.wait_for("count(http_requests_total) >= 6")
         time.sleep(0.6)  # a few scrapes at 0, so increase() counts what follows
         pods["s-span"].serve(*STABLE_SPAN_HISTORY, latency_seconds=0.03)
-        feeder = threading.Thread(target=_feed, args=(pods, stop), daemon=True)
+        feeder = threading.Thread(target=feed_by_wall_clock, args=(pods, FEED, stop), daemon=True)
         feeder.start()
         # The demo preset dates a canary's start up to 5 s early; appear later than that.
         time.sleep(6.0)

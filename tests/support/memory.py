@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tests.support.service_process import memory_kib, reset_peak_rss
+from demo_apps.local.processes import memory_kib
+from tests.support.service_process import reset_peak_rss
 
 
 @dataclass

@@ -4,36 +4,32 @@
 ``PYTHONPATH`` and only the environment a test gives it (no API token from the caller's
 shell), waits until ``/healthz`` answers, and reads its memory from ``/proc``: the fault tests
 measure what a request does to the real process, not to an app inside the test's interpreter.
+The process itself is a :class:`~demo_apps.local.processes.ManagedProcess` (its own process
+group, its output in a log file), as in the demo stack and the benchmarks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from tests.support.prometheus import LOOPBACK, free_port
+from demo_apps.local.processes import (
+    LOOPBACK,
+    Lifecycle,
+    ManagedProcess,
+    StartError,
+    free_port,
+    loopback_env,
+    memory_kib,
+    wait_ready,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _INHERITED_SECRETS = {"API_TOKEN", "API_TOKEN_FILE"}
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    """``VmRSS`` and ``VmHWM`` (peak resident set) of ``pid`` in KiB, from /proc."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in {"VmRSS", "VmHWM"}:
-            values[key] = int(value.split()[0])
-    return values
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -45,56 +41,35 @@ def reset_peak_rss(pid: int) -> bool:
     return True
 
 
-class ServiceProcess:
+class ServiceProcess(Lifecycle):
     """``python -m decision_service`` on a loopback port (see the module docstring)."""
 
     def __init__(self, env: dict[str, str], *, start_timeout: float = 30.0) -> None:
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        base = {k: v for k, v in os.environ.items() if k not in _INHERITED_SECRETS}
-        self._env = base | {"PYTHONPATH": str(REPO_ROOT), "LOG_LEVEL": "INFO"} | env
+        base = loopback_env({"PYTHONPATH": str(REPO_ROOT), "LOG_LEVEL": "INFO"})
+        environment = {k: v for k, v in base.items() if k not in _INHERITED_SECRETS} | env
         self._start_timeout = start_timeout
-        self._dir = Path(tempfile.mkdtemp(prefix="decision-service-"))
-        self.log_path = self._dir / "service.log"
-        self._log: Any = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tempfile.mkdtemp(prefix="decision-service-")) / "service.log"
+        argv = [sys.executable, "-m", "decision_service", "--host", LOOPBACK]
+        self._process = ManagedProcess(
+            "decision-service", [*argv, "--port", str(self.port)], environment, self.log_path
+        )
 
     @property
     def pid(self) -> int:
-        assert self._process is not None, "not started"
-        return self._process.pid
+        pid = self._process.pid
+        assert pid is not None, "not started"
+        return pid
 
     def start(self) -> ServiceProcess:
-        self._log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "decision_service",
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(self.port),
-            ],
-            cwd=REPO_ROOT,
-            env=self._env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + self._start_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the service exited early:\n{self.log_text()}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response,
-            ):
-                if response.status == 200:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the service did not answer /healthz in {self._start_timeout}s")
+        self._process.start()
+        try:
+            wait_ready(self._process, f"{self.url}/healthz", self._start_timeout)
+        except StartError:
+            self.stop()
+            raise
+        return self
 
     def memory_kib(self) -> dict[str, int]:
         return memory_kib(self.pid)
@@ -112,24 +87,4 @@ class ServiceProcess:
         return lines
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._process.stop(grace_seconds=15)

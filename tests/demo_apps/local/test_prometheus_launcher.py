@@ -6,6 +6,7 @@ Against the real binary (a user without Prometheus skips; CI fails instead).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,40 @@ def test_a_prometheus_that_cannot_start_says_why(tmp_path: Path) -> None:
         with pytest.raises(PrometheusError, match="prometheus exited during start-up"):
             server.start()
         assert server.process is not None and not server.process.alive()
+
+
+def _thread_states(pid: int) -> list[str]:
+    return [
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    ]
+
+
+@pytest.mark.prometheus
+def test_a_paused_prometheus_answers_nothing_until_resumed_and_still_stops_promptly() -> None:
+    binary = prometheus_binary()
+    server = PrometheusServer(binary, [], stop_grace_seconds=10).start()
+    try:
+        assert server.query("vector(1)")
+        with server.paused():
+            # Every thread, not only the one the signal went to: the others would answer.
+            assert server.pid is not None
+            assert set(_thread_states(server.pid)) <= {"T"}
+            # Stopped, it keeps its port: the kernel accepts the connection, nothing answers.
+            with pytest.raises(OSError):
+                server.query("vector(1)", timeout=0.5)
+            assert server.process is not None and server.process.alive()
+        assert [float(r["value"][1]) for r in server.query("vector(1)")] == [1.0]
+        with server.paused():
+            started = time.monotonic()
+            server.stop()  # still paused: stop() continues it, so SIGTERM ends it
+        assert time.monotonic() - started < 5, "a paused Prometheus waited for SIGKILL"
+        assert not server.process.alive()
+    finally:
+        server.stop()
+
+
+def test_pausing_a_prometheus_that_is_not_running_says_so() -> None:
+    server = PrometheusServer("prometheus", [])
+    with pytest.raises(PrometheusError, match="not running"), server.paused():
+        pass
