@@ -82,6 +82,29 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def releases_table(report: dict[str, Any], group: str = "overall") -> str:
+    """Per 100 good and per 100 bad releases, what each analyser did (simulated)."""
+    stats = report["overall"] if group == "overall" else report["groups"][group]
+    lines = [
+        "| analyser | good releases promoted | good paused | good rolled back "
+        "| bad releases rolled back | bad paused | bad promoted | minutes to promote a good one |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for agent, s in stats.items():
+        minutes = s["decisions_to_promote_mean"]
+        lines.append(
+            f"| {agent} | {_per100(s['good_promoted_rate'])} | {_per100(s['good_paused_rate'])} "
+            f"| {_per100(s['healthy_abort_rate'])} | {_per100(s['bad_aborted_rate'])} "
+            f"| {_per100(s['bad_paused_rate'])} | {_per100(s['bad_promotion_rate'])} "
+            f"| {'—' if minutes is None else f'{minutes * 0.5:.1f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def _per100(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}"
+
+
 def _cell(s: dict[str, Any]) -> str:
     return (
         f"{s['objective_mean']:7.3f} {100 * s['bad_promotion_rate']:4.1f}/"

@@ -26,6 +26,10 @@ STAT_KEYS = (
     "objective_mean",
     "beyond_zone_promoted_rate",
     "equal_or_better_aborted_rate",
+    "good_promoted_rate",
+    "good_paused_rate",
+    "bad_aborted_rate",
+    "bad_paused_rate",
 )
 
 
@@ -61,7 +65,16 @@ def stats(records: Sequence[EpisodeRecord]) -> dict[str, float | None]:
         # or better than stable without canary-only faults, aborted); None without such draws
         "beyond_zone_promoted_rate": _share(records, "beyond_zone", "promoted"),
         "equal_or_better_aborted_rate": _share(records, "equal_or_better", "aborted"),
+        # what happened to good and to bad releases (the README's per-100 table)
+        "good_promoted_rate": _rate(good, "promoted"),
+        "good_paused_rate": _rate(good, "paused"),
+        "bad_aborted_rate": _rate(bad, "aborted"),
+        "bad_paused_rate": _rate(bad, "paused"),
     }
+
+
+def _rate(records: Sequence[EpisodeRecord], outcome: str) -> float | None:
+    return sum(r.outcome == outcome for r in records) / len(records) if records else None
 
 
 def _share(records: Sequence[EpisodeRecord], zone: str, outcome: str) -> float | None:
@@ -123,6 +136,13 @@ def summarise(records: Sequence[EpisodeRecord], episodes: int) -> dict[str, Any]
         }
     for agent in agents:
         report["overall"][agent] = stats([r for r in records if r.agent == agent])
+    report["groups"] = {
+        group: {
+            agent: stats([r for r in records if r.agent == agent and _group(r.family) == group])
+            for agent in agents
+        }
+        for group in dict.fromkeys(_group(r.family) for r in records)
+    }
     report["hold_rate"] = holds
     if POLICY in agents:
         others = [a for a in agents if a != POLICY]
