@@ -324,14 +324,32 @@ def onnx_policy(model_path: Path) -> Policy:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m demo_apps.sim_to_real", description=__doc__.split("\n\n")[0]
+        prog="python -m demo_apps.sim_to_real",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--scenarios", nargs="+", type=Path, default=SEED_SCENARIOS)
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        action="extend",
+        type=Path,
+        help="scenario files or folders (repeatable); default the four seed scenarios",
+    )
     parser.add_argument("--episodes", type=int, default=200, help="simulated episodes each")
     parser.add_argument("--live-runs", type=int, default=1, help="live runs each (seeds 1..N)")
     parser.add_argument("--interval", type=float, default=3.0, help="live analysis interval, s")
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "canary-dqn.onnx")
-    parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs" / "sim-to-real")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO_ROOT / "models" / "canary-dqn.onnx",
+        help="ONNX policy",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=REPO_ROOT / "runs" / "sim-to-real",
+        help="folder for the live runs' files",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the numbers here")
     parser.add_argument(
         "--reuse-live", action="store_true", help="reuse live runs already in --run-dir"
@@ -341,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     policy = onnx_policy(args.model)
     max_rps = DemoOptions().max_rps
     results = []
-    for file in _files(args.scenarios):
+    for file in _files(args.scenarios or SEED_SCENARIOS):
         scenario = load_scenario(file)
         live = []
         seeds = list(range(1, args.live_runs + 1))

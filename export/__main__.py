@@ -27,16 +27,32 @@ from export.onnx_export import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--run", type=Path, action="append", help="training run folder (repeat: an ensemble)"
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument(
-        "--model", action="append", help="SB3 zip inside each run folder (repeatable)"
+        "--run-dir",
+        "--run",
+        dest="run",
+        type=Path,
+        action="append",
+        help="a training run's folder (repeat: an ensemble); default runs/dqn",
     )
-    parser.add_argument("--out", type=Path, default=Path("models/canary-dqn.onnx"))
+    parser.add_argument(
+        "--model",
+        action="append",
+        help="SB3 zip inside each run folder (repeatable); default best_model.zip",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("models/canary-dqn.onnx"), help="the ONNX file to write"
+    )
     parser.add_argument("--name", default="canary-dqn", help="model name in the metadata")
-    parser.add_argument("--parity-samples", type=int, default=10_000)
+    parser.add_argument(
+        "--parity-samples",
+        type=int,
+        default=10_000,
+        help="observations the torch/ONNX parity check compares",
+    )
     args = parser.parse_args(argv)
 
     runs = args.run or [Path("runs/dqn")]

@@ -208,7 +208,9 @@ def library_suites(paths: list[str]) -> list[Suite]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "--scenarios", action="append", default=[], help="scenario file or folder (repeatable)"
     )
@@ -231,8 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes-csv", type=Path, help="one row per episode (.gz to compress)")
     parser.add_argument("--markdown", type=Path, help="write the results table here")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX policy")
-    parser.add_argument("--baselines-config", type=Path, default=BASELINES_CONFIG)
-    parser.add_argument("--agents", nargs="+", choices=AGENT_ORDER, default=list(AGENT_ORDER))
+    parser.add_argument(
+        "--baselines-config",
+        type=Path,
+        default=BASELINES_CONFIG,
+        help="the baselines' tuned parameters (python -m training.tune)",
+    )
+    parser.add_argument(
+        "--agents", nargs="+", choices=AGENT_ORDER, default=list(AGENT_ORDER), help="who runs"
+    )
     parser.add_argument(
         "--shield",
         action=argparse.BooleanOptionalAction,

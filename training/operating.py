@@ -111,7 +111,9 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX policy")
     parser.add_argument("--episodes", type=int, default=300, help="episodes per point")
     parser.add_argument("--out", type=Path, required=True, help="the PNG (JSON beside it)")

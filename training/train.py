@@ -295,12 +295,26 @@ def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the canary DQN policy.")
-    parser.add_argument("--config", default="training/configs/dqn.yaml")
+    parser = argparse.ArgumentParser(
+        description="Train the canary DQN policy.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", default="training/configs/dqn.yaml", help="the training config (YAML)"
+    )
     parser.add_argument("--total-timesteps", type=int, help="override the config")
     parser.add_argument("--seed", type=int, help="override the config")
     parser.add_argument("--run-name", help="override the config")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where run folders are written"
+    )
+    parser.add_argument(
+        "--hyperparams",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the config's dqn section (rl-zoo style), e.g. learning_rate=1e-4",
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config)
     overrides = {
@@ -312,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         }.items()
         if v is not None
     }
+    if args.hyperparams:
+        dqn = config.dqn.model_dump()
+        for item in args.hyperparams:
+            key, _, value = item.partition("=")
+            if key not in dqn:
+                parser.error(f"--hyperparams: unknown key {key!r}; keys: {', '.join(dqn)}")
+            dqn[key] = yaml.safe_load(value)
+        overrides["dqn"] = dqn
     if overrides:
         config = TrainConfig.model_validate(config.model_dump() | overrides)
     train(config, args.runs_dir)

@@ -33,15 +33,26 @@ def grid(name: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenarios", default="scenarios", help="scenario file or folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--scenarios",
+        action="append",
+        help="scenario file or folder (repeatable); default scenarios",
+    )
     parser.add_argument("--episodes", type=int, default=150, help="episodes per scenario")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--only", choices=sorted(BASELINES), action="append")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the tuned parameters (YAML)")
+    parser.add_argument(
+        "--only",
+        choices=sorted(BASELINES),
+        action="append",
+        help="tune only this baseline (repeatable); the others keep their tuned parameters",
+    )
     args = parser.parse_args(argv)
 
-    scenarios = load_scenarios(args.scenarios)
+    scenarios = load_scenarios(args.scenarios or ["scenarios"])
     config = EnvConfig()
     result: dict[str, Any] = {
         "objective": "training.env reward (mean per episode)",

@@ -311,7 +311,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m demo_apps.local.demo", description=__doc__.split("\n\n")[0]
+        prog="python -m demo_apps.local.demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--scenario", default="healthy", help="shipped name or scenario file")
     parser.add_argument("--seed", type=int, default=1, help="episode draw (both apps share it)")
@@ -329,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="seconds to wait for promote/abort when paused (default 120 on a terminal, else 0)",
     )
-    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--no-plot", action="store_true", help="do not write the timeline PNG (no matplotlib)"
+    )
     args = parser.parse_args(argv)
     interactive = sys.stdin.isatty()
     scenario_name = Path(args.scenario).stem
