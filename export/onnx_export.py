@@ -194,7 +194,7 @@ def rollout_observations(samples: int, seed: int = 0) -> np.ndarray:
     scenarios, a random mostly-hold policy so every step and weight is visited)."""
     from scenarios import LIBRARY_DIR, load_scenarios
     from training.env import CanaryRolloutEnv
-    from training.train import mixed_source
+    from training.generator import mixed_source
 
     env = CanaryRolloutEnv(mixed_source(load_scenarios(LIBRARY_DIR), 0.3))
     rng = np.random.default_rng(seed)

@@ -20,11 +20,11 @@ import csv
 import gzip
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from tqdm import tqdm
 
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import DEFAULT_MODEL_PATH
@@ -272,15 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             assert agent in BASELINES
             specs.append(AgentSpec(agent, params.get(agent)))
-    started = time.perf_counter()
+    bar = tqdm(total=0, unit="batch", desc="episodes", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
-        print(
-            f"\r{done}/{total} batches, {time.perf_counter() - started:.0f}s",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+        bar.total = total
+        bar.update(done - bar.n)
 
     records = run_agents(
         specs,
@@ -291,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         progress=progress,
     )
-    print(file=sys.stderr)
+    bar.close()
     report = summarise(records, args.episodes)
     report["stress_episodes_per_family"] = args.stress
     report["acceptance"] = acceptance(report)

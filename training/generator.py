@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from scenarios import Scenario
+from training.env import ScenarioSource
 
 BAD_FAMILIES = ("errors", "latency", "drift", "mixed", "tail", "load")
 
@@ -161,3 +162,16 @@ def random_scenario(rng: np.random.Generator, good_fraction: float = 0.5) -> Sce
     doc["name"] = f"generated-{doc['truth']}-{family}"
     doc["canary"] = canary
     return Scenario.model_validate(doc)
+
+
+def mixed_source(
+    library: list[Scenario], library_fraction: float, good_fraction: float = 0.5
+) -> ScenarioSource:
+    """Library scenarios with probability ``library_fraction``, else a randomised one."""
+
+    def source(rng: np.random.Generator) -> Scenario:
+        if library and rng.random() < library_fraction:
+            return library[int(rng.integers(len(library)))]
+        return random_scenario(rng, good_fraction)
+
+    return source

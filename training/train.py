@@ -31,8 +31,8 @@ from decision_service.guardrails import GuardrailConfig
 from decision_service.shield import ShieldConfig
 from decision_service.tolerance import Tolerance
 from scenarios import Scenario, load_scenarios
-from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
-from training.generator import random_scenario
+from training.env import CanaryRolloutEnv, EnvConfig
+from training.generator import mixed_source
 from training.seeds import episode_seed
 
 
@@ -134,19 +134,6 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def mixed_source(
-    library: list[Scenario], library_fraction: float, good_fraction: float = 0.5
-) -> ScenarioSource:
-    """Library scenarios with probability ``library_fraction``, else a randomised one."""
-
-    def source(rng: np.random.Generator) -> Scenario:
-        if library and rng.random() < library_fraction:
-            return library[int(rng.integers(len(library)))]
-        return random_scenario(rng, good_fraction)
-
-    return source
-
-
 class HoldExploringDQN(DQN):
     """DQN whose random actions follow ``action_probabilities`` (mostly hold), not uniform."""
 
@@ -229,6 +216,11 @@ class EvalCallback(BaseCallback):
             "objective_mean": round(score, 4),
         } | {k: round(v, 4) for k, v in per.items()}
         self.rows.append(row)
+        # SB3's logger: stdout off (verbose=0), TensorBoard with --tensorboard-log
+        self.logger.record("validation/objective_mean", score)
+        for name, value in per.items():
+            self.logger.record(f"validation/{name}", value)
+        self.logger.dump(self.num_timesteps)
         improved = score > self.best
         if improved:
             self.best = score
@@ -249,7 +241,9 @@ class EvalCallback(BaseCallback):
             self.bar.close()
 
 
-def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
+def train(
+    config: TrainConfig, runs_dir: Path = Path("runs"), tensorboard_log: Path | None = None
+) -> Path:
     out = runs_dir / config.run_name
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(config))
@@ -280,11 +274,14 @@ def train(config: TrainConfig, runs_dir: Path = Path("runs")) -> Path:
         seed=config.seed,
         device="cpu",
         verbose=0,
+        tensorboard_log=str(tensorboard_log) if tensorboard_log else None,
         **dqn,
     )
     callback = EvalCallback(config, library, out)
     started = time.perf_counter()
-    model.learn(total_timesteps=config.total_timesteps, callback=callback)
+    model.learn(
+        total_timesteps=config.total_timesteps, callback=callback, tb_log_name=config.run_name
+    )
     model.save(out / "final_model.zip")
     minutes = (time.perf_counter() - started) / 60
     print(
@@ -307,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-name", help="override the config")
     parser.add_argument(
         "--runs-dir", type=Path, default=Path("runs"), help="where run folders are written"
+    )
+    parser.add_argument(
+        "--tensorboard-log",
+        type=Path,
+        default=None,
+        help="write TensorBoard logs here (needs the tensorboard package)",
     )
     parser.add_argument(
         "--hyperparams",
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["dqn"] = dqn
     if overrides:
         config = TrainConfig.model_validate(config.model_dump() | overrides)
-    train(config, args.runs_dir)
+    train(config, args.runs_dir, args.tensorboard_log)
     return 0
 
 

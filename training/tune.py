@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm import tqdm
 
 from scenarios import load_scenarios
 from training.baselines import BASELINES
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [AgentSpec(name, params) for params in combos]
         started = time.perf_counter()
         scores: list[tuple[float, dict[str, Any]]] = []
-        for spec in specs:
+        for spec in tqdm(specs, desc=name, unit="combination", file=sys.stderr):
             records = run_agents(
                 [spec], scenarios, args.episodes, config, salt="tune", workers=args.workers
             )

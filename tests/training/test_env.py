@@ -140,3 +140,15 @@ def test_observations_within_space() -> None:
 def test_config_validation(kwargs) -> None:
     with pytest.raises(ValueError):
         EnvConfig(**kwargs)
+
+
+def test_gymnasium_builds_it_by_name() -> None:
+    """rl-zoo and ``gym.make`` reach the environment as ``CanaryRollout-v0``."""
+    import gymnasium
+
+    import training  # noqa: F401  # registers the id
+
+    env = gymnasium.make("CanaryRollout-v0")
+    observation, _ = env.reset(seed=3)
+    assert observation.shape == env.observation_space.shape
+    check_env(env.unwrapped)
