@@ -20,6 +20,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from tests.conftest import REPO_ROOT, argo_crds_dir
+from tests.support.analysis_template import (
+    arg_name,
+    assert_forwards_every_override,
+    override_fields,
+)
 
 CHART_DIR = REPO_ROOT / "helm" / "k8s-rollout-agent"
 CI_VALUES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
@@ -257,6 +262,7 @@ def test_analysis_template_has_the_design_shape() -> None:
         "step-weight": {"name": "step-weight"},
         "interval": {"name": "interval", "value": "30s"},
         "count": {"name": "count", "value": "10"},
+        **{arg_name(f): {"name": arg_name(f), "value": ""} for f in override_fields()},
         "api-token": {
             "name": "api-token",
             "valueFrom": {"secretKeyRef": {"name": f"{fullname}-token", "key": "token"}},
@@ -281,16 +287,11 @@ def test_analysis_template_has_the_design_shape() -> None:
             "url": f"http://{fullname}.{NAMESPACE}.svc:8080/v1/decide",
             "timeoutSeconds": 5,
             "headers": [{"key": "Authorization", "value": "Bearer {{args.api-token}}"}],
-            "jsonBody": {
-                "namespace": "{{args.namespace}}",
-                "rollout": "{{args.rollout}}",
-                "canary_hash": "{{args.canary-hash}}",
-                "stable_hash": "{{args.stable-hash}}",
-                "step_weight": "{{args.step-weight}}",
-            },
+            "jsonBody": metric["provider"]["web"]["jsonBody"],
             "jsonPath": "{$}",
         }
     }
+    assert_forwards_every_override(template["spec"])
 
 
 def test_analysis_template_matches_the_rollouts_manifest() -> None:
