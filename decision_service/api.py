@@ -193,7 +193,16 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
 
     real = evaluation.guarded
     elapsed = time.perf_counter() - started
-    state.metrics.observe_decision(real.decision, real.guardrail, shown.dry_run, elapsed)
+    state.metrics.observe_decision(
+        namespace=body.namespace,
+        rollout=body.rollout,
+        decision=real.decision,
+        guardrail=real.guardrail,
+        proposed=evaluation.proposed,
+        answer=shown.decision,
+        dry_run=shown.dry_run,
+        seconds=elapsed,
+    )
     decision_log.info(
         "decision",
         extra={

@@ -107,7 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="RL canary analysis for Argo Rollouts' web metric provider.",
         lifespan=lifespan,
     )
-    state = ServiceState(settings=settings, metrics=ServiceMetrics())
+    metrics = ServiceMetrics(dry_run=settings.dry_run, dry_run_answer=settings.dry_run_answer)
+    state = ServiceState(settings=settings, metrics=metrics)
     app.state.service = state
     app.state.templates = templates
     app.include_router(v1)

@@ -9,7 +9,7 @@ ones to 351 MiB. This pure ASGI middleware runs before FastAPI sees the request:
    compared with the token in constant time. Without the right one the answer is a 401 in the
    one error shape (:class:`~decision_service.schemas.ErrorV1`) with ``WWW-Authenticate:
    Bearer``, and not one byte of the body is read. Each refusal is counted
-   (``decision_service_unauthorized_total``) and logged at info level, without what was
+   (``rollout_agent_unauthorized_total``) and logged at info level, without what was
    presented.
 2. **Body size** (every request): a body over :data:`MAX_BODY_BYTES` is a 413 in the same
    shape, at once when ``Content-Length`` says so, else (a chunked body) as soon as the bytes

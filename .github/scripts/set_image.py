@@ -1,12 +1,11 @@
-"""Point the chart or a kustomization at a freshly built image, editing only the lines that
-name it (comments, order and formatting stay as they are, so the bot's commit is a small diff).
+"""Point a kustomization at a freshly built image, editing only the lines that name it
+(comments, order and formatting stay as they are, so the bot's commit is a small diff).
 
-    python .github/scripts/set_image.py chart --values helm/k8s-rollout-agent/values.yaml \\
-        --repository ghcr.io/OWNER/canary-agent --tag sha-abc1234
     python .github/scripts/set_image.py kustomization --file rollouts/base/kustomization.yaml \\
         --name demo-app --new-name ghcr.io/OWNER/demo-app --new-tag stable-abc1234
 
-Used by build-app.yaml, build-agent.yaml and e2e-kind.yaml.
+Used by build-app.yaml and e2e-kind.yaml. The chart is never edited: its image.tag defaults to
+the chart's appVersion, which build-agent.yaml publishes (see that workflow).
 """
 
 from __future__ import annotations
@@ -67,24 +66,6 @@ def _check(repository: str, tag: str) -> None:
         raise ImageEditError(f"not an image tag: {tag!r}")
 
 
-def set_chart_image(text: str, repository: str, tag: str) -> str:
-    """Set image.repository and image.tag in a chart's values.yaml."""
-    _check(repository, tag)
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if re.match(r"^image:\s*(#.*)?$", line))
-    except StopIteration:
-        raise ImageEditError("values.yaml has no top-level `image:` block") from None
-    end = _block(lines, start)
-    children = [_indent(line) for line in lines[start + 1 : end] if re.match(r"^ +\w", line)]
-    if not children:
-        raise ImageEditError("the `image:` block is empty")
-    indent = min(children)
-    _set_key(lines, start + 1, end, indent, "repository", repository)
-    _set_key(lines, start + 1, _block(lines, start), indent, "tag", _quote(tag))
-    return "\n".join(lines) + "\n"
-
-
 def _item_end(lines: list[str], item: int, dash_indent: int) -> int:
     """End (exclusive) of the list item starting at lines[item]."""
     end = item + 1
@@ -122,10 +103,6 @@ def set_kustomize_image(text: str, name: str, new_name: str, new_tag: str) -> st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    chart = commands.add_parser("chart", help="set image.repository/tag in a values.yaml")
-    chart.add_argument("--values", type=Path, required=True)
-    chart.add_argument("--repository", required=True)
-    chart.add_argument("--tag", required=True)
     kustomization = commands.add_parser("kustomization", help="set an images: entry")
     kustomization.add_argument("--file", type=Path, required=True)
     kustomization.add_argument("--name", required=True)
@@ -133,15 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     kustomization.add_argument("--new-tag", required=True)
     args = parser.parse_args(argv)
     try:
-        if args.command == "chart":
-            path: Path = args.values
-            path.write_text(set_chart_image(path.read_text(), args.repository, args.tag))
-            print(f"{path}: image {args.repository}:{args.tag}")
-        else:
-            path = args.file
-            edited = set_kustomize_image(path.read_text(), args.name, args.new_name, args.new_tag)
-            path.write_text(edited)
-            print(f"{path}: {args.name} -> {args.new_name}:{args.new_tag}")
+        path: Path = args.file
+        edited = set_kustomize_image(path.read_text(), args.name, args.new_name, args.new_tag)
+        path.write_text(edited)
+        print(f"{path}: {args.name} -> {args.new_name}:{args.new_tag}")
     except (ImageEditError, OSError) as error:
         print(f"set_image: {error}", file=sys.stderr)
         return 1

@@ -293,7 +293,7 @@ def test_a_401_is_counted_and_logged_without_the_token(
         for headers in ({}, {"Authorization": "Bearer a-guessed-token"}, {"Authorization": "x"}):
             assert secured.post("/v1/decide", json=BODY, headers=headers).status_code == 401
     metrics = secured.get("/metrics").text
-    assert "decision_service_unauthorized_total 3.0" in metrics
+    assert "rollout_agent_unauthorized_total 3.0" in metrics
     records = [r for r in caplog.records if r.name == "decision_service.gate"]
     assert [r.levelno for r in records] == [logging.INFO] * 3
     problems = [getattr(r, "fields", {})["problem"] for r in records]
@@ -330,7 +330,7 @@ def test_a_body_over_16_kib_is_a_413_in_the_one_error_shape(
     assert set(error) == {"error", "message", "details"}
     assert error["error"] == "body_too_large" and "16384 bytes" in error["message"]
     assert len(fake_prometheus.queries) <= 3  # the accepted one's queries only
-    assert "decision_service_body_too_large_total 1.0" in client.get("/metrics").text
+    assert "rollout_agent_body_too_large_total 1.0" in client.get("/metrics").text
 
 
 def test_the_right_token_passes(secured: TestClient) -> None:
@@ -390,8 +390,11 @@ def test_dry_run_answers_safely_and_reports_the_real_decision(client_for: Client
     )
     assert "the real decision is abort (hard_slo_breach)" in answer["reason"]
     metrics = client.get("/metrics").text
-    labels = 'decision="abort",dry_run="true",guardrail="hard_slo_breach"'
-    assert f"decision_service_decisions_total{{{labels}}} 1.0" in metrics
+    labels = (
+        'answer="promote",decision="abort",dry_run="true",guardrail="hard_slo_breach",'
+        'namespace="shop",proposed="promote",rollout="checkout"'
+    )
+    assert f"rollout_agent_decisions_total{{{labels}}} 1.0" in metrics
 
 
 def test_dry_run_never_promotes_without_data(client_for: ClientFactory) -> None:

@@ -74,9 +74,9 @@ def test_prometheus_failures_are_503_never_a_decision(
         assert "decision" not in error
         assert elapsed < TIMEOUT * 2 + 1.0  # bounded by the timeout, not by Prometheus
         metrics = client.get("/metrics").text
-        assert f'decision_service_prometheus_errors_total{{kind="{kind}"}} 1.0' in metrics
-        assert "decision_service_decisions_total" in metrics
-        assert 'guardrail="none"} 1.0' not in metrics  # no decision was counted
+        assert f'rollout_agent_prometheus_errors_total{{kind="{kind}"}} 1.0' in metrics
+        # no decision was counted (a Rollout's series appear at its first decision)
+        assert "rollout_agent_decisions_total{" not in metrics
 
 
 def test_prometheus_down_is_503_and_not_ready(models: dict[str, Path]) -> None:
@@ -222,6 +222,6 @@ def test_an_unusable_model_means_not_ready_and_no_decisions(
         assert decide.json()["error"] == "model_unavailable"
         assert reason in decide.json()["message"]
         assert client.get("/v1/model").status_code == 503
-        assert "decision_service_model_loaded 0.0" in client.get("/metrics").text
+        assert "rollout_agent_model_loaded 0.0" in client.get("/metrics").text
     assert not [q for q in fake_prometheus.queries if q != "vector(1)"]  # nothing measured
     assert any(reason in str(getattr(r, "fields", {})) for r in caplog.records)

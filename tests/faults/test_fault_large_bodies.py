@@ -124,7 +124,7 @@ def _counter(service: ServiceProcess, name: str) -> float:
 def test_refusals_are_counted_and_logged_and_the_service_still_decides(
     service: ServiceProcess,
 ) -> None:
-    names = ("decision_service_unauthorized_total", "decision_service_body_too_large_total")
+    names = ("rollout_agent_unauthorized_total", "rollout_agent_body_too_large_total")
     before = [_counter(service, name) for name in names]
     logged = len(service.log_lines())
     _check(post_large(service.port, "/v1/decide", 5 * MB, headers={"Authorization": "x"}), 401)

@@ -221,10 +221,9 @@ def test_prometheus_killed_is_503_not_ready_never_a_promote_and_recovers(
     assert _get(f"{service.url}/readyz") == 503
     with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    assert 'decision_service_prometheus_errors_total{kind="unreachable"} 3.0' in metrics
-    assert 'decision="promote"' in metrics
+    assert 'rollout_agent_prometheus_errors_total{kind="unreachable"} 3.0' in metrics
     assert not any(
-        line.startswith("decision_service_decisions_total") and not line.endswith(" 0.0")
+        line.startswith("rollout_agent_decisions_total") and not line.endswith(" 0.0")
         for line in metrics.splitlines()
     ), "a decision was counted while Prometheus was dead"
 

@@ -20,6 +20,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from tests.conftest import REPO_ROOT, argo_crds_dir
+from tests.support.analysis_template import (
+    arg_name,
+    assert_forwards_every_override,
+    override_fields,
+)
 
 CHART_DIR = REPO_ROOT / "helm" / "k8s-rollout-agent"
 CI_VALUES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
@@ -114,13 +119,15 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def env_of(docs: list[dict[str, Any]]) -> dict[str, str]:
-    """Every env var the container gets: its env list plus the settings ConfigMap (envFrom)."""
+    """Every env var the chart gives the container: its env list plus the settings ConfigMap
+    (envFrom; the user's own `envFrom` sources are not the chart's to know)."""
     ctr = container(docs)
     env = {item["name"]: item.get("value", "") for item in ctr.get("env", [])}
     for source in ctr.get("envFrom", []):
-        name = source["configMapRef"]["name"]
-        cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)
-        env.update(cm["data"])
+        name = source.get("configMapRef", {}).get("name")
+        cm = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name]
+        for found in cm:
+            env.update(found["data"])
     return env
 
 
@@ -132,6 +139,34 @@ def crd_schema(filename: str) -> dict[str, Any]:
     return schema
 
 
+# The operator's RelabelConfig (its field names, camel-cased; the CRD is not vendored).
+RELABEL_CONFIG = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "sourceLabels": {"type": "array", "items": {"type": "string"}},
+        "separator": {"type": "string"},
+        "targetLabel": {"type": "string"},
+        "regex": {"type": "string"},
+        "modulus": {"type": "integer"},
+        "replacement": {"type": "string"},
+        "action": {
+            "enum": [
+                "replace",
+                "keep",
+                "drop",
+                "hashmod",
+                "labelmap",
+                "labeldrop",
+                "labelkeep",
+                "lowercase",
+                "uppercase",
+                "keepequal",
+                "dropequal",
+            ]
+        },
+    },
+}
 # Only the ServiceMonitor fields the chart writes (the Prometheus Operator CRD is not vendored).
 SERVICE_MONITOR_SCHEMA = {
     "type": "object",
@@ -164,6 +199,60 @@ SERVICE_MONITOR_SCHEMA = {
                             "path": {"type": "string"},
                             "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
                             "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "honorLabels": {"type": "boolean"},
+                            "relabelings": {"type": "array", "items": RELABEL_CONFIG},
+                            "metricRelabelings": {"type": "array", "items": RELABEL_CONFIG},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+# Only the PrometheusRule fields the chart writes (the operator's CRD, as far as it goes).
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["groups"],
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["alert", "expr"],
+                                    "properties": {
+                                        "alert": {"type": "string", "pattern": "^[A-Za-z]\\w*$"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": {
+                                            "type": "string",
+                                            "pattern": "^(0|([0-9]+(y|w|d|h|m|s|ms))+)$",
+                                        },
+                                        "labels": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                        "annotations": {
+                                            "type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                        },
+                                    },
+                                },
+                            },
                         },
                     },
                 },
@@ -182,6 +271,8 @@ def validate_object(doc: dict[str, Any]) -> None:
         jsonschema.validate(doc, crd_schema("cluster-analysis-template-crd.yaml"))
     elif kind == "ServiceMonitor":
         jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
+    elif kind == "PrometheusRule":
+        jsonschema.validate(doc, PROMETHEUS_RULE_SCHEMA)
     else:
         pytest.fail(f"the chart rendered a {kind} that no test validates")
 
@@ -201,14 +292,19 @@ def test_lint_is_clean(values_file: Path) -> None:
 
 @pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
 def test_every_rendered_object_is_valid(values_file: Path) -> None:
-    docs = objects(render(load_values(values_file)))
+    values = load_values(values_file)
+    docs = objects(render(values))
     assert docs
+    dashboard_namespace = values.get("grafanaDashboard", {}).get("namespace") or NAMESPACE
     for doc in docs:
         validate_object(doc)
         assert DNS_LABEL.match(doc["metadata"]["name"]), doc["metadata"]["name"]
         assert len(doc["metadata"]["name"]) <= 63
-        if doc["kind"] != "ClusterAnalysisTemplate":
-            assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
+        if doc["kind"] == "ClusterAnalysisTemplate":
+            continue
+        dashboard = doc["metadata"]["name"].endswith("-dashboard")
+        expected = dashboard_namespace if dashboard else NAMESPACE
+        assert doc["metadata"]["namespace"] == expected, doc["kind"]
 
 
 def test_ci_values_render_every_template() -> None:
@@ -257,6 +353,7 @@ def test_analysis_template_has_the_design_shape() -> None:
         "step-weight": {"name": "step-weight"},
         "interval": {"name": "interval", "value": "30s"},
         "count": {"name": "count", "value": "10"},
+        **{arg_name(f): {"name": arg_name(f), "value": ""} for f in override_fields()},
         "api-token": {
             "name": "api-token",
             "valueFrom": {"secretKeyRef": {"name": f"{fullname}-token", "key": "token"}},
@@ -281,16 +378,11 @@ def test_analysis_template_has_the_design_shape() -> None:
             "url": f"http://{fullname}.{NAMESPACE}.svc:8080/v1/decide",
             "timeoutSeconds": 5,
             "headers": [{"key": "Authorization", "value": "Bearer {{args.api-token}}"}],
-            "jsonBody": {
-                "namespace": "{{args.namespace}}",
-                "rollout": "{{args.rollout}}",
-                "canary_hash": "{{args.canary-hash}}",
-                "stable_hash": "{{args.stable-hash}}",
-                "step_weight": "{{args.step-weight}}",
-            },
+            "jsonBody": metric["provider"]["web"]["jsonBody"],
             "jsonPath": "{$}",
         }
     }
+    assert_forwards_every_override(template["spec"])
 
 
 def test_analysis_template_matches_the_rollouts_manifest() -> None:

@@ -68,6 +68,28 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("analysis interval not a duration", {"analysisTemplate": {"interval": "often"}}, "interval"),
     ("PDB as a fraction", {"pdb": {"maxUnavailable": 0.5}}, "maxUnavailable"),
     ("log level unknown", {"config": {"logLevel": "verbose"}}, "logLevel"),
+    ("digest without algorithm", {"image": {"digest": "0123abcd"}}, "digest"),
+    ("extra volume without name", {"extraVolumes": [{"emptyDir": {}}]}, "name"),
+    ("relative extra mount", {"extraVolumeMounts": [{"name": "a", "mountPath": "a"}]}, "mountPath"),
+    ("envFrom entry empty", {"envFrom": [{}]}, "envFrom"),
+    ("dashboard label not a string", {"grafanaDashboard": {"labels": {"a": 1}}}, "labels"),
+    (
+        "error ratio above 1",
+        {"prometheusRule": {"alerts": {"prometheusErrors": {"ratio": 2}}}},
+        "ratio",
+    ),
+    (
+        "alert window not a duration",
+        {"prometheusRule": {"alerts": {"abortSpike": {"window": "half an hour"}}}},
+        "window",
+    ),
+    (
+        "disagreement on an unknown decision",
+        {"prometheusRule": {"alerts": {"dryRunDisagreement": {"decisions": ["rollback"]}}}},
+        "decisions",
+    ),
+    ("selector with braces", {"prometheusRule": {"selector": '{job="x"}'}}, "selector"),
+    ("relabelings not a list", {"serviceMonitor": {"relabelings": {"a": "b"}}}, "relabelings"),
 ]
 
 

@@ -120,3 +120,33 @@ def test_the_security_sections_network_policy_renders_and_admits_argo_and_promet
     }
     assert admitted == {"argo-rollouts", "monitoring"}
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_the_overrides_section_lists_what_the_template_forwards() -> None:
+    """The "Per-Rollout overrides" table names every override arg of the chart's template with
+    its request field, and its example sets only args the template has, with values the
+    service accepts."""
+    from decision_service.schemas import DecideRequestV1
+    from tests.support.analysis_template import REQUIRED_BODY, arg_name, override_fields
+
+    section = doc_text().split("### Per-Rollout overrides", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w-]+)` \| `(\w+)` \|", section, flags=re.MULTILINE)
+    assert rows == [(arg_name(f), f) for f in override_fields()]
+    with helm_python.Chart.load(CHART_DIR) as chart:
+        rendered = chart.render({"auth": {"generateToken": True}}, name="a", namespace="b")
+    template = yaml.safe_load(rendered["k8s-rollout-agent/templates/clusteranalysistemplate.yaml"])
+    template_args = {arg["name"] for arg in template["spec"]["args"]}
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    (analysis,) = [s["analysis"] for s in yaml.safe_load(block)["steps"] if "analysis" in s]
+    given = {arg["name"]: arg.get("value") for arg in analysis["args"]}
+    assert set(given) <= template_args
+    overrides = {name: v for name, v in given.items() if name in map(arg_name, override_fields())}
+    assert overrides, "the example sets no override"
+    body = {field: "x" for field in REQUIRED_BODY} | {
+        "canary_hash": "a1",
+        "stable_hash": "b2",
+        "step_weight": given["step-weight"],
+    }
+    body |= {name.replace("-", "_"): value for name, value in overrides.items()}
+    request = DecideRequestV1.model_validate(body)
+    assert request.slo_latency_ms == 350.0

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, argo_crds_dir
+from tests.support.analysis_template import assert_forwards_every_override
 
 ROLLOUTS = REPO_ROOT / "rollouts"
 KUBERNETES_VERSION = "1.30"
@@ -193,13 +194,8 @@ def test_analysis_template_is_design_section_3() -> None:
     assert web["url"].endswith(":8080/v1/decide")
     assert web["timeoutSeconds"] == 5
     assert web["headers"] == [{"key": "Authorization", "value": "Bearer {{args.api-token}}"}]
-    assert web["jsonBody"] == {
-        "namespace": "{{args.namespace}}",
-        "rollout": "{{args.rollout}}",
-        "canary_hash": "{{args.canary-hash}}",
-        "stable_hash": "{{args.stable-hash}}",
-        "step_weight": "{{args.step-weight}}",
-    }
+    # The five values of every request, and every per-Rollout override the API accepts.
+    assert_forwards_every_override(template["spec"])
     assert web["jsonPath"] == "{$}"
     args = {a["name"]: a for a in template["spec"]["args"]}
     assert args["interval"]["value"] == "30s"  # the seed's STEP_INTERVAL

@@ -1,7 +1,7 @@
-"""The scripts the workflows run: set_image.py (points the chart and the kustomization at a new
-image, touching only those lines) and commit_and_push.sh (the bot's commit, rebased and retried
-when another build pushed first), run here against copies of the real files and a local Git
-remote.
+"""The scripts the workflows run: set_image.py (points the kustomization at a new image,
+touching only those lines; the chart is never edited, its image tag is its appVersion) and
+commit_and_push.sh (the bot's commit, rebased and retried when another build pushed first),
+run here against copies of the real files and a local Git remote.
 """
 
 from __future__ import annotations
@@ -40,23 +40,13 @@ def changed_lines(before: str, after: str) -> list[str]:
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
-def test_chart_image_edit_touches_only_repository_and_tag() -> None:
-    before = CHART_VALUES.read_text()
-    after = set_image.set_chart_image(before, "ghcr.io/acme/canary-agent", "sha-abc1234")
-    values = yaml.safe_load(after)
-    assert values["image"]["repository"] == "ghcr.io/acme/canary-agent"
-    assert values["image"]["tag"] == "sha-abc1234"
-    assert values["image"]["pullPolicy"] == yaml.safe_load(before)["image"]["pullPolicy"]
-    assert len(changed_lines(before, after)) == 4  # two lines out, two in
-    # Idempotent: a second run changes nothing.
-    assert set_image.set_chart_image(after, "ghcr.io/acme/canary-agent", "sha-abc1234") == after
-
-
-def test_chart_image_edit_adds_a_missing_tag() -> None:
-    text = "# -- x\nreplicaCount: 1\nimage:\n  repository: a/b\n  pullPolicy: Always\nother: 1\n"
-    values = yaml.safe_load(set_image.set_chart_image(text, "ghcr.io/x/y", "v1"))
-    assert values["image"] == {"repository": "ghcr.io/x/y", "pullPolicy": "Always", "tag": "v1"}
-    assert values["other"] == 1
+def test_the_chart_is_no_longer_edited() -> None:
+    """No command edits values.yaml: the chart's image tag is its appVersion (build-agent.yaml)."""
+    assert not hasattr(set_image, "set_chart_image")
+    with pytest.raises(SystemExit):
+        set_image.main(
+            ["chart", "--values", str(CHART_VALUES), "--repository", "a/b", "--tag", "t"]
+        )
 
 
 def test_kustomization_edit_touches_only_the_named_image() -> None:
@@ -110,17 +100,18 @@ def test_kustomization_edit_refuses_what_it_cannot_find(text: str, message: str)
 )
 def test_bad_references_are_refused(repository: str, tag: str) -> None:
     with pytest.raises(set_image.ImageEditError):
-        set_image.set_chart_image(CHART_VALUES.read_text(), repository, tag)
+        set_image.set_kustomize_image(KUSTOMIZATION.read_text(), "demo-app", repository, tag)
 
 
 def test_cli_edits_in_place_and_reports_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    values = tmp_path / "values.yaml"
-    shutil.copy(CHART_VALUES, values)
-    args = ["chart", "--values", str(values), "--repository", "ghcr.io/a/b", "--tag", "sha-1"]
-    assert set_image.main(args) == 0
-    assert yaml.safe_load(values.read_text())["image"]["tag"] == "sha-1"
+    copy = tmp_path / "copy.yaml"
+    shutil.copy(KUSTOMIZATION, copy)
+    args = ["kustomization", "--file", str(copy), "--name", "demo-app"]
+    assert set_image.main([*args, "--new-name", "ghcr.io/a/b", "--new-tag", "sha-1"]) == 0
+    images = yaml.safe_load(copy.read_text())["images"]
+    assert {"newName": "ghcr.io/a/b", "newTag": "sha-1"}.items() <= images[0].items()
     kustomization = tmp_path / "kustomization.yaml"
     kustomization.write_text("resources: []\n")
     args = ["kustomization", "--file", str(kustomization), "--name", "demo-app"]

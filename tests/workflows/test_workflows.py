@@ -263,7 +263,9 @@ def test_build_app_builds_both_images_and_updates_the_rollout() -> None:
     assert "rollouts/base/kustomization.yaml" in update and "--name demo-app" in update
 
 
-def test_build_agent_builds_smoke_tests_pushes_and_updates_the_chart() -> None:
+def test_build_agent_builds_smoke_tests_and_publishes_the_charts_app_version() -> None:
+    """Tests before it pushes; pushes sha-<sha>, latest and, once, the chart's appVersion (the
+    tag the chart's empty image.tag means); commits nothing."""
     wf = workflow("build-agent")
     paths = wf["on"]["push"]["paths"]
     assert "decision_service/**" in paths and "models/canary-dqn.onnx" in paths
@@ -273,8 +275,39 @@ def test_build_agent_builds_smoke_tests_pushes_and_updates_the_chart() -> None:
     assert all(b["with"]["file"] == "Dockerfile" for b in builds)
     smoke = scripts({"jobs": {"b": wf["jobs"]["build"]}})
     assert "import torch" in smoke and "/healthz" in smoke
-    update = scripts({"jobs": {"u": wf["jobs"]["update-chart"]}})
-    assert "set_image.py chart" in update and "helm/k8s-rollout-agent/values.yaml" in update
+    assert set(wf["jobs"]) == {"build"}, "no job commits an image tag into the chart"
+    assert all(
+        job.get("permissions", {}).get("contents", "read") == "read" for job in wf["jobs"].values()
+    )
+    assert "set_image.py" not in scripts(wf) and "commit_and_push" not in scripts(wf)
+    assert "helm/k8s-rollout-agent/Chart.yaml" in smoke and "pyproject.toml" in smoke
+    assert "imagetools inspect" in smoke, "a released version tag is never moved"
+    assert builds[1]["with"]["tags"] == "${{ steps.tags.outputs.tags }}"
+
+
+def test_the_image_version_is_the_packages_version() -> None:
+    """build-agent.yaml publishes the chart's appVersion and refuses to build when it is not
+    the package's version (what rollout_agent_build_info reports)."""
+    chart = yaml.safe_load((REPO_ROOT / "helm/k8s-rollout-agent/Chart.yaml").read_text())
+    package = re.search(
+        r'^version = "([^"]+)"$', (REPO_ROOT / "pyproject.toml").read_text(), re.MULTILINE
+    )
+    assert package is not None and chart["appVersion"] == package[1]
+    values = yaml.safe_load((REPO_ROOT / "helm/k8s-rollout-agent/values.yaml").read_text())
+    assert values["image"]["tag"] == ""
+
+
+def test_the_extraction_build_agent_runs_reads_the_versions(tmp_path: Path) -> None:
+    """The sed lines of the "Image name and version" step, run on the real files."""
+    (step,) = [s for s in jobs("build-agent")["build"]["steps"] if s.get("id") == "image"]
+    lines = [line for line in step["run"].splitlines() if "$(sed -n" in line]
+    assert len(lines) == 2
+    script = "\n".join([*lines, 'echo "$version $package"'])
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+    )
+    chart = yaml.safe_load((REPO_ROOT / "helm/k8s-rollout-agent/Chart.yaml").read_text())
+    assert result.stdout.split() == [chart["appVersion"]] * 2, result.stderr
 
 
 def test_train_export_trains_exports_checks_evaluates_and_uploads() -> None:
@@ -314,6 +347,11 @@ def test_deploy_is_manual_with_environment_and_type() -> None:
     )
     for environment in inputs["environment"]["options"]:
         assert (REPO_ROOT / "helm" / "environments" / f"{environment}.yaml").is_file()
+    # The agent's image: build-agent.yaml's repository, the chart's appVersion unless given.
+    assert inputs["agent_image_tag"]["default"] == ""
+    (helm,) = [s for s in job["steps"] if s.get("name") == "Deploy the decision service (Helm)"]
+    assert "image.repository=ghcr.io/${OWNER,,}/canary-agent" in helm["run"]
+    assert "image.tag=$AGENT_IMAGE_TAG" in helm["run"]
 
 
 def test_e2e_aborts_a_buggy_canary_and_promotes_a_healthy_one() -> None:

@@ -68,6 +68,18 @@ Image tag: image.tag, else the chart's appVersion.
 {{- end }}
 
 {{/*
+Image reference: repository:tag, and @digest when image.digest is set (the runtime then pulls
+by digest; the tag stays for people reading the manifest).
+*/}}
+{{- define "k8s-rollout-agent.image" -}}
+{{- $ref := printf "%s:%s" .Values.image.repository (include "k8s-rollout-agent.imageTag" .) }}
+{{- if .Values.image.digest }}
+{{- $ref = printf "%s@%s" $ref .Values.image.digest }}
+{{- end }}
+{{- $ref }}
+{{- end }}
+
+{{/*
 Name of the Secret holding the bearer token: the user's existing Secret, else the chart's.
 Fails the render when no token source was chosen: the chart never ships a default token.
 */}}

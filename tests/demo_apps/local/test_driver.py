@@ -23,6 +23,7 @@ from demo_apps.local.conditions import UnsupportedExpression
 from demo_apps.local.driver import Event, RolloutDriver, Verdict
 from demo_apps.local.manifests import ManifestError, Manifests
 from tests.conftest import REPO_ROOT
+from tests.support.analysis_template import override_fields
 
 BASE = REPO_ROOT / "rollouts" / "base"
 TOKEN = "s3cret-token"
@@ -97,12 +98,14 @@ def test_promote_at_every_step_walks_the_manifest_weights_to_100() -> None:
     assert run.verdict.measurements == len(WEIGHTS)
     bodies = [r["body"] for r in run.fake.requests]
     assert [b["step_weight"] for b in bodies] == [str(w) for w in WEIGHTS]
+    # The per-Rollout overrides the template forwards are empty: the service's own settings.
     assert bodies[0] == {
         "namespace": "rollout-demo",
         "rollout": "demo-app",
         "canary_hash": "can4ry",
         "stable_hash": "stab1e",
         "step_weight": "5",
+        **dict.fromkeys(override_fields(), ""),
     }
     request = run.fake.requests[0]
     assert request["path"] == "/v1/decide"
