@@ -317,3 +317,61 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def readme_results(report: dict[str, Any]) -> str:
+    """The README's results block from a report: per-100-releases tables for the library and
+    the stress suite, the paired comparisons, the shield's guarantees per family and the
+    per-scenario objective."""
+    out = [
+        "Per 100 good and per 100 bad releases (simulated; a good release is one within the "
+        "tolerance), on the library and held-out files:",
+        "",
+        releases_table(report, "library"),
+        "",
+        "On the stress suite (random combinations of every effect, never trained on):",
+        "",
+        releases_table(report, "stress"),
+        "",
+        "The objective per episode (higher is better) and the policy's paired difference with "
+        "95 % confidence intervals (same episodes):",
+        "",
+        "| | " + " | ".join(report["overall"]) + " |",
+        "|---|" + "---:|" * len(report["overall"]),
+    ]
+    for group in ("library", "stress"):
+        stats = report["groups"].get(group)
+        if stats:
+            out.append(
+                f"| {group} objective | "
+                + " | ".join(f"{s['objective_mean']:.3f}" for s in stats.values())
+                + " |"
+            )
+    for group, diffs in report.get("paired_by_group", {}).items():
+        cells = ["—"]
+        for other in list(report["overall"])[1:]:
+            d = diffs[other]
+            cells.append(f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
+        out.append(f"| policy − agent, {group} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "The shield's guarantees, per scenario and family (the shipped stack: policy inside the "
+        "shield). G1: canaries beyond the indifference zone that completed the rollout (≤ 1 %). "
+        "G2: canaries equal to or better than stable, without canary-only faults, that were "
+        "rolled back (≤ 1 %). — means no such draw:",
+        "",
+        "| scenario or family | bad draws | G1 policy | G1 shield alone | G2 policy "
+        "| G2 shield alone |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in report["scenarios"].items():
+        p = entry["agents"].get(POLICY, {})
+        s = entry["agents"].get("shield", {})
+        out.append(
+            f"| {name} | {100 * entry['bad_share']:.0f} % "
+            f"| {_pct(p.get('beyond_zone_promoted_rate'))} "
+            f"| {_pct(s.get('beyond_zone_promoted_rate'))} "
+            f"| {_pct(p.get('equal_or_better_aborted_rate'))} "
+            f"| {_pct(s.get('equal_or_better_aborted_rate'))} |"
+        )
+    return "\n".join(out)

@@ -46,7 +46,8 @@ def test_the_shipped_evaluation_reproduces_row_for_row(tmp_path: Path) -> None:
     produced = _rows(out)
     key = ("scenario", "agent", "seed")
     shipped = {tuple(r[k] for k in key): r for r in _rows(SHIPPED_CSV)}
-    assert len(produced) == 13 * 4 * EPISODES
+    files = len(load_scenarios([SCENARIOS_DIR, SCENARIOS_DIR / "holdout"]))
+    assert len(produced) == files * len(evaluate.AGENT_ORDER) * EPISODES
     mismatched = [r for r in produced if shipped.get(tuple(r[k] for k in key)) != r]
     assert not mismatched, f"{len(mismatched)} rows differ, e.g. {mismatched[:2]}"
 
