@@ -13,7 +13,7 @@ def settings_for(model: Path, prometheus_url: str, **overrides: Any) -> Settings
     values: dict[str, Any] = {
         "model_path": model,
         "prometheus_url": prometheus_url,
-        "prometheus_timeout_seconds": 2.0,
+        "prometheus_timeout_seconds": 5.0,
         "analysis_window": "3s",
     }
     values.update(overrides)
