@@ -74,8 +74,10 @@ class Tolerance(BaseModel):
         """The tolerance with ``times`` its excess: the edge of the indifference zone.
 
         ``times=2`` of 1.2x + 0.1 pp is 1.4x + 0.2 pp: a canary there is clearly worse than one
-        within tolerance, and a sequential test can tell the two apart on finite evidence."""
-        return Tolerance(
+        within tolerance, and a sequential test can tell the two apart on finite evidence.
+        The bounds on the fields are for what a user sets; a zone derived from a tolerance at
+        its limits may lie beyond them (``model_construct`` skips that check, not the maths)."""
+        return Tolerance.model_construct(
             error_factor=1.0 + times * (self.error_factor - 1.0),
             error_floor=times * self.error_floor,
             latency_factor=1.0 + times * (self.latency_factor - 1.0),

