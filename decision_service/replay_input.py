@@ -261,11 +261,15 @@ class _Run:
     warnings: tuple[str, ...]
 
 
-def _decision_of(value: Any) -> Action | None:
+def recorded_decision(value: Any) -> Action | None:
     """The service's decision from a measurement's value (the answer's JSON, as Argo prints
-    it: JSON, or Go's map syntax ``map[decision:hold …]``)."""
+    it: JSON, or Go's map syntax ``map[decision:hold …]``). In dry-run mode the answer's
+    ``decision`` is the safe one and its reason names the real decision: that one."""
     if not isinstance(value, str):
         return None
+    real = re.search(r"the real decision is (promote|hold|abort)\b", value)
+    if real:
+        return _ACTIONS.get(real[1])
     match = re.search(r'"?decision"?\s*[:=]\s*"?(promote|hold|abort)\b', value)
     return _ACTIONS.get(match[1]) if match else None
 
@@ -322,7 +326,7 @@ def _run(obj: Mapping[str, Any], where: str) -> _Run:
             if not when:
                 raise PlanError(f"{where}: a measurement has neither startedAt nor finishedAt")
             phase = str(measurement.get("phase", ""))
-            decision = _decision_of(measurement.get("value"))
+            decision = recorded_decision(measurement.get("value"))
             if decision is None and phase != "Error":
                 decision = PHASE_DECISIONS.get(phase)
             instants.append((parse_time(str(when)), Recorded(phase, decision, name)))

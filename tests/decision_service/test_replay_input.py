@@ -21,6 +21,7 @@ from decision_service.replay_input import (
     parse_time,
     plan_from_documents,
     plan_from_timeline,
+    recorded_decision,
 )
 from tests.conftest import REPO_ROOT
 
@@ -329,3 +330,17 @@ def test_times_round_trip() -> None:
     assert parse_time("2024-05-01T12:00:30+02:00") == T0
     assert parse_time("2024-05-01T10:00:30") == T0  # no offset: UTC
     assert format_time(T0 + 0.25) == "2024-05-01T10:00:30.250Z"
+
+
+def test_the_decision_is_read_from_json_go_maps_and_dry_run_answers() -> None:
+    assert recorded_decision('{"decision":"promote","guardrail":null}') == "promote"
+    assert recorded_decision("map[decision:abort dry_run:false reason:…]") == "abort"
+    dry = {
+        "decision": "hold",
+        "guardrail": "dry_run",
+        "reason": "Dry run: answering hold; the real decision is abort (shield): …",
+        "dry_run": True,
+    }
+    assert recorded_decision(json.dumps(dry)) == "abort"
+    assert recorded_decision("500 Internal Server Error") is None
+    assert recorded_decision(None) is None
