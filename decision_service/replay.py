@@ -493,6 +493,9 @@ def run(argv: Sequence[str] | None = None, say: Callable[[str], None] = print) -
     except PrometheusUnavailable as exc:
         print(f"error: {exc} ({args.prometheus})", file=sys.stderr)
         return EXIT_PROMETHEUS
+    except OSError as exc:  # writing --json or --plot
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def warn(text: str) -> None:

@@ -210,3 +210,14 @@ def test_unknown_hashes_and_rollouts_are_refused(
     )
     assert status == EXIT_BAD_INPUT
     assert f"(namespace {h.namespace}, rollout {h.rollout})" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_a_message(
+    history: History, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    runs = str(history.runs["buggy"])
+    status, _ = _replay(history, "--analysisrun", runs, "--json", str(blocker / "out.json"))
+    assert status == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.startswith(f"error: {blocker}")
