@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
@@ -537,7 +538,8 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         ):
             warn(text)
         origin = plan.instants[0].at - window_seconds
-        steps = len({i.weight for i in plan.instants})
+        weights = [i.weight for i in plan.instants]
+        steps = 1 + sum(1 for a, b in pairwise(weights) if a != b)
         say(
             f"replaying {len(plan.instants)} measurements of {plan.namespace}/{plan.rollout} "
             f"(canary {plan.canary_hash}, stable {plan.stable_hash}) from {plan.source}, "
