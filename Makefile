@@ -52,7 +52,7 @@ bench: install prometheus
 soak: install prometheus
 	$(PYTHON) benchmarks/soak.py
 
-# Replay parity (~40 min): PARITY_EPISODES library episodes per scenario written as Prometheus
+# Replay parity (~30 min): PARITY_EPISODES library episodes per scenario written as Prometheus
 # history (promtool), replayed through the service's queries and pipeline; decision agreement
 # and the largest difference per feature. Figures only (README, "Replay parity").
 PARITY_EPISODES ?= 200
