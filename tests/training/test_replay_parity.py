@@ -92,19 +92,23 @@ def _replay(
     return {name: report for name, (_, report) in reports.items()}
 
 
-def _check(reports: dict[str, ParityReport], episodes: list[RecordedEpisode]) -> None:
+def _check(
+    reports: dict[str, ParityReport], episodes: list[RecordedEpisode], preset_agreement: float
+) -> None:
     instants = sum(len(e.decisions) for e in episodes)
     exact, preset = reports["exact start"], reports["demo preset"]
     for report in (exact, preset):
         assert report.total.instants == instants
         assert report.memory_mismatch == 0  # the replayed memory is the simulator's count
         assert report.no_data_mismatch == 0  # the same windows lack data on both sides
-    assert exact.total.agree == instants, exact.disagreements
-    assert exact.total.agree_same_count == instants
+    # exact: every decision the simulator's with its count; with the service's count only the
+    # step-count cap (which the environment does not model) may change one
+    assert exact.total.agree_same_count == instants, exact.disagreements
+    assert all(d["cause"] == "step count" for d in exact.disagreements), exact.disagreements
     assert max(diff for diff, _ in exact.feature_max.values()) < 1e-6, exact.feature_max
     moved = {name for name, (diff, _) in preset.feature_max.items() if diff >= 1e-6}
     assert moved <= STABLE_LIFE, moved - STABLE_LIFE
-    assert preset.total.agree >= 0.95 * instants, preset.disagreements
+    assert preset.total.agree >= preset_agreement * instants, preset.disagreements
 
 
 def test_the_replay_reproduces_the_simulator_with_the_stand_in(tmp_path: Path) -> None:
@@ -113,7 +117,8 @@ def test_the_replay_reproduces_the_simulator_with_the_stand_in(tmp_path: Path) -
     outcomes = {e.outcome for e in episodes}
     assert {"promoted", "aborted"} <= outcomes, outcomes  # the subset has both kinds
     reports = _replay(episodes, policy, tmp_path / "tsdb")
-    _check(reports, episodes)
+    _check(reports, episodes, preset_agreement=0.95)
+    assert reports["exact start"].total.agree == reports["exact start"].total.instants
     # some of it ran on the service's step-count cap (low traffic: the shares wander)
     assert reports["exact start"].capped > 0
 
@@ -140,4 +145,6 @@ def test_the_replay_reproduces_the_simulator_with_the_shipped_model(tmp_path: Pa
     except PolicyLoadError as exc:
         pytest.skip(f"the shipped model does not load yet (a new one is being trained): {exc}")
     episodes = _episodes(policy)
-    _check(_replay(episodes, policy, tmp_path / "tsdb"), episodes)
+    # the preset's 5 s early start moves stable's life figures; how many decisions that turns
+    # depends on the model (the stand-in: 0.6 % of 74,472 in make replay-parity)
+    _check(_replay(episodes, policy, tmp_path / "tsdb"), episodes, preset_agreement=0.9)
