@@ -334,7 +334,8 @@ def plot(path: Path, plan: Plan, results: Sequence[Replayed], origin: float, win
     weights: list[tuple[float, float]] = []
     for r in results:
         if not weights or weights[-1][1] != r.instant.weight:
-            weights.append((r.instant.at - origin - _seconds(window), r.instant.weight))
+            opened = r.instant.at - origin - prometheus_duration_seconds(window)
+            weights.append((opened, r.instant.weight))
     tracks: dict[str, TrackSeries] = {}
     for track in ("stable", "canary"):
         times, rates, latencies = [], [], []
@@ -380,10 +381,6 @@ def plot(path: Path, plan: Plan, results: Sequence[Replayed], origin: float, win
         recorded_label="Argo recorded",
     )
     return plot_timeline(path, timeline)
-
-
-def _seconds(duration: str) -> float:
-    return prometheus_duration_seconds(duration)
 
 
 # --------------------------------------------------------------------------- the command
