@@ -96,6 +96,15 @@ bench: install prometheus
 soak: install prometheus
 	$(PYTHON) benchmarks/soak.py
 
+# Replay parity (~30 min): PARITY_EPISODES library episodes per scenario written as Prometheus
+# history (promtool), replayed through the service's queries and pipeline; decision agreement
+# and the largest difference per feature. Figures only (README, "Replay parity").
+PARITY_EPISODES ?= 200
+.PHONY: replay-parity
+replay-parity: install prometheus
+	$(PYTHON) benchmarks/replay_parity.py --episodes $(PARITY_EPISODES) \
+	  --json runs/replay-parity/report.json
+
 # The shipped policy: two seeds of one config, trained side by side (one core each).
 TRAIN_SEEDS ?= 7 11
 RUN_PREFIX ?= dqn8

@@ -171,7 +171,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
         # One worker thread does the queries, the parsing, the features and the inference.
         evaluation, taken = await source.run(
             partial(
-                _measure_and_decide,
+                measure_and_decide,
                 source,
                 target,
                 body.step_weight,
@@ -303,7 +303,53 @@ async def metrics(state: StateDep) -> Response:
 # --------------------------------------------------------------------------- helpers
 
 
-def _measure_and_decide(
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """What Prometheus says about a canary at one moment: the snapshot (with the shield's
+    evidence) or the missing metric that kept one from being built, and the windows the canary
+    spent at its current traffic share (``None`` when the windows could not be read)."""
+
+    snapshot: MetricsSnapshot | MissingMetricError
+    windows_at_share: int | None
+
+
+def measure(
+    source: PrometheusSource,
+    target: Target,
+    step_weight: float,
+    tolerance: Tolerance,
+    indifference: float,
+    at: float | None = None,
+) -> Measurement:
+    """Query Prometheus for the snapshot and the shield's windows at ``at`` (default now).
+
+    The one measuring half of a decision: the route calls it (through
+    :func:`measure_and_decide`), and so does the replay (:mod:`decision_service.replay`) with
+    the past moment it replays. Blocking. Raises
+    :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
+    """
+    try:
+        snapshot = source.snapshot_blocking(target, step_weight, at)
+        windows = source.windows_blocking(target, at)
+    except MissingMetricError as missing:
+        return Measurement(missing, None)
+    evidence = evidence_from(windows.baseline, windows.life, tolerance, indifference)
+    return Measurement(
+        replace(snapshot, evidence=evidence.summary()), windows_at_current_share(windows.life)
+    )
+
+
+def step_count(remembered: int, measurement: Measurement) -> int:
+    """The step count a decision uses: the smaller of this process's memory (``remembered``)
+    and the windows the canary spent at its current traffic share
+    (``shield.windows_at_current_share``): never larger than the truth, after a retried rollout
+    or a restart alike."""
+    if measurement.windows_at_share is None:
+        return remembered
+    return min(remembered, measurement.windows_at_share)
+
+
+def measure_and_decide(
     source: PrometheusSource,
     target: Target,
     step_weight: float,
@@ -311,28 +357,17 @@ def _measure_and_decide(
     policy: OnnxPolicy,
     config: DecisionConfig,
     indifference: float,
+    at: float | None = None,
 ) -> tuple[Evaluation, int]:
-    """Query Prometheus for the snapshot and the shield's windows, then
-    :func:`~decision_service.pipeline.decide`; also the step count it used.
+    """:func:`measure`, then :func:`~decision_service.pipeline.decide` with the
+    :func:`step_count`; also returns that count.
 
-    The count is the smaller of this process's memory (``remembered``) and the windows the
-    canary spent at its current traffic share (``shield.windows_at_current_share``): never
-    larger than the truth, after a retried rollout or a restart alike. Blocking: the route runs
-    it in the source's thread pool (``source.run``). Raises
+    Blocking: the route runs it in the source's thread pool (``source.run``). Raises
     :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
     """
-    snapshot: MetricsSnapshot | MissingMetricError
-    count = remembered
-    try:
-        snapshot = source.snapshot_blocking(target, step_weight)
-        windows = source.windows_blocking(target)
-    except MissingMetricError as missing:
-        snapshot = missing
-    else:
-        evidence = evidence_from(windows.baseline, windows.life, config.tolerance, indifference)
-        snapshot = replace(snapshot, evidence=evidence.summary())
-        count = min(remembered, windows_at_current_share(windows.life))
-    return pipeline.decide(snapshot, count, policy, config), count
+    measurement = measure(source, target, step_weight, config.tolerance, indifference, at)
+    count = step_count(remembered, measurement)
+    return pipeline.decide(measurement.snapshot, count, policy, config), count
 
 
 def _request_fields(body: DecideRequestV1) -> dict[str, Any]:

@@ -366,17 +366,21 @@ class PrometheusSource:
                 self._starts.popitem(last=False)
         return start
 
-    def snapshot_blocking(self, target: Target, step_weight: float) -> MetricsSnapshot:
+    def snapshot_blocking(
+        self, target: Target, step_weight: float, at: float | None = None
+    ) -> MetricsSnapshot:
         """The metrics of one decision (raises PrometheusUnavailable or MissingMetricError).
 
         One query in the steady state; two for a canary this process has not seen yet (its
         start time first). :meth:`windows_blocking` adds the shield's window-by-window counts.
+        ``at``: the evaluation time (unix seconds; default now), so a replay
+        (:mod:`decision_service.replay`) sees what the service saw at that moment.
         """
         try:
             queries = render(self.templates, target)
         except TemplateError as exc:
             raise PrometheusUnavailable("bad_template", str(exc)) from exc
-        now = time.time()
+        now = time.time() if at is None else at
         start = self.canary_start_blocking(target, queries, now)
         life_seconds = max(math.ceil(now - start), math.ceil(self._window_seconds))
         ranges = {"window": self._window, "life": f"{life_seconds}s"}
@@ -405,7 +409,11 @@ class PrometheusSource:
         now = time.time() if at is None else at
         start = self.canary_start_blocking(target, queries, now)
         step = self._window_seconds
-        life = min(max(1, math.ceil((now - start) / step)), MAX_WINDOWS)
+        # The canary's windows are those ending more than half a window after its start, as
+        # classified below; counted the same way, stable gets exactly BASELINE_WINDOWS before
+        # them (a plain ceil counted the window the canary started in as the canary's, and then
+        # classified it as stable's: BASELINE_WINDOWS + 1 of them).
+        life = min(max(0, math.ceil((now - start) / step - 0.5)), MAX_WINDOWS)
         first = now - (life + BASELINE_WINDOWS - 1) * step
         result = self.query_range_blocking(
             queries.spans({"window": self._window}), first, now, step
@@ -424,8 +432,10 @@ class PrometheusSource:
 
     # -- async conveniences
 
-    async def snapshot(self, target: Target, step_weight: float) -> MetricsSnapshot:
-        return await self.run(lambda: self.snapshot_blocking(target, step_weight))
+    async def snapshot(
+        self, target: Target, step_weight: float, at: float | None = None
+    ) -> MetricsSnapshot:
+        return await self.run(lambda: self.snapshot_blocking(target, step_weight, at))
 
     async def query(self, promql: str) -> Any:
         return await self.run(lambda: self.query_blocking(promql))

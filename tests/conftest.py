@@ -28,6 +28,19 @@ def prometheus_binary() -> str:
     pytest.skip(reason)
 
 
+def promtool_binary() -> str:
+    """Path of promtool (it comes with Prometheus), or skip (fail under CI's flag)."""
+    from training.openmetrics import find_promtool
+
+    found = find_promtool()
+    if found:
+        return found
+    reason = "promtool is not installed (apt-get install prometheus, or set PROMTOOL_BIN)"
+    if os.environ.get("K8S_ROLLOUT_AGENT_REQUIRE_PROMETHEUS") == "1":
+        pytest.fail(f"{reason}; K8S_ROLLOUT_AGENT_REQUIRE_PROMETHEUS=1 forbids skipping")
+    pytest.skip(reason)
+
+
 def argo_crds_dir() -> Path:
     """Folder with Argo Rollouts' CRDs: $ARGO_ROLLOUTS_CRDS or ../shared/argo-rollouts/crds."""
     candidates = [

@@ -105,7 +105,7 @@ from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
 from scenarios.truth import DEFAULT_HORIZON_MINUTES, Schedule, episode_class, episode_truth
-from training.simulator import Interval, RolloutSimulator, shield_window
+from training.simulator import Interval, RolloutSimulator, VersionInterval, shield_window
 
 DEFAULT_WEIGHTS: Final = (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)
 
@@ -211,6 +211,8 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self._shield_config = self.config.shield or ShieldConfig()
         self._baseline: list[VersionWindow] = []
         self._life: list[tuple[VersionWindow, VersionWindow]] = []
+        self._baseline_intervals: list[VersionInterval] = []
+        self._history: list[Interval] = []
         self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
 
     # -- episode mechanics ---------------------------------------------------------------
@@ -223,6 +225,18 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
     def windows(self) -> Windows:
         """The shield's windows so far, as the service reads them from Prometheus."""
         return Windows(tuple(self._baseline), tuple(self._life))
+
+    @property
+    def baseline_intervals(self) -> list[VersionInterval]:
+        """Stable's intervals before the canary started, with their per-scrape counts (what
+        :mod:`training.openmetrics` writes as stable's history)."""
+        return self._baseline_intervals
+
+    @property
+    def history(self) -> list[Interval]:
+        """Every interval of the episode so far, in order (``recent_intervals`` holds only
+        those since the last decision)."""
+        return self._history
 
     @property
     def measurements_at_step(self) -> int:
@@ -256,6 +270,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         while True:
             interval = self._sim.next_interval(self.weight)
             self._intervals.append(interval)
+            self._history.append(interval)
             self._decisions += 1
             cost -= COST_PER_DECISION
             if self._truth_bad:
@@ -305,10 +320,10 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
                 replicas=self.config.replicas,
             )
             self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
-            self._baseline = [
-                shield_window(w) for w in self._sim.baseline_windows(BASELINE_WINDOWS)
-            ]
+            self._baseline_intervals = self._sim.baseline_windows(BASELINE_WINDOWS)
+            self._baseline = [shield_window(w) for w in self._baseline_intervals]
             self._life = []
+            self._history = []
             for window in self._baseline:
                 self._evidence.add_baseline(window)
             truth = episode_truth(self._sim.params, self.config.tolerance, self.config.schedule)

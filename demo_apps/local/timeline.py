@@ -1,15 +1,26 @@
-"""The demo's timeline picture: weight and decisions, error rate and latency of both versions."""
+"""The demo's timeline picture: weight and decisions, error rate and latency of both versions.
+
+The drawing is shared with the replay (:mod:`decision_service.timeline_plot`); this module turns
+the driver's events and the load generator's per-second counts into what it draws.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from decision_service.timeline_plot import (
+    DECISION_COLOURS,
+    TRACK_COLOURS,
+    Mark,
+    Timeline,
+    TrackSeries,
+)
+from decision_service.timeline_plot import plot_timeline as draw
 from demo_apps.local.driver import Event
 from demo_apps.local.loadgen import Bucket
 
-DECISION_COLOURS = {"promote": "tab:green", "hold": "tab:gray", "abort": "tab:red", None: "black"}
-TRACK_COLOURS = {"stable": "tab:blue", "canary": "tab:orange"}
+__all__ = ["DECISION_COLOURS", "TRACK_COLOURS", "plot_timeline"]
 
 
 def _smoothed(
@@ -46,56 +57,24 @@ def plot_timeline(
     window_seconds: int = 3,
 ) -> Path:
     """Write the timeline PNG to ``path``; times are seconds since ``origin`` (monotonic)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_weight, ax_errors, ax_latency) = plt.subplots(
-        3, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [1.2, 1, 1]}
-    )
-    weights = [(e.time - origin, e.weight) for e in events if e.kind == "weight"]
-    end = max([e.time - origin for e in events] + [float(max(buckets, default=1))])
-    if weights:
-        xs = [t for t, _ in weights] + [end]
-        ys = [w for _, w in weights] + [weights[-1][1]]
-        ax_weight.step(xs, ys, where="post", color="tab:purple", label="canary weight")
-    for event in events:
-        if event.kind != "measurement":
-            continue
-        decision = event.data.get("decision")
-        ax_weight.scatter(
-            event.time - origin,
-            event.weight,
-            color=DECISION_COLOURS.get(decision, "black"),
-            zorder=3,
-            s=30,
-            marker="o" if decision else "x",
-        )
-    for decision, colour in DECISION_COLOURS.items():
-        ax_weight.scatter(
-            [], [], color=colour, label=decision or "error", marker="o" if decision else "x"
-        )
     verdicts = [e for e in events if e.kind == "verdict"]
-    if verdicts:
-        ax_weight.axvline(verdicts[-1].time - origin, color="black", linestyle=":", linewidth=1)
-    ax_weight.set_ylabel("canary weight (%)")
-    ax_weight.set_ylim(-5, 105)
-    ax_weight.legend(loc="upper left", fontsize=8, ncol=5)
-    ax_weight.set_title(title)
-    for track, colour in TRACK_COLOURS.items():
+    tracks = {}
+    for track in TRACK_COLOURS:
         seconds, rates, latencies = _smoothed(buckets, track, window_seconds)
-        ax_errors.plot(seconds, [100 * r for r in rates], color=colour, label=track)
-        ax_latency.plot(seconds, latencies, color=colour, label=track)
-    ax_errors.set_ylabel(f"error rate (%), {window_seconds} s")
-    ax_errors.legend(loc="upper left", fontsize=8)
-    ax_latency.set_ylabel(f"mean latency (ms), {window_seconds} s")
-    ax_latency.set_xlabel("seconds since traffic started (stable only until the first setWeight)")
-    ax_latency.legend(loc="upper left", fontsize=8)
-    for axis in (ax_weight, ax_errors, ax_latency):
-        axis.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        tracks[track] = TrackSeries(seconds, rates, latencies)
+    timeline = Timeline(
+        title=title,
+        weights=[(e.time - origin, e.weight) for e in events if e.kind == "weight"],
+        marks=[
+            Mark(e.time - origin, e.weight, e.data.get("decision"))
+            for e in events
+            if e.kind == "measurement"
+        ],
+        tracks=tracks,
+        end=max([e.time - origin for e in events] + [float(max(buckets, default=1))]),
+        error_label=f"error rate (%), {window_seconds} s",
+        latency_label=f"mean latency (ms), {window_seconds} s",
+        x_label="seconds since traffic started (stable only until the first setWeight)",
+        verdict_time=verdicts[-1].time - origin if verdicts else None,
+    )
+    return draw(path, timeline)

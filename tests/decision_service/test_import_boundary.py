@@ -30,6 +30,28 @@ def test_importing_and_building_the_app_loads_no_training_dependency() -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
+def test_the_replay_loads_no_training_dependency_until_it_draws() -> None:
+    """``python -m decision_service.replay`` is serving-side: no torch, gymnasium, scipy, nor
+    the scenario format; matplotlib only when ``--plot`` draws."""
+    code = (
+        "import json, sys\n"
+        "import decision_service.replay, decision_service.replay_input\n"
+        "import decision_service.timeline_plot\n"
+        f"print(json.dumps(sorted(m for m in {(*TRAINING_ONLY, 'scenarios')!r} "
+        "if m in sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
 #: The pure modules of the decision: data in, decision out, no I/O.
 PURE = (
     "decision_service.snapshot",

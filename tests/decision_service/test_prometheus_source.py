@@ -19,7 +19,11 @@ import pytest
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
 from decision_service.prometheus_answers import PrometheusUnavailable, parse_spans, parse_start
-from decision_service.prometheus_source import PrometheusSource, prometheus_client
+from decision_service.prometheus_source import (
+    BASELINE_WINDOWS,
+    PrometheusSource,
+    prometheus_client,
+)
 from decision_service.queries import (
     PRESET_NAMES,
     QUERY_TAG_LABEL,
@@ -347,6 +351,62 @@ def test_a_canary_without_series_is_missing_data_and_not_cached(
 
 
 # --------------------------------------------------------------------------- the deadline
+
+
+def test_a_past_moment_is_queried_at_that_time(fake_prometheus: FakePrometheus) -> None:
+    """``at``: every query of the snapshot and the windows is evaluated then, and the life span
+    and the range end are counted from then (what a replay needs)."""
+    at = 1_700_000_000.0
+    form: list[dict[str, list[str]]] = []
+
+    def handler(query: str) -> Reply:
+        if QUERY_TAG_LABEL not in query:  # the canary_start query: 95 s before `at`
+            return Reply(body=vector(({}, at - 95.0)))
+        return Reply(body=vector(_requests("window", "abc", "200", 1.0)))
+
+    fake_prometheus.handler = handler
+    source = _source(fake_prometheus)
+    target = Target("shop", "web", "abc", "def")
+    try:
+        source.snapshot_blocking(target, 10, at=at)
+        source.windows_blocking(target, at=at)
+    finally:
+        source.close()
+    for _, _, body in fake_prometheus.requests:
+        form.append(urllib.parse.parse_qs(body.decode()))
+    assert [f.get("time") for f in form[:2]] == [["1700000000.000"]] * 2
+    assert "[95s]" in form[1]["query"][0]  # the life span: from the start to `at`
+    assert form[2]["end"] == ["1700000000.000"]
+
+
+def test_stable_gets_exactly_its_baseline_windows_before_the_canary(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    """A canary 3 windows and 5 s old (its start dated 5 s early, as the demo preset does):
+    3 windows are its own and the range reaches back exactly BASELINE_WINDOWS more, not one
+    window further (the window it started in used to be counted as its own, then classified
+    as stable's: 11 of stable's windows)."""
+    at = 1_700_000_000.0
+
+    def handler(query: str) -> Reply:
+        if QUERY_TAG_LABEL not in query:
+            return Reply(body=vector(({}, at - 95.0)))
+        return Reply(
+            body=vector(
+                _requests("window", "abc", "200", 10.0), _requests("window", "def", "200", 90.0)
+            )
+        )
+
+    fake_prometheus.handler = handler
+    source = _source(fake_prometheus)
+    try:
+        windows = source.windows_blocking(Target("shop", "web", "abc", "def"), at=at)
+    finally:
+        source.close()
+    assert len(windows.life) == 3
+    assert len(windows.baseline) == BASELINE_WINDOWS
+    form = urllib.parse.parse_qs(fake_prometheus.requests[-1][2].decode())
+    assert float(form["start"][0]) == at - (3 + BASELINE_WINDOWS - 1) * 30
 
 
 def _one_worker_source(url: str, timeout: float) -> PrometheusSource:

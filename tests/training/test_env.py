@@ -12,6 +12,7 @@ from scenarios import load_scenario, load_scenarios
 from tests.conftest import SCENARIOS_DIR
 from training import env as env_module
 from training.env import CanaryRolloutEnv, EnvConfig
+from training.simulator import shield_window
 
 
 def make(name: str, **config: object) -> CanaryRolloutEnv:
@@ -152,3 +153,25 @@ def test_gymnasium_builds_it_by_name() -> None:
     observation, _ = env.reset(seed=3)
     assert observation.shape == env.observation_space.shape
     check_env(env.unwrapped)
+
+
+def test_the_episode_keeps_every_interval_it_drew_as_the_shield_saw_it() -> None:
+    """``baseline_intervals`` and ``history`` (what training.openmetrics writes as Prometheus
+    history) are the windows the shield was given, interval for interval."""
+    env = make("flaky")
+    env.reset(seed=4)
+    seen = list(env.recent_intervals)
+    for action in (HOLD, PROMOTE, HOLD, PROMOTE):
+        _, _, done, _, _ = env.step(action)
+        seen += env.recent_intervals
+        if done:
+            break
+    assert [i.index for i in env.history] == list(range(len(env.history)))
+    assert env.history == seen
+    windows = env.windows
+    assert [shield_window(v) for v in env.baseline_intervals] == list(windows.baseline)
+    assert [(shield_window(i.canary), shield_window(i.stable)) for i in env.history] == list(
+        windows.life
+    )
+    env.reset(seed=4)
+    assert [i.index for i in env.history] == [0]
