@@ -23,6 +23,18 @@ DECISION_COLOURS: Final[Mapping[str | None, str]] = {
     None: "black",
 }
 TRACK_COLOURS: Final[Mapping[str, str]] = {"stable": "tab:blue", "canary": "tab:orange"}
+#: The marker of a decision by the guardrail that made it (none: the policy's own).
+GUARDRAIL_MARKERS: Final[Mapping[str | None, str]] = {
+    None: "o",
+    "shield": "s",
+    "step_count": "D",
+    "regression_veto": "v",
+    "no_data": "P",
+    "hard_slo_breach": "^",
+    "insufficient_evidence": "<",
+    "dry_run": ">",
+}
+OTHER_GUARDRAIL_MARKER: Final = "h"
 
 
 class PlotUnavailable(RuntimeError):
@@ -36,6 +48,7 @@ class Mark:
     time: float
     weight: float
     decision: str | None
+    guardrail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +76,14 @@ class Timeline:
     #: Decisions recorded elsewhere (what Argo did), drawn as rings around the marks.
     recorded: Sequence[Mark] = field(default_factory=tuple)
     recorded_label: str = "recorded"
+    #: The p95 each answer's reason quotes, per version: (time, ms).
+    quoted_p95: Mapping[str, Sequence[tuple[float, float]]] = field(default_factory=dict)
+    #: The latency SLO (ms), drawn as a line on the latency panel.
+    slo_ms: float | None = None
+
+
+def _marker(mark: Mark) -> str:
+    return GUARDRAIL_MARKERS.get(mark.guardrail, OTHER_GUARDRAIL_MARKER)
 
 
 def plot_timeline(path: Path, timeline: Timeline) -> Path:
@@ -95,6 +116,7 @@ def plot_timeline(path: Path, timeline: Timeline) -> Path:
             s=110,
             linewidths=1.5,
         )
+    guardrails: list[str | None] = []
     for mark in timeline.marks:
         ax_weight.scatter(
             mark.time,
@@ -102,11 +124,22 @@ def plot_timeline(path: Path, timeline: Timeline) -> Path:
             color=DECISION_COLOURS.get(mark.decision, "black"),
             zorder=3,
             s=30,
-            marker="o" if mark.decision else "x",
+            marker=_marker(mark) if mark.decision else "x",
         )
+        if mark.decision and mark.guardrail not in guardrails:
+            guardrails.append(mark.guardrail)
     for decision, colour in DECISION_COLOURS.items():
         ax_weight.scatter(
-            [], [], color=colour, label=decision or "error", marker="o" if decision else "x"
+            [], [], color=colour, label=decision or "error", marker="_" if decision else "x", s=120
+        )
+    for guardrail in guardrails:
+        ax_weight.scatter(
+            [],
+            [],
+            facecolors="none",
+            edgecolors="black",
+            marker=GUARDRAIL_MARKERS.get(guardrail, OTHER_GUARDRAIL_MARKER),
+            label=guardrail or "policy (no guardrail)",
         )
     if timeline.recorded:
         ax_weight.scatter(
@@ -116,7 +149,7 @@ def plot_timeline(path: Path, timeline: Timeline) -> Path:
         ax_weight.axvline(timeline.verdict_time, color="black", linestyle=":", linewidth=1)
     ax_weight.set_ylabel("canary weight (%)")
     ax_weight.set_ylim(-5, 105)
-    ax_weight.legend(loc="upper left", fontsize=8, ncol=6)
+    ax_weight.legend(loc="upper left", fontsize=8, ncol=5)
     ax_weight.set_title(timeline.title)
     for track, series in timeline.tracks.items():
         colour = TRACK_COLOURS.get(track, "tab:gray")
@@ -124,6 +157,25 @@ def plot_timeline(path: Path, timeline: Timeline) -> Path:
             series.times, [100 * r for r in series.error_rates], color=colour, label=track
         )
         ax_latency.plot(series.times, series.latencies_ms, color=colour, label=track)
+    for track, points in timeline.quoted_p95.items():
+        if points:
+            ax_latency.scatter(
+                [t for t, _ in points],
+                [v for _, v in points],
+                color=TRACK_COLOURS.get(track, "tab:gray"),
+                marker="^",
+                s=22,
+                zorder=3,
+                label=f"{track} p95 as the answers quote it (since the canary started)",
+            )
+    if timeline.slo_ms is not None:
+        ax_latency.axhline(
+            timeline.slo_ms,
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label=f"SLO {timeline.slo_ms:g} ms",
+        )
     ax_errors.set_ylabel(timeline.error_label)
     ax_errors.legend(loc="upper left", fontsize=8)
     ax_latency.set_ylabel(timeline.latency_label)

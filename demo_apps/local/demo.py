@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from decision_service.settings import Settings
 from demo_apps.app.behaviour import live_parameters
 from demo_apps.local.commands import CommandQueue, read_commands, watch_control_file
 from demo_apps.local.driver import Event, RolloutDriver, Verdict
@@ -145,6 +146,16 @@ def format_event(event: Event, origin: float, total_steps: int) -> str | None:
     if event.kind == "verdict":
         return f"{at} VERDICT: {event.message}"
     return None
+
+
+def decided_at(verdict: Verdict, events: Sequence[Event]) -> int:
+    """The weight the rollout was at when it ended: after an abort the verdict's weight is 0
+    (all traffic back to stable), but the abort was decided at the last measured weight."""
+    if verdict.outcome == "aborted":
+        measured = [e.weight for e in events if e.kind == "measurement"]
+        if measured:
+            return measured[-1]
+    return verdict.weight
 
 
 def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print) -> DemoResult:
@@ -274,13 +285,18 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
             f"of {rps:.0f} asked), {load.dropped} dropped at the in-flight limit"
         )
         title = (
-            f"{scenario.name}: {verdict.outcome} at {verdict.weight} % "
+            f"{scenario.name}: {verdict.outcome} at {decided_at(verdict, events)} % "
             f"({sum(1 for e in events if e.kind == 'measurement')} measurements)"
         )
         _write_events(run_dir / "events.jsonl", events, origin)
         if options.plot:
             timeline = plot_timeline(
-                run_dir / "timeline.png", events, dict(load.buckets), origin=origin, title=title
+                run_dir / "timeline.png",
+                events,
+                dict(load.buckets),
+                origin=origin,
+                title=title,
+                slo_ms=options.slo_latency_ms or Settings.model_fields["slo_latency"].default,
             )
     seconds = time.monotonic() - started
     say(

@@ -6,6 +6,7 @@ the driver's events and the load generator's per-second counts into what it draw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -47,6 +48,24 @@ def _smoothed(
     return seconds, rates, latencies
 
 
+#: How an answer's reason quotes both versions' p95 (``decision_service.guardrails``).
+QUOTED_P95 = re.compile(r"p95 (\d+(?:\.\d+)?) ms vs (\d+(?:\.\d+)?) ms")
+
+
+def quoted_p95(events: Sequence[Event], origin: float) -> dict[str, list[tuple[float, float]]]:
+    """The canary's and stable's p95 as each answer's reason quotes it (answers that quote none,
+    such as the shield's, are skipped)."""
+    points: dict[str, list[tuple[float, float]]] = {"canary": [], "stable": []}
+    for e in events:
+        if e.kind != "measurement":
+            continue
+        found = QUOTED_P95.search(str(e.data.get("reason", "")))
+        if found:
+            points["canary"].append((e.time - origin, float(found.group(1))))
+            points["stable"].append((e.time - origin, float(found.group(2))))
+    return points
+
+
 def plot_timeline(
     path: Path,
     events: Sequence[Event],
@@ -55,6 +74,7 @@ def plot_timeline(
     origin: float,
     title: str,
     window_seconds: int = 3,
+    slo_ms: float | None = None,
 ) -> Path:
     """Write the timeline PNG to ``path``; times are seconds since ``origin`` (monotonic)."""
     verdicts = [e for e in events if e.kind == "verdict"]
@@ -66,7 +86,7 @@ def plot_timeline(
         title=title,
         weights=[(e.time - origin, e.weight) for e in events if e.kind == "weight"],
         marks=[
-            Mark(e.time - origin, e.weight, e.data.get("decision"))
+            Mark(e.time - origin, e.weight, e.data.get("decision"), e.data.get("guardrail"))
             for e in events
             if e.kind == "measurement"
         ],
@@ -76,5 +96,7 @@ def plot_timeline(
         latency_label=f"mean latency (ms), {window_seconds} s",
         x_label="seconds since traffic started (stable only until the first setWeight)",
         verdict_time=verdicts[-1].time - origin if verdicts else None,
+        quoted_p95=quoted_p95(events, origin),
+        slo_ms=slo_ms,
     )
     return draw(path, timeline)

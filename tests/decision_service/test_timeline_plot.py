@@ -63,3 +63,78 @@ def test_the_demo_draws_its_events_and_load_through_it(tmp_path: Path) -> None:
     buckets = {s: {"stable": Bucket(100, 1, 3.0), "canary": Bucket(5, 1, 0.2)} for s in range(8)}
     path = plot_demo_timeline(tmp_path / "demo.png", events, buckets, origin=100.0, title="t")
     assert path.stat().st_size > 10_000
+
+
+def test_the_demo_plots_the_p95_its_answers_quote_and_marks_guardrails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the picture is given: the p95 each reason quotes (both versions), the SLO, and each
+    decision's guardrail (its marker); answers quoting no p95 (the shield's) add no point."""
+    import demo_apps.local.timeline as demo_timeline
+
+    events = [
+        Event("weight", 100.0, 0, 5, "setWeight"),
+        Event(
+            "measurement",
+            103.0,
+            2,
+            5,
+            "m",
+            {
+                "decision": "hold",
+                "guardrail": None,
+                "reason": "Policy chose hold: canary 0.13% errors over 1586 requests vs stable "
+                "0.23%; p95 97 ms vs 88 ms since the canary started.",
+            },
+        ),
+        Event(
+            "measurement",
+            106.0,
+            2,
+            5,
+            "m",
+            {
+                "decision": "hold",
+                "guardrail": "shield",
+                "reason": "The decision was promote, but the shield holds: proof missing.",
+            },
+        ),
+        Event("verdict", 107.0, None, 5, "paused"),
+    ]
+    drawn: list[Timeline] = []
+    monkeypatch.setattr(demo_timeline, "draw", lambda path, t: drawn.append(t) or path)
+    buckets = {s: {"stable": Bucket(100, 1, 3.0), "canary": Bucket(5, 1, 0.2)} for s in range(8)}
+    demo_timeline.plot_timeline(
+        tmp_path / "d.png", events, buckets, origin=100.0, title="t", slo_ms=200.0
+    )
+    (timeline,) = drawn
+    assert timeline.quoted_p95 == {"canary": [(3.0, 97.0)], "stable": [(3.0, 88.0)]}
+    assert timeline.slo_ms == 200.0
+    assert [(m.decision, m.guardrail) for m in timeline.marks] == [
+        ("hold", None),
+        ("hold", "shield"),
+    ]
+    path = plot_timeline(tmp_path / "drawn.png", timeline)
+    assert path.stat().st_size > 10_000
+
+
+def test_every_guardrail_has_its_own_marker() -> None:
+    from decision_service.guardrails import GUARDRAIL_NAMES
+    from decision_service.timeline_plot import GUARDRAIL_MARKERS, OTHER_GUARDRAIL_MARKER
+
+    markers = [GUARDRAIL_MARKERS[g] for g in (None, *GUARDRAIL_NAMES)]
+    assert len(set(markers)) == len(markers)
+    assert OTHER_GUARDRAIL_MARKER not in markers
+
+
+def test_the_title_names_the_weight_an_abort_was_decided_at() -> None:
+    from demo_apps.local.demo import decided_at
+    from demo_apps.local.driver import Verdict
+
+    events = [
+        Event("weight", 0.0, 0, 5, "setWeight"),
+        Event("measurement", 3.0, 1, 5, "m", {"decision": "abort"}),
+        Event("weight", 3.5, 1, 0, "abort"),
+    ]
+    assert decided_at(Verdict("aborted", "abort", 0, 1, 1), events) == 5
+    assert decided_at(Verdict("paused", "inconclusive", 10, 2, 10), events) == 10
