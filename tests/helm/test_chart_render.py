@@ -622,3 +622,16 @@ def test_the_service_accepts_the_rendered_settings(values_file: Path, tmp_path: 
     # The preset and any user templates load as the app would load them at start.
     queries = pytest.importorskip("decision_service.queries")
     queries.load_templates(settings.query_preset, settings.query_templates_file)
+
+
+def test_the_controllers_calls_stay_on_one_replica() -> None:
+    """Argo's controller is one client: with ClientIP affinity its calls reach one replica, whose
+    count of measurements at a step is then whole (issue: two replicas each counting half)."""
+    service = only(ci_docs("default-values.yaml"), "Service")
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    assert service["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
+    values = load_values(CHART_DIR / "ci" / "default-values.yaml")
+    values.setdefault("service", {})["sessionAffinity"] = "None"
+    plain = only(objects(render(values)), "Service")
+    assert plain["spec"]["sessionAffinity"] == "None"
+    assert "sessionAffinityConfig" not in plain["spec"]
