@@ -589,9 +589,10 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     return 0
 
 
-def main() -> None:
-    sys.exit(run())
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rollout-agent replay`` and ``python -m decision_service.replay``."""
+    return run(argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -191,6 +191,10 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
         start_decision_service=options.decision_url is None,
         decision_url=options.decision_url,
         decision_env=decision_env,
+        # Six scrapes per analysis window (docs/configuration.md asks for two at least): a
+        # window still holds the two samples increase() needs after a scrape or two is lost to
+        # a stalled machine, the canary's first window included.
+        scrape_interval=format_duration(max(0.25, options.interval_seconds / 6)),
     )
     say(
         f"scenario {scenario.name} ({scenario.truth} canary): {scenario.description}\n"

@@ -192,12 +192,13 @@ def test_one_run_alone_and_several_documents_are_read_too() -> None:
 
 def test_the_weight_comes_from_the_rollout_when_the_run_has_no_weight_arg() -> None:
     """A template without a step-weight arg: the Rollout in the same file (the project's own,
-    rollouts/base/rollout.yaml) gives the weight in force at the run's step-index."""
+    rollouts/base/rollout.yaml: setWeight, analysis, ..., so its analyses sit at step-index 1,
+    3, ..., 13) gives the weight in force at the run's step-index."""
     rollout = yaml.safe_load((REPO_ROOT / "rollouts/base/rollout.yaml").read_text())
     runs = [
-        analysis_run(None, 2, [(T0, "Successful", "promote")]),
-        analysis_run(None, 5, [(T0 + 60, "Successful", "promote")]),
-        analysis_run(None, 20, [(T0 + 120, "Inconclusive", "hold")]),
+        analysis_run(None, 1, [(T0, "Successful", "promote")]),
+        analysis_run(None, 3, [(T0 + 60, "Successful", "promote")]),
+        analysis_run(None, 13, [(T0 + 120, "Inconclusive", "hold")]),
     ]
     plan = _plan([rollout, *runs])
     assert [i.weight for i in plan.instants] == [5.0, 10.0, 100.0]
