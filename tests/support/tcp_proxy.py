@@ -1,7 +1,12 @@
-"""A loopback TCP proxy that makes an upstream slow on demand (for fault tests).
+"""A loopback TCP proxy that makes an upstream slow on demand (for fault tests), or spreads
+connections over several upstreams (a Kubernetes Service in front of replicas).
 
-``FaultProxy(upstream_port)`` forwards every connection to ``127.0.0.1:upstream_port``; what
-it does with the upstream's answers is its ``mode``, switchable at any time:
+``FaultProxy(upstream_port)`` forwards every connection to ``127.0.0.1:upstream_port``;
+``FaultProxy([port_a, port_b], balance=...)`` picks one upstream per connection:
+``"client_ip"`` always the same one for a client address (a Service with
+``sessionAffinity: ClientIP``), the next live one when it stops accepting (kube-proxy dropping an
+endpoint); ``"round_robin"`` the next one each time (a Service without affinity). What it does
+with the upstream's answers is its ``mode``, switchable at any time:
 
 * ``"pass"``: forwarded as they come;
 * ``"late"``: each piece of an answer is held ``delay`` seconds, then forwarded whole;
@@ -21,19 +26,35 @@ import contextlib
 import socket
 import threading
 import time
+import zlib
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal
 
 from tests.support.prometheus import LOOPBACK
 
 Mode = Literal["pass", "late", "drip"]
+Balance = Literal["client_ip", "round_robin"]
 
 
 class FaultProxy:
     """``127.0.0.1:<port>`` → ``127.0.0.1:<upstream_port>``, slowed as ``mode`` says."""
 
-    def __init__(self, upstream_port: int, mode: Mode = "pass", delay: float = 0.25) -> None:
-        self.upstream_port = upstream_port
+    def __init__(
+        self,
+        upstream_port: int | Sequence[int],
+        mode: Mode = "pass",
+        delay: float = 0.25,
+        *,
+        balance: Balance = "client_ip",
+    ) -> None:
+        ports = [upstream_port] if isinstance(upstream_port, int) else list(upstream_port)
+        if not ports:
+            raise ValueError("no upstream port")
+        self.upstream_ports = ports
+        self.balance: Balance = balance
+        self.connections = [0] * len(ports)  # connections made to each upstream
+        self._turn = 0
         self.mode: Mode = mode
         self.delay = delay
         self._listener = socket.create_server((LOOPBACK, 0))
@@ -58,14 +79,13 @@ class FaultProxy:
     def _accept(self) -> None:
         while not self._closed.is_set():
             try:
-                client, _ = self._listener.accept()
+                client, (host, _) = self._listener.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection((LOOPBACK, self.upstream_port), timeout=5)
-            except OSError:
+            upstream = self._connect(host)
+            if upstream is None:
                 client.close()
                 continue
             for sock in (client, upstream):
@@ -78,6 +98,23 @@ class FaultProxy:
             threading.Thread(
                 target=self._answers, args=(upstream, client, answer), daemon=True
             ).start()
+
+    def _connect(self, host: str) -> socket.socket | None:
+        """A connection to the upstream ``balance`` picks for ``host``; the next ones in turn
+        while it refuses. None when none accepts."""
+        count = len(self.upstream_ports)
+        if self.balance == "client_ip":
+            first = zlib.crc32(host.encode()) % count
+        else:
+            first, self._turn = self._turn, (self._turn + 1) % count
+        for index in [(first + i) % count for i in range(count)]:
+            try:
+                upstream = socket.create_connection((LOOPBACK, self.upstream_ports[index]), 5)
+            except OSError:
+                continue
+            self.connections[index] += 1
+            return upstream
+        return None
 
     def _requests(
         self, source: socket.socket, target: socket.socket, answer: list[tuple[Mode, float]]
