@@ -134,6 +134,10 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
                 "--run-dir",
                 str(tmp_path),
                 "--no-plot",
+                # A human may answer the pause for a minute: a stalled CI machine that sends the
+                # Ctrl-C only after the ten holds still finds the demo running (at the pause).
+                "--pause-timeout",
+                "60",
             ],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
