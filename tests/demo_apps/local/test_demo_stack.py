@@ -36,6 +36,10 @@ def _gone(pid: int) -> bool:
     return status.exists() and "zombie" in status.read_text()
 
 
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _query(url: str, promql: str) -> list[dict]:
     response = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5)
     return response.json()["data"]["result"]
@@ -144,6 +148,10 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            # Ctrl-C as at a terminal: a runner that started the tests in the background (a
+            # non-interactive shell's `&`) hands its children SIGINT ignored, and Python then
+            # installs no KeyboardInterrupt handler.
+            preexec_fn=_sigint_as_at_a_terminal,
         )
         try:
             deadline = time.monotonic() + 60
