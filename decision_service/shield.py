@@ -147,8 +147,13 @@ def _quantile_ms(window: VersionWindow, q: float) -> float | None:
     return histogram_quantile(q, window.bounds_ms, cumulative)
 
 
-def _share_above(window: VersionWindow, threshold_ms: float) -> float:
-    """Share of the histogram's requests slower than ``threshold_ms`` (linear in a bucket)."""
+def _share_above(window: VersionWindow, threshold_ms: float, *, unresolved_slower: bool) -> float:
+    """Share of the histogram's requests slower than ``threshold_ms`` (linear in a bucket).
+
+    A threshold at or beyond the last finite bound cannot place the +Inf bucket's requests:
+    they may be faster or slower than it. ``unresolved_slower`` says which way the caller can
+    afford to err: a proof counts them as slower, a rejection as faster (two versions both
+    beyond the histogram's range never make the canary look slower than stable)."""
     buckets = window.buckets
     total = sum(buckets)
     below, lower = 0.0, 0.0
@@ -160,7 +165,7 @@ def _share_above(window: VersionWindow, threshold_ms: float) -> float:
         below += count * (threshold_ms - lower) / (bound - lower)
         break
     else:
-        below = total - buckets[-1]  # above the last finite bound: the +Inf bucket is slower
+        below = total - (buckets[-1] if unresolved_slower else 0.0)
     return max(0.0, 1.0 - below / total)
 
 
@@ -389,8 +394,8 @@ class Evidence:
         limit_promote = self.zone.latency_factor * ref_promote + self.zone.latency_floor_ms
         limit_abort = t.latency_factor * ref_abort + t.latency_floor_ms
         allowed = 1.0 - q
-        d_promote = _share_above(canary, limit_promote) - allowed
-        d_abort = _share_above(canary, limit_abort) - allowed
+        d_promote = _share_above(canary, limit_promote, unresolved_slower=True) - allowed
+        d_abort = _share_above(canary, limit_abort, unresolved_slower=False) - allowed
         unit = allowed * q
         self._accumulate(
             metric,

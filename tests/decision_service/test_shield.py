@@ -135,6 +135,27 @@ def test_a_shared_incident_never_blames_the_canary() -> None:
     assert not verdict.abort_allowed
 
 
+def test_latencies_beyond_the_histogram_never_make_the_canary_look_slower() -> None:
+    """An incident slows both versions past the last finite bucket (10 s): their requests sit
+    in +Inf, where the histogram cannot tell a canary within 1.2x of stable's p95 from one
+    beyond it. That is no evidence either way: never an abort, never a proof. (Counting the
+    whole +Inf bucket as slower than the limit let a stress-suite canary equal to stable be
+    aborted on p95, e-value 767.)"""
+    rng = np.random.default_rng(8)
+    evidence = _evidence(rng, windows=0, canary_rate=0.005)
+    beyond = (0.0,) * len(_BOUNDS) + (1000.0,)
+    for _ in range(12):
+        evidence.add(VersionWindow(1000.0, 5.0, beyond), VersionWindow(1000.0, 5.0, beyond))
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert not verdict.abort_allowed, verdict.abort_reason
+    assert not verdict.promote_allowed
+    # the same canary really beyond: stable fast, the canary past the histogram, is aborted
+    slow = _evidence(rng, windows=0, canary_rate=0.005)
+    for _ in range(4):
+        slow.add(VersionWindow(1000.0, 5.0, beyond), _window(rng, 1000, 0.005))
+    assert shield_verdict(slow.summary(), ShieldConfig(), last_step=False).abort_allowed
+
+
 def test_a_stable_only_incident_does_not_flatter_a_bad_canary_into_a_promote() -> None:
     """A canary at 2x stable's usual 1 %, during windows where stable alone fails 5 %: next to
     the incident it looks better than stable, but the proof compares it with stable's baseline."""
