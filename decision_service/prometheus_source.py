@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
@@ -279,38 +279,13 @@ class PrometheusSource:
         whole ``timeout_seconds`` (its reads bounded by the HTTP timeouts only).
         """
         at = time.time() if at is None else at
-        deadline = _current_deadline() or _Deadline(time.monotonic() + self._timeout)
-        left = deadline.remaining()
-        if deadline.cancelled or left <= 0:
-            raise PrometheusUnavailable("timeout", "the decision's deadline has passed")
         params = {"time": f"{at:.3f}", "timeout": f"{self._timeout:g}s"}
-        started = time.perf_counter()
-        try:
+        with self._asking() as left:
             # requests takes (connect, read) seconds; the client's annotation says int.
             return self._client.custom_query(promql, params=params, timeout=(left, left))  # type: ignore[arg-type]
-        except requests.RequestException as exc:
-            if deadline.cancelled or deadline.remaining() <= 0 or isinstance(exc, requests.Timeout):
-                raise PrometheusUnavailable(
-                    "timeout", f"no answer within {self._timeout:g}s"
-                ) from exc
-            if isinstance(exc, requests.exceptions.InvalidJSONError):
-                raise PrometheusUnavailable("malformed", f"not JSON: {_short(exc)}") from exc
-            raise PrometheusUnavailable("unreachable", _short(exc)) from exc
-        except PrometheusApiClientException as exc:
-            raise PrometheusUnavailable("http_error", _short(exc)) from exc
-        except (KeyError, TypeError, ValueError) as exc:  # not JSON, or no data.result
-            raise PrometheusUnavailable("malformed", f"unexpected answer: {_short(exc)}") from exc
-        finally:
-            deadline.release()
-            if self._on_query is not None:
-                self._on_query(time.perf_counter() - started)
 
     def query_range_blocking(self, promql: str, start: float, end: float, step: float) -> Any:
         """One range query's ``data.result`` (a matrix; raises PrometheusUnavailable)."""
-        deadline = _current_deadline() or _Deadline(time.monotonic() + self._timeout)
-        left = deadline.remaining()
-        if deadline.cancelled or left <= 0:
-            raise PrometheusUnavailable("timeout", "the decision's deadline has passed")
         params = {
             "query": promql,
             "start": f"{start:.3f}",
@@ -318,8 +293,7 @@ class PrometheusSource:
             "step": f"{step:g}s",
             "timeout": f"{self._timeout:g}s",
         }
-        started = time.perf_counter()
-        try:
+        with self._asking() as left:
             response = self._client._session.post(  # the client's one session
                 f"{self._client.url}/api/v1/query_range",
                 data=params,
@@ -334,6 +308,19 @@ class PrometheusSource:
             if body.get("status") != "success":
                 raise PrometheusUnavailable("http_error", str(body.get("error", body))[:200])
             return body["data"]["result"]
+
+    @contextlib.contextmanager
+    def _asking(self) -> Iterator[float]:
+        """One query to Prometheus: yields the seconds it may take (the job's deadline, or the
+        whole timeout on its own), maps what goes wrong to PrometheusUnavailable, and frees
+        the deadline and times the query when it ends."""
+        deadline = _current_deadline() or _Deadline(time.monotonic() + self._timeout)
+        left = deadline.remaining()
+        if deadline.cancelled or left <= 0:
+            raise PrometheusUnavailable("timeout", "the decision's deadline has passed")
+        started = time.perf_counter()
+        try:
+            yield left
         except requests.RequestException as exc:
             if deadline.cancelled or deadline.remaining() <= 0 or isinstance(exc, requests.Timeout):
                 raise PrometheusUnavailable(
@@ -342,6 +329,8 @@ class PrometheusSource:
             if isinstance(exc, requests.exceptions.InvalidJSONError):
                 raise PrometheusUnavailable("malformed", f"not JSON: {_short(exc)}") from exc
             raise PrometheusUnavailable("unreachable", _short(exc)) from exc
+        except PrometheusApiClientException as exc:
+            raise PrometheusUnavailable("http_error", _short(exc)) from exc
         except (KeyError, TypeError, ValueError) as exc:  # not JSON, or no data.result
             raise PrometheusUnavailable("malformed", f"unexpected answer: {_short(exc)}") from exc
         finally:
