@@ -12,6 +12,7 @@ that a decision made on a guess would show as a promote:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -54,6 +55,30 @@ def _restart(pod: SyntheticPod) -> None:
         pod.latency_sum = 0.0
 
 
+@contextlib.contextmanager
+def _fed_service(
+    prometheus: PrometheusServer, pods: dict[str, SyntheticPod], model: Path
+) -> Iterator[ServiceProcess]:
+    """The pods fed FEED by the wall clock once Prometheus scrapes them, and the service
+    (``model``) querying that Prometheus; the feeder stops when the block ends."""
+    stop = threading.Event()
+    prometheus.wait_for("count(http_requests_total) >= 10")
+    feeder = threading.Thread(target=feed_by_wall_clock, args=(pods, FEED, stop), daemon=True)
+    feeder.start()
+    environment = {
+        "MODEL_PATH": str(model),
+        "PROMETHEUS_URL": prometheus.url,
+        "ANALYSIS_WINDOW": f"{WINDOW_SECONDS}s",
+        "PROMETHEUS_TIMEOUT_SECONDS": str(DEADLINE),
+    }
+    try:
+        with ServiceProcess(environment) as service:
+            yield service
+    finally:
+        stop.set()
+        feeder.join(timeout=2)
+
+
 @dataclass
 class World:
     prometheus: PrometheusServer
@@ -64,7 +89,6 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(models: dict[str, Path]) -> Iterator[World]:
-    stop = threading.Event()
     with (
         SyntheticApp() as app,
         SyntheticApp() as stable_app,
@@ -78,22 +102,9 @@ def world(models: dict[str, Path]) -> Iterator[World]:
             )
             for name in FEED
         }
-        prometheus.wait_for("count(http_requests_total) >= 10")
-        feeder = threading.Thread(target=feed_by_wall_clock, args=(pods, FEED, stop), daemon=True)
-        feeder.start()
-        environment = {
-            "MODEL_PATH": str(models["promote"]),
-            "PROMETHEUS_URL": prometheus.url,
-            "ANALYSIS_WINDOW": f"{WINDOW_SECONDS}s",
-            "PROMETHEUS_TIMEOUT_SECONDS": str(DEADLINE),
-        }
-        try:
-            with ServiceProcess(environment) as service:
-                time.sleep(WINDOW_SECONDS + 1)  # a full window of traffic
-                yield World(prometheus, service, pods, stable_app)
-        finally:
-            stop.set()
-            feeder.join(timeout=2)
+        with _fed_service(prometheus, pods, models["promote"]) as service:
+            time.sleep(WINDOW_SECONDS + 1)  # a full window of traffic
+            yield World(prometheus, service, pods, stable_app)
 
 
 def _decide(
@@ -187,27 +198,13 @@ def test_a_counter_reset_keeps_the_counts_right(world: World) -> None:
 @pytest.fixture
 def doomed(models: dict[str, Path]) -> Iterator[tuple[PrometheusServer, ServiceProcess]]:
     """A Prometheus of its own, to be killed, and a service querying it."""
-    stop = threading.Event()
     with (
         SyntheticApp() as app,
         PrometheusServer(prometheus_binary(), [app.address], scrape_interval="250ms") as prom,
     ):
         pods = {name: app.pod(name, "stable" if name == "s-keep" else "canary") for name in FEED}
-        prom.wait_for("count(http_requests_total) >= 10")
-        feeder = threading.Thread(target=feed_by_wall_clock, args=(pods, FEED, stop), daemon=True)
-        feeder.start()
-        environment = {
-            "MODEL_PATH": str(models["promote"]),
-            "PROMETHEUS_URL": prom.url,
-            "ANALYSIS_WINDOW": f"{WINDOW_SECONDS}s",
-            "PROMETHEUS_TIMEOUT_SECONDS": str(DEADLINE),
-        }
-        try:
-            with ServiceProcess(environment) as service:
-                yield prom, service
-        finally:
-            stop.set()
-            feeder.join(timeout=2)
+        with _fed_service(prom, pods, models["promote"]) as service:
+            yield prom, service
 
 
 def test_prometheus_killed_is_503_not_ready_never_a_promote_and_recovers(
