@@ -23,7 +23,7 @@ from scenarios import resolve_scenario
 from tests.conftest import REPO_ROOT, prometheus_binary, promtool_binary
 from tests.support.onnx_models import build_model
 from tests.support.prometheus import PrometheusServer
-from training.openmetrics import create_blocks, write_openmetrics
+from training.openmetrics import EpisodeHistory, create_blocks, write_openmetrics
 from training.replay_parity import (
     STAND_IN,
     STAND_IN_BIAS,
@@ -67,6 +67,20 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
     model = build_model(folder / "stand-in.onnx", q_values=STAND_IN_BIAS, weights=STAND_IN)
     with PrometheusServer(binary, [], data_dir=folder / "data", retention="10y") as server:
         yield History(server.url, model, episodes, runs)
+
+
+def _target(h: EpisodeHistory) -> list[str]:
+    """The replay's flags naming an episode's canary."""
+    return [
+        "--namespace",
+        h.namespace,
+        "--rollout",
+        h.rollout,
+        "--canary-hash",
+        h.canary_hash,
+        "--stable-hash",
+        h.stable_hash,
+    ]
 
 
 def _replay(history: History, *args: str) -> tuple[int, list[str]]:
@@ -138,14 +152,7 @@ def test_the_command_runs_as_a_module_and_prints_a_line_per_decision(history: Hi
             "decision_service.replay",
             "--prometheus",
             history.url,
-            "--namespace",
-            h.namespace,
-            "--rollout",
-            h.rollout,
-            "--canary-hash",
-            h.canary_hash,
-            "--stable-hash",
-            h.stable_hash,
+            *_target(h),
             "--timeline",
             timeline,
         ],
@@ -171,14 +178,7 @@ def test_a_time_outside_retention_is_refused(
     before = format_time(h.first_sample - 86_400)
     status, _ = _replay(
         history,
-        "--namespace",
-        h.namespace,
-        "--rollout",
-        h.rollout,
-        "--canary-hash",
-        h.canary_hash,
-        "--stable-hash",
-        h.stable_hash,
+        *_target(h),
         "--timeline",
         f"5%@{before}",
     )
