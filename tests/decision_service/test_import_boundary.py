@@ -11,13 +11,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_ONLY = ("torch", "stable_baselines3", "gymnasium", "onnx", "scipy", "matplotlib")
 
 
-def test_importing_and_building_the_app_loads_no_training_dependency() -> None:
-    code = (
-        "import json, sys\n"
-        "import decision_service.app, decision_service.__main__\n"
-        "decision_service.app.create_app()\n"
-        f"print(json.dumps(sorted(m for m in {TRAINING_ONLY!r} if m in sys.modules)))\n"
-    )
+def _printed_by_fresh_python(code: str) -> object:
+    """What ``code`` prints last (JSON), run in a fresh interpreter from the repository."""
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
@@ -27,7 +22,17 @@ def test_importing_and_building_the_app_loads_no_training_dependency() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_and_building_the_app_loads_no_training_dependency() -> None:
+    code = (
+        "import json, sys\n"
+        "import decision_service.app, decision_service.__main__\n"
+        "decision_service.app.create_app()\n"
+        f"print(json.dumps(sorted(m for m in {TRAINING_ONLY!r} if m in sys.modules)))\n"
+    )
+    assert _printed_by_fresh_python(code) == []
 
 
 def test_the_replay_loads_no_training_dependency_until_it_draws() -> None:
@@ -40,16 +45,7 @@ def test_the_replay_loads_no_training_dependency_until_it_draws() -> None:
         f"print(json.dumps(sorted(m for m in {(*TRAINING_ONLY, 'scenarios')!r} "
         "if m in sys.modules)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert _printed_by_fresh_python(code) == []
 
 
 #: The pure modules of the decision: data in, decision out, no I/O.
@@ -87,16 +83,7 @@ def test_the_decision_modules_import_no_io() -> None:
         + "".join(f"import {name}\n" for name in PURE)
         + f"print(json.dumps(sorted(m for m in {IO_MODULES!r} if m in sys.modules)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert _printed_by_fresh_python(code) == []
 
 
 def test_the_service_never_imports_the_scenario_format() -> None:
@@ -107,13 +94,4 @@ def test_the_service_never_imports_the_scenario_format() -> None:
         "decision_service.app.create_app()\n"
         "print(json.dumps('scenarios' in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) is False
+    assert _printed_by_fresh_python(code) is False
