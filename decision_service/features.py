@@ -56,8 +56,9 @@ index  name                           value
 21     shield_abort_allowed           1 when the shield would let an abort stand now, else 0
 22     shield_error_proof             how far the error proof is (−upper bound of the excess over
                                       the indifference zone, / 0.1 pp), / 5, ±1: > 0 is proven
-23     shield_error_rejection         the abort bound of the error excess over the tolerance
-                                      (/ 0.1 pp), / 5, ±1: > 0 rejects the tolerance
+23     shield_error_rejection         the abort bound of the error excess over the tolerance,
+                                      the larger of the life's and the step's (/ 0.1 pp), / 5,
+                                      ±1: > 0 rejects the tolerance
 24     shield_p95_proof               as 22 for p95 (share of requests beyond the limit, / 1 pp)
 25     shield_p95_rejection           as 23 for p95 (/ 1 pp)
 26     shield_p50_proof               as 22 for p50 (/ 5 pp)
@@ -82,7 +83,7 @@ from decision_service.snapshot import MetricsSnapshot, MissingMetricError, Versi
 from decision_service.statistics import error_llr, stable_reference, two_proportion_z
 from decision_service.tolerance import Metric
 
-FEATURE_SPEC_VERSION: Final = "3"
+FEATURE_SPEC_VERSION: Final = "4"
 
 FEATURE_NAMES: Final[tuple[str, ...]] = (
     "step_weight",

@@ -43,8 +43,15 @@ move stable's windows raise κ too: the bounds widen instead of producing false 
   so the guarantee is for canaries beyond the zone. Below the last step the proof
   is lighter: the lower bound at ``1 − α_light`` must not be above 0 (no sign of a regression).
   Reaching 100 % moves no user onto an unproven canary for good; completing the rollout does.
-* ``abort`` only when, for some metric, the lower bound at ``1 − α_abort / 3`` is above 0 (the
-  e-value of the mixture martingale reaches ``3 / α_abort``): within tolerance is rejected.
+* ``abort`` only when, for some metric, within tolerance is rejected: over the canary's life,
+  the lower bound at ``1 − α_abort / 6`` is above 0 (the e-value of the mixture martingale
+  reaches ``6 / α_abort``), or over the windows of the current **step** alone (a run of windows
+  at about one traffic share), the lower bound of the ``j``-th step at
+  ``1 − α_abort / 6 × 6 / (π² j²)`` is. The life test has most power against a canary that is
+  bad from the start; the step test sees a regression that starts late (a drift, a fault that
+  appears only under load) without the good early windows diluting it. Each step's
+  confidence sequence is anytime-valid on its own and their levels sum to ``α_abort / 6``
+  (``Σ 6 / (π² j²) = 1``), so both tests on three metrics together stay within ``α_abort``.
 * ``hold`` always.
 
 The evidence accumulates window by window (:class:`Evidence`): the simulator adds each interval
@@ -218,6 +225,10 @@ class MetricEvidence:
     recent_weight: float
     mean_recent: float
     variance_recent: float
+    step: int  # the current step's number (1, 2, ...): its share of α_abort
+    step_weight: float  # canary requests of this step's windows compared with stable
+    mean_step: float  # -inf before any
+    variance_step: float
     unit_variance: float  # binomial variance per canary request (the mixture's scale)
 
 
@@ -251,6 +262,10 @@ class Evidence:
     _sums: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, every window
     _proof: dict[Metric, _Sums] = field(default_factory=dict)  # promote side, calm windows
     _recent: dict[Metric, _Sums] = field(default_factory=dict)  # the same, at high weight
+    _step: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, this step's windows
+    _step_index: int = 0  # the current step's number (1, 2, ...), 0 before any canary window
+    _step_canary: float = 0.0  # canary and all requests of the step's windows (its share)
+    _step_total: float = 0.0
     _unit_var: dict[Metric, float] = field(default_factory=dict)
     # stable's window values so far, sorted, with their request weights (for the baseline)
     _stable_rates: list[tuple[float, float]] = field(default_factory=list)
@@ -279,11 +294,27 @@ class Evidence:
         total = canary.requests + stable.requests
         self._share = canary.requests / total if total > 0 else 0.0
         if canary.requests > 0:
+            self._track_step(canary.requests, total)
             self._canary_requests += canary.requests
             self._add_errors(canary, stable)
             for metric, q in QUANTILES:
                 self._add_latency(metric, q, canary, stable)
         self._record_stable(stable)
+
+    def _track_step(self, canary: float, total: float) -> None:
+        """Start a new step when the canary's share leaves the current step's (within 5
+        points or 30 %, as :func:`windows_at_current_share` judges it). The share depends on
+        request counts only, never on errors or latency, so the split does not bias a test."""
+        share = canary / total
+        if self._step_total > 0:
+            current = self._step_canary / self._step_total
+            if abs(share - current) <= max(0.05, 0.3 * current):
+                self._step_canary += canary
+                self._step_total += total
+                return
+        self._step_index += 1
+        self._step.clear()
+        self._step_canary, self._step_total = canary, total
 
     def _record_stable(self, stable: VersionWindow) -> None:
         if not stable.requests > 0:
@@ -426,6 +457,7 @@ class Evidence:
         only calm windows (stable not in an incident) count toward a proof."""
         if compared:
             self._sums.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion)
+            self._step.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion)
         if calm:
             self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion)
             if self._share >= HIGH_SHARE:
@@ -440,6 +472,7 @@ class Evidence:
             abort = self._sums.get(metric) or _Sums()
             proof = self._proof.get(metric) or _Sums()
             recent = self._recent.get(metric) or _Sums()
+            step = self._step.get(metric) or _Sums()
             if abort.weight <= 0 and proof.weight <= 0:
                 continue
             k = kappa if metric == "error_rate" else 0.0
@@ -457,6 +490,10 @@ class Evidence:
                     recent_weight=recent.weight,
                     mean_recent=recent.total / recent.weight if recent.weight > 0 else math.inf,
                     variance_recent=recent.variance(k),
+                    step=self._step_index,
+                    step_weight=step.weight,
+                    mean_step=step.total / step.weight if step.weight > 0 else -math.inf,
+                    variance_step=step.variance(k),
                     unit_variance=self._unit_var[metric],
                 )
             )
@@ -493,10 +530,14 @@ def e_value(mean: float, weight: float, variance: float, unit_variance: float) -
 class MetricVerdict:
     metric: Metric
     upper_promote: float  # upper bound of D̄ (promote reference) at 1 − α_promote
-    lower_abort: float  # lower bound of D̄ (abort reference) at 1 − α_abort / 3
+    lower_abort: float  # the larger of life_lower and step_lower: > 0 rejects the tolerance
     lower_light: float  # lower bound of D̄ (abort reference) at 1 − ALPHA_LIGHT
-    e_value: float
+    e_value: float  # over the life
     requests_to_prove: float | None  # more canary requests the proof needs (None: unreachable)
+    life_lower: float = -math.inf  # lower bound of D̄ over the life at 1 − α_abort / 6
+    step: int = 0
+    step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(α, step)
+    step_e_value: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,6 +552,12 @@ class ShieldVerdict:
     abort_reason: str
 
 
+def step_alpha(alpha_abort: float, step: int) -> float:
+    """The level of the ``step``-th step's abort test: ``α_abort / 6 × 6 / (π² j²)``; the
+    levels of all steps sum to ``α_abort / 6``."""
+    return alpha_abort / (math.pi**2 * max(step, 1) ** 2)
+
+
 def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
     if m.recent_windows < windows or m.recent_weight <= 0:
         return math.inf
@@ -523,6 +570,7 @@ def shield_verdict(
     """The actions the evidence allows (see the module docstring). ``last_step``: a promote
     now completes the rollout, so it needs the full proof."""
     verdicts = []
+    life_alpha = config.alpha_abort / 6
     for m in evidence.metrics:
         w, wp = m.weight, m.proof_weight
         upper = math.inf
@@ -542,11 +590,30 @@ def shield_verdict(
                 needed = max(0.0, 2.0 * per_request * log_term / m.mean_promote**2 - wp)
         lower = light = -math.inf
         if w > 0:
-            abort_alpha = config.alpha_abort / 3
-            lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, abort_alpha) / w
+            lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, life_alpha) / w
             light = m.mean_abort - radius(m.variance_abort, m.unit_variance, ALPHA_LIGHT) / w
         ev = e_value(m.mean_abort, w, m.variance_abort, m.unit_variance)
-        verdicts.append(MetricVerdict(m.metric, upper, lower, light, ev, needed))
+        step_lower, step_ev = -math.inf, 1.0
+        if m.step_weight > 0:
+            alpha_j = step_alpha(config.alpha_abort, m.step)
+            step_lower = (
+                m.mean_step - radius(m.variance_step, m.unit_variance, alpha_j) / m.step_weight
+            )
+            step_ev = e_value(m.mean_step, m.step_weight, m.variance_step, m.unit_variance)
+        verdicts.append(
+            MetricVerdict(
+                m.metric,
+                upper,
+                max(lower, step_lower),
+                light,
+                ev,
+                needed,
+                life_lower=lower,
+                step=m.step,
+                step_lower=step_lower,
+                step_e_value=step_ev,
+            )
+        )
     complete = {v.metric for v in verdicts} == set(METRICS)
     tolerance = evidence.tolerance
     if last_step:
@@ -565,19 +632,33 @@ def shield_verdict(
             else "promote blocked: no comparable window yet"
         )
     rejecting = [v for v in verdicts if v.lower_abort > 0]
-    threshold = 3.0 / config.alpha_abort
+    threshold = 1.0 / life_alpha
     if rejecting:
-        best = max(rejecting, key=lambda v: v.e_value)
-        abort_reason = (
-            f"abort allowed: {_label(best.metric)} beyond the tolerance, e-value "
-            f"{_fmt_e(best.e_value)} >= {threshold:g}"
-        )
+        best = rejecting[0]
+        if best.life_lower > 0:
+            abort_reason = (
+                f"abort allowed: {_label(best.metric)} beyond the tolerance over the canary's "
+                f"life, e-value {_fmt_e(best.e_value)} >= {threshold:g}"
+            )
+        else:
+            abort_reason = (
+                f"abort allowed: {_label(best.metric)} beyond the tolerance at this step "
+                f"(step {best.step}), e-value {_fmt_e(best.step_e_value)} >= "
+                f"{1.0 / step_alpha(config.alpha_abort, best.step):.3g}"
+            )
     else:
         best_e = max((v.e_value for v in verdicts), default=1.0)
+        best_step = max(verdicts, key=lambda v: v.step_e_value, default=None)
         abort_reason = (
-            f"abort blocked: no metric rejects the tolerance (largest e-value "
-            f"{_fmt_e(best_e)} < {threshold:g})"
+            f"abort blocked: no metric rejects the tolerance (largest e-value over the life "
+            f"{_fmt_e(best_e)} < {threshold:g}"
         )
+        if best_step is not None and best_step.step > 0:
+            abort_reason += (
+                f", at step {best_step.step} {_fmt_e(best_step.step_e_value)} < "
+                f"{1.0 / step_alpha(config.alpha_abort, best_step.step):.3g}"
+            )
+        abort_reason += ")"
     return ShieldVerdict(
         promote_ok, bool(rejecting), last_step, tuple(verdicts), promote_reason, abort_reason
     )
