@@ -178,7 +178,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
                 taken,
                 policy,
                 config,
-                shield.indifference,
+                shield,
             )
         )
     except PrometheusUnavailable as exc:
@@ -318,7 +318,7 @@ def measure(
     target: Target,
     step_weight: float,
     tolerance: Tolerance,
-    indifference: float,
+    shield: ShieldConfig,
     at: float | None = None,
 ) -> Measurement:
     """Query Prometheus for the snapshot and the shield's windows at ``at`` (default now).
@@ -333,7 +333,7 @@ def measure(
         windows = source.windows_blocking(target, at)
     except MissingMetricError as missing:
         return Measurement(missing, None)
-    evidence = evidence_from(windows.baseline, windows.life, tolerance, indifference)
+    evidence = evidence_from(windows.baseline, windows.life, tolerance, shield)
     return Measurement(
         replace(snapshot, evidence=evidence.summary()), windows_at_current_share(windows.life)
     )
@@ -356,7 +356,7 @@ def measure_and_decide(
     remembered: int,
     policy: OnnxPolicy,
     config: DecisionConfig,
-    indifference: float,
+    shield: ShieldConfig,
     at: float | None = None,
 ) -> tuple[Evaluation, int]:
     """:func:`measure`, then :func:`~decision_service.pipeline.decide` with the
@@ -365,7 +365,7 @@ def measure_and_decide(
     Blocking: the route runs it in the source's thread pool (``source.run``). Raises
     :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
     """
-    measurement = measure(source, target, step_weight, config.tolerance, indifference, at)
+    measurement = measure(source, target, step_weight, config.tolerance, shield, at)
     count = step_count(remembered, measurement)
     return pipeline.decide(measurement.snapshot, count, policy, config), count
 

@@ -50,7 +50,7 @@ from decision_service.features import (
     named,
 )
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
-from decision_service.shield import ShieldConfig, ShieldVerdict, shield_verdict
+from decision_service.shield import ShieldConfig, ShieldVerdict, verdict_at
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Metric, Tolerance, explain, judge
 
@@ -198,8 +198,8 @@ def observe(
     Raises :class:`~decision_service.snapshot.MissingMetricError`."""
     verdict = None
     if snapshot.evidence is not None:
-        verdict = shield_verdict(
-            snapshot.evidence, config.shield or ShieldConfig(), snapshot.step_weight >= 100
+        verdict = verdict_at(
+            snapshot.evidence, config.shield or ShieldConfig(), snapshot.step_weight
         )
     return (
         build_observation(snapshot, measurements_at_step, config.slo_latency_ms, verdict),

@@ -58,6 +58,7 @@ from decision_service.replay_input import (
     plan_from_timeline,
 )
 from decision_service.settings import Settings, prometheus_duration_seconds
+from decision_service.shield import ShieldConfig
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.step_memory import StepMemory
 
@@ -92,7 +93,7 @@ def replay(
     instants: Sequence[Instant],
     policy: Policy,
     config: DecisionConfig,
-    indifference: float,
+    shield: ShieldConfig,
 ) -> Iterator[Replayed]:
     """Each instant, in order, decided as the service would have decided it then.
 
@@ -106,7 +107,7 @@ def replay(
         key = StepMemory.key(target.namespace, target.rollout, target.canary_hash, instant.weight)
         remembered = memory.taken(key)
         measurement = measure(
-            source, target, instant.weight, config.tolerance, indifference, at=instant.at
+            source, target, instant.weight, config.tolerance, shield, at=instant.at
         )
         count = step_count(remembered, measurement)
         evaluation = pipeline.decide(measurement.snapshot, count, policy, config)
@@ -546,9 +547,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             f"{settings.analysis_window}"
         )
         results: list[Replayed] = []
-        for replayed in replay(
-            source, _target(plan), plan.instants, policy, config, shield.indifference
-        ):
+        for replayed in replay(source, _target(plan), plan.instants, policy, config, shield):
             results.append(replayed)
             if not args.quiet:
                 say(format_line(replayed, origin, steps))

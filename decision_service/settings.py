@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     shield_alpha_abort: float = _shield("alpha_abort")
     shield_indifference: float = _shield("indifference")
     shield_proof_windows: int = _shield("proof_windows")
+    shield_abort_margin: float = _shield("abort_margin")
+    shield_partial_proof_weight: float = _shield("partial_proof_weight")
+    shield_partial_proof_alpha: float = _shield("partial_proof_alpha")
+    shield_full_proof_weight: float = _shield("full_proof_weight")
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 
     _api_token: str | None = PrivateAttr(default=None)

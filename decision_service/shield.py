@@ -29,8 +29,10 @@ served nothing (the canary at 100 %) is compared with the baseline.
 **Variance.** Errors come in clumps (one bad pod, a retry burst): a window's error count varies
 more than a binomial one. The shield estimates the extra variance from stable's windows
 (method of moments: ``Var = n p (1 − p) (1 + n κ)``, κ from Pearson residuals) and applies it to
-both versions; it also takes the windows' empirical variance when that is larger. Incidents that
-move stable's windows raise κ too: the bounds widen instead of producing false aborts.
+both versions; it also takes the windows' empirical variance when that is larger, within each
+step around the step's mean (a canary whose excess differs from step to step is not noisy for
+it). Incidents that move stable's windows raise κ too: the bounds widen instead of producing
+false aborts.
 
 **Decisions.** With ``W`` canary requests and the weighted mean ``D̄``:
 
@@ -40,10 +42,17 @@ move stable's windows raise κ too: the bounds widen instead of producing false 
   leak that starts late or a fault that strikes at random needs time to show). ``D̄`` here is
   measured against the edge of the indifference zone (``indifference`` × the tolerance's excess):
   a canary just beyond the tolerance cannot be told from one just inside it on finite evidence,
-  so the guarantee is for canaries beyond the zone. Below the last step the proof
-  is lighter: the lower bound at ``1 − α_light`` must not be above 0 (no sign of a regression).
-  Reaching 100 % moves no user onto an unproven canary for good; completing the rollout does.
-* ``abort`` only when, for some metric, within tolerance is rejected: over the canary's life,
+  so the guarantee is for canaries beyond the zone. Below the last step (``full_proof_weight``)
+  the proof is lighter: no sign of a regression (the lower bound against the tolerance at
+  ``1 − α_light`` not above 0) and, from ``partial_proof_weight`` on, a **partial proof**: the
+  life's upper bound at ``1 − partial_proof_alpha`` below 0. A canary that cannot even lean good
+  does not climb to weights where, neither proven nor rejected, it could only wait while
+  serving most of the traffic. Reaching 100 % moves no user onto an unproven canary for good;
+  completing the rollout does.
+* ``abort`` only when, for some metric, the **abort null** is rejected — stable itself by
+  default (``abort_margin`` 0: the canary shown worse than stable, so a canary no worse than
+  stable is aborted with probability at most ``α_abort``), the tolerance with ``abort_margin``
+  1 — over the canary's life,
   the lower bound at ``1 − α_abort / 6`` is above 0 (the e-value of the mixture martingale
   reaches ``6 / α_abort``), or over the windows of the current **step** alone (a run of windows
   at about one traffic share), the lower bound of the ``j``-th step at
@@ -56,7 +65,8 @@ move stable's windows raise κ too: the bounds widen instead of producing false 
 
 The evidence accumulates window by window (:class:`Evidence`): the simulator adds each interval
 as it happens, the service adds the windows Prometheus returns for the canary's life. Both then
-read the same :class:`EvidenceSummary` through :func:`shield_verdict`.
+read the same :class:`EvidenceSummary` through :func:`verdict_at` (:func:`shield_verdict` at a
+step weight).
 """
 
 from __future__ import annotations
@@ -110,6 +120,37 @@ class ShieldConfig(BaseModel):
         le=10.0,
         description="Edge of the indifference zone, in multiples of the tolerance's excess: "
         "promote needs proof that the canary is not beyond it.",
+    )
+    abort_margin: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="What an abort must reject, in multiples of the tolerance's excess: 1 the "
+        "tolerance (a canary within it is aborted at most α_abort), 0 stable itself (a canary "
+        "no worse than stable is aborted at most α_abort).",
+    )
+    partial_proof_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=100.0,
+        description="From this step weight (%) on, below the full proof's, a promote also needs "
+        "a partial proof: the canary shown within the indifference zone at 1 − "
+        "partial_proof_alpha over its life. A canary that cannot be shown good does not climb "
+        "to weights where it could only wait.",
+    )
+    partial_proof_alpha: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="The partial proof's error level (see partial_proof_weight).",
+    )
+    full_proof_weight: float = Field(
+        100.0,
+        gt=0.0,
+        le=100.0,
+        description="From this step weight (%) on, a promote needs the full proof, not only no "
+        "sign of a regression: set it to the last step at which stable still serves traffic, "
+        "since above it nothing is compared and an unproven canary could only wait.",
     )
     proof_windows: int = Field(
         10,
@@ -178,35 +219,57 @@ def _share_above(window: VersionWindow, threshold_ms: float, *, unresolved_slowe
 
 @dataclass(slots=True)
 class _Sums:
-    """Weighted sums of one metric's per-window excess ``D`` (one side's reference)."""
+    """Weighted sums of one metric's per-window excess ``D`` (one side's reference).
+
+    The windows' own (empirical) variance is taken within each step, around that step's mean:
+    a canary whose excess differs from step to step (one that fails only under load) is not
+    noisy for it, while errors that clump within a step still widen the bound."""
 
     weight: float = 0.0  # Σ w
     total: float = 0.0  # Σ w·D
     binomial_var: float = 0.0  # Σ w²·var_k
     dispersion_var: float = 0.0  # Σ w²·p(1 − p)(1 + f²): variance per unit of κ
-    sq: float = 0.0  # Σ w²·D²
-    w2d: float = 0.0  # Σ w²·D
-    weight_sq: float = 0.0  # Σ w²
     windows: int = 0
+    steps: int = 0  # steps with a window
+    closed: float = 0.0  # Σ over finished steps of Σ w²·(D − D̄_step)²
+    step: int = -1  # the current step's number, and its sums:
+    step_w: float = 0.0  # Σ w
+    step_wd: float = 0.0  # Σ w·D
+    step_w2: float = 0.0  # Σ w²
+    step_w2d: float = 0.0  # Σ w²·D
+    step_w2d2: float = 0.0  # Σ w²·D²
 
-    def add(self, w: float, d: float, var: float, dispersion: float) -> None:
+    def add(self, w: float, d: float, var: float, dispersion: float, step: int) -> None:
+        if step != self.step:
+            self.closed += self._centered()
+            self.step, self.steps = step, self.steps + 1
+            self.step_w = self.step_wd = self.step_w2 = self.step_w2d = self.step_w2d2 = 0.0
         self.weight += w
         self.total += w * d
         self.binomial_var += w * w * var
         self.dispersion_var += w * w * dispersion
-        self.weight_sq += w * w
-        self.sq += w * w * d * d
-        self.w2d += w * w * d
         self.windows += 1
+        self.step_w += w
+        self.step_wd += w * d
+        self.step_w2 += w * w
+        self.step_w2d += w * w * d
+        self.step_w2d2 += w * w * d * d
+
+    def _centered(self) -> float:
+        if self.step_w <= 0:
+            return 0.0
+        mean = self.step_wd / self.step_w
+        return max(0.0, self.step_w2d2 - 2.0 * mean * self.step_w2d + mean * mean * self.step_w2)
 
     def variance(self, kappa: float) -> float:
-        """Of Σ w·D: the model's (binomial and dispersion) or the windows' own, the larger."""
+        """Of Σ w·D: the model's (binomial and dispersion) or the windows' own within their
+        steps (each step's mean costs one degree of freedom), the larger."""
         model = self.binomial_var + kappa * self.dispersion_var
-        if self.windows < 2:
+        free = self.windows - self.steps
+        if free < 1:
             return model
-        mean = self.total / self.weight
-        empirical = self.sq - 2.0 * mean * self.w2d + mean * mean * self.weight_sq
-        return max(model, max(0.0, empirical) * self.windows / (self.windows - 1))
+        empirical = (self.closed + self._centered()) * self.windows / free
+        return max(model, empirical)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +281,8 @@ class MetricEvidence:
     weight: float  # canary requests of the windows compared with stable (the abort side)
     mean_abort: float  # -inf before any compared window
     variance_abort: float  # of Σ w·D
+    mean_light: float  # the same windows against the tolerance itself (the light check)
+    variance_light: float
     proof_weight: float  # canary requests of the calm windows (the promote side)
     mean_promote: float  # inf before any calm window
     variance_promote: float
@@ -259,7 +324,11 @@ class Evidence:
     tolerance: Tolerance
     #: The indifference zone's edge in multiples of the tolerance's excess (the proof's limit).
     indifference: float = 2.0
+    #: The abort test's null, in multiples of the tolerance's excess (1: the tolerance; 0:
+    #: stable itself, G2's "no worse than stable").
+    abort_margin: float = 1.0
     _sums: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, every window
+    _light: dict[Metric, _Sums] = field(default_factory=dict)  # against the tolerance itself
     _proof: dict[Metric, _Sums] = field(default_factory=dict)  # promote side, calm windows
     _recent: dict[Metric, _Sums] = field(default_factory=dict)  # the same, at high weight
     _step: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, this step's windows
@@ -279,10 +348,14 @@ class Evidence:
     _kappa: float | None = None
     _baselines: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def zone(self) -> Tolerance:
-        """The edge of the indifference zone: what a promote must be shown not to exceed."""
-        return self.tolerance.widened(self.indifference)
+    #: The edge of the indifference zone: what a promote must be shown not to exceed.
+    zone: Tolerance = field(init=False)
+    #: What an abort must reject: the tolerance scaled by ``abort_margin``.
+    abort_null: Tolerance = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.zone = self.tolerance.widened(self.indifference)
+        self.abort_null = self.tolerance.widened(self.abort_margin)
 
     def add_baseline(self, stable: VersionWindow) -> None:
         """A window of stable before the canary started: its baseline and dispersion only."""
@@ -393,15 +466,15 @@ class Evidence:
         var = unit / canary.requests
         if stable.requests > 0:
             var += t.error_factor**2 * unit / stable.requests
-        zone = self.zone
+        zone, null = self.zone, self.abort_null
         d_promote = rate_c - (zone.error_factor * ref_promote + zone.error_floor)
-        d_abort = rate_c - (t.error_factor * ref_abort + t.error_floor)
+        d_abort = rate_c - (null.error_factor * ref_abort + null.error_floor)
+        d_light = rate_c - (t.error_factor * ref_abort + t.error_floor)
         dispersion = unit * (1.0 + t.error_factor**2)
         self._accumulate(
             "error_rate",
             canary.requests,
-            d_promote,
-            d_abort,
+            (d_promote, d_abort, d_light),
             var,
             unit,
             calm,
@@ -422,17 +495,19 @@ class Evidence:
         ref_promote, ref_abort = references
         # calm: stable's quantile within a factor 1.25 of its baseline (no incident moving it)
         calm = value_s is None or ref_promote / 1.25 <= value_s <= ref_promote * 1.25
+        null = self.abort_null
         limit_promote = self.zone.latency_factor * ref_promote + self.zone.latency_floor_ms
-        limit_abort = t.latency_factor * ref_abort + t.latency_floor_ms
+        limit_abort = null.latency_factor * ref_abort + null.latency_floor_ms
+        limit_light = t.latency_factor * ref_abort + t.latency_floor_ms
         allowed = 1.0 - q
         d_promote = _share_above(canary, limit_promote, unresolved_slower=True) - allowed
         d_abort = _share_above(canary, limit_abort, unresolved_slower=False) - allowed
+        d_light = _share_above(canary, limit_light, unresolved_slower=False) - allowed
         unit = allowed * q
         self._accumulate(
             metric,
             canary.requests,
-            d_promote,
-            d_abort,
+            (d_promote, d_abort, d_light),
             unit / canary.requests,
             unit,
             calm,
@@ -444,8 +519,7 @@ class Evidence:
         self,
         metric: Metric,
         w: float,
-        d_promote: float,
-        d_abort: float,
+        excess: tuple[float, float, float],
         var: float,
         unit: float,
         calm: bool,
@@ -455,13 +529,16 @@ class Evidence:
         """Add a window. Only windows where stable served requests count toward an abort (a
         canary at 100 % has no same-window comparison: an incident would look like its fault);
         only calm windows (stable not in an incident) count toward a proof."""
+        d_promote, d_abort, d_light = excess
+        step = self._step_index
         if compared:
-            self._sums.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion)
-            self._step.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion)
+            self._sums.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion, step)
+            self._light.setdefault(metric, _Sums()).add(w, d_light, var, dispersion, step)
+            self._step.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion, step)
         if calm:
-            self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion)
+            self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
             if self._share >= HIGH_SHARE:
-                self._recent.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion)
+                self._recent.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
         self._unit_var[metric] = unit
 
     def summary(self) -> EvidenceSummary:
@@ -473,6 +550,7 @@ class Evidence:
             proof = self._proof.get(metric) or _Sums()
             recent = self._recent.get(metric) or _Sums()
             step = self._step.get(metric) or _Sums()
+            light = self._light.get(metric) or _Sums()
             if abort.weight <= 0 and proof.weight <= 0:
                 continue
             k = kappa if metric == "error_rate" else 0.0
@@ -483,6 +561,8 @@ class Evidence:
                     weight=abort.weight,
                     mean_abort=abort.total / abort.weight if abort.weight > 0 else -math.inf,
                     variance_abort=abort.variance(k),
+                    mean_light=light.total / light.weight if light.weight > 0 else -math.inf,
+                    variance_light=light.variance(k),
                     proof_weight=proof.weight,
                     mean_promote=proof.total / proof.weight if proof.weight > 0 else math.inf,
                     variance_promote=proof.variance(k),
@@ -538,6 +618,8 @@ class MetricVerdict:
     step: int = 0
     step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(α, step)
     step_e_value: float = 1.0
+    partial_upper: float = math.inf  # upper bound of D̄ (promote reference) at 1 − α_partial
+    partial_needed: float | None = None  # more canary requests the partial proof needs
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,18 +646,46 @@ def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
     return m.mean_recent + radius(m.variance_recent, m.unit_variance, alpha) / m.recent_weight
 
 
+def verdict_at(
+    evidence: EvidenceSummary, config: ShieldConfig, step_weight: float
+) -> ShieldVerdict:
+    """:func:`shield_verdict` at a step weight: from ``full_proof_weight`` on a promote needs
+    the full proof, from ``partial_proof_weight`` on the partial one."""
+    return shield_verdict(
+        evidence,
+        config,
+        step_weight >= config.full_proof_weight,
+        partial=step_weight >= config.partial_proof_weight,
+    )
+
+
+def _requests_to(mean: float, variance: float, weight: float, alpha: float) -> float:
+    """About how many more canary requests until the bound at ``alpha`` meets a negative
+    mean (the bound shrinks about as 1/sqrt(requests))."""
+    per_request = variance / weight
+    log_term = math.log(1.0 / alpha) + 2.0
+    return max(0.0, 2.0 * per_request * log_term / mean**2 - weight)
+
+
 def shield_verdict(
-    evidence: EvidenceSummary, config: ShieldConfig, last_step: bool
+    evidence: EvidenceSummary, config: ShieldConfig, last_step: bool, partial: bool = False
 ) -> ShieldVerdict:
     """The actions the evidence allows (see the module docstring). ``last_step``: a promote
-    now completes the rollout, so it needs the full proof."""
+    now needs the full proof; ``partial``: below it, the partial proof."""
     verdicts = []
     life_alpha = config.alpha_abort / 6
     for m in evidence.metrics:
         w, wp = m.weight, m.proof_weight
-        upper = math.inf
+        upper = partial_upper = math.inf
         needed: float | None = None
+        partial_needed: float | None = None
         if wp > 0:
+            a = config.partial_proof_alpha
+            partial_upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, a) / wp
+            if partial_upper < 0:
+                partial_needed = 0.0
+            elif m.mean_promote < 0:
+                partial_needed = _requests_to(m.mean_promote, m.variance_promote, wp, a)
             alpha = config.alpha_promote
             upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, alpha) / wp
             # the proof must also hold on the windows at high weight alone: a canary that
@@ -584,14 +694,11 @@ def shield_verdict(
             if upper < 0:
                 needed = 0.0
             elif m.mean_promote < 0:
-                # the bound shrinks about as 1/sqrt(requests): how many until it meets the mean
-                per_request = m.variance_promote / wp
-                log_term = math.log(1.0 / alpha) + 2.0
-                needed = max(0.0, 2.0 * per_request * log_term / m.mean_promote**2 - wp)
+                needed = _requests_to(m.mean_promote, m.variance_promote, wp, alpha)
         lower = light = -math.inf
         if w > 0:
             lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, life_alpha) / w
-            light = m.mean_abort - radius(m.variance_abort, m.unit_variance, ALPHA_LIGHT) / w
+            light = m.mean_light - radius(m.variance_light, m.unit_variance, ALPHA_LIGHT) / w
         ev = e_value(m.mean_abort, w, m.variance_abort, m.unit_variance)
         step_lower, step_ev = -math.inf, 1.0
         if m.step_weight > 0:
@@ -612,6 +719,8 @@ def shield_verdict(
                 step=m.step,
                 step_lower=step_lower,
                 step_e_value=step_ev,
+                partial_upper=partial_upper,
+                partial_needed=partial_needed,
             )
         )
     complete = {v.metric for v in verdicts} == set(METRICS)
@@ -621,28 +730,19 @@ def shield_verdict(
         promote_ok = complete and not blocking
         promote_reason = _proof_reason(verdicts, blocking, complete, config, tolerance, evidence)
     else:
-        leaning = [v for v in verdicts if v.lower_light > 0]
-        promote_ok = bool(verdicts) and not leaning
-        promote_reason = (
-            "promote allowed: no sign of a regression before the last step"
-            if promote_ok
-            else "promote blocked: "
-            + "; ".join(f"{_label(v.metric)} leans beyond the tolerance" for v in leaning)
-            if leaning
-            else "promote blocked: no comparable window yet"
-        )
+        promote_ok, promote_reason = _climb(verdicts, complete, partial, config, evidence)
     rejecting = [v for v in verdicts if v.lower_abort > 0]
     threshold = 1.0 / life_alpha
     if rejecting:
         best = rejecting[0]
         if best.life_lower > 0:
             abort_reason = (
-                f"abort allowed: {_label(best.metric)} beyond the tolerance over the canary's "
+                f"abort allowed: {_label(best.metric)} {_null_text(config)} over the canary's "
                 f"life, e-value {_fmt_e(best.e_value)} >= {threshold:g}"
             )
         else:
             abort_reason = (
-                f"abort allowed: {_label(best.metric)} beyond the tolerance at this step "
+                f"abort allowed: {_label(best.metric)} {_null_text(config)} at this step "
                 f"(step {best.step}), e-value {_fmt_e(best.step_e_value)} >= "
                 f"{1.0 / step_alpha(config.alpha_abort, best.step):.3g}"
             )
@@ -650,7 +750,7 @@ def shield_verdict(
         best_e = max((v.e_value for v in verdicts), default=1.0)
         best_step = max(verdicts, key=lambda v: v.step_e_value, default=None)
         abort_reason = (
-            f"abort blocked: no metric rejects the tolerance (largest e-value over the life "
+            f"abort blocked: no metric shown {_null_text(config)} (largest e-value over the life "
             f"{_fmt_e(best_e)} < {threshold:g}"
         )
         if best_step is not None and best_step.step > 0:
@@ -671,12 +771,76 @@ _LABEL: Final[dict[Metric, str]] = {
 }
 
 
+def _null_text(config: ShieldConfig) -> str:
+    """What an abort shows: the canary beyond the tolerance, or worse than stable (margin 0)."""
+    if config.abort_margin >= 1.0:
+        return "beyond the tolerance"
+    if config.abort_margin <= 0.0:
+        return "worse than stable"
+    return f"beyond {config.abort_margin:g}x the tolerance's excess"
+
+
 def _label(metric: Metric) -> str:
     return _LABEL[metric]
 
 
 def _fmt_e(value: float) -> str:
     return f"{value:.3g}" if value < 1e6 else f"{value:.1e}"
+
+
+def _climb(
+    verdicts: list[MetricVerdict],
+    complete: bool,
+    partial: bool,
+    config: ShieldConfig,
+    evidence: EvidenceSummary,
+) -> tuple[bool, str]:
+    """Below the full proof's weight: a promote needs no sign of a regression, and with
+    ``partial`` the canary shown within the zone at 1 − α_partial."""
+    if not verdicts:
+        return False, "promote blocked: no comparable window yet"
+    leaning = [v for v in verdicts if v.lower_light > 0]
+    if leaning:
+        return False, "promote blocked: " + "; ".join(
+            f"{_label(v.metric)} leans beyond the tolerance" for v in leaning
+        )
+    if not partial:
+        return True, "promote allowed: no sign of a regression before the last step"
+    confidence = f"{100 * (1 - config.partial_proof_alpha):g} %"
+    if not complete:
+        missing = sorted(set(METRICS) - {v.metric for v in verdicts})
+        return False, (
+            "promote blocked: no comparable window yet for " + ", ".join(map(_label, missing))
+        )
+    blocking = [v for v in verdicts if v.partial_upper >= 0]
+    if not blocking:
+        return True, (
+            f"promote allowed: no sign of a regression, and within the zone at {confidence}"
+        )
+    reason = f"promote blocked: not yet shown within the zone at {confidence} (" + "; ".join(
+        _excess_text(v.metric, v.partial_upper) for v in blocking
+    )
+    reason += ")"
+    needs = [v.partial_needed for v in blocking]
+    if any(n is None for n in needs):
+        return False, reason + "; the canary's estimate is beyond the zone"
+    more = max(n for n in needs if n is not None)
+    reason += f"; about {more:,.0f} more canary requests would show it"
+    rate = evidence.last_window_canary_requests
+    if rate > 0:
+        reason += f" ({more / rate:.0f} more windows at the current rate)"
+    return False, reason
+
+
+def _excess_text(metric: Metric, upper: float) -> str:
+    if not math.isfinite(upper):
+        return f"{_label(metric)}: no calm window yet"
+    if metric == "error_rate":
+        return f"error excess upper bound {100 * upper:+.2f} pp over the zone's edge"
+    return (
+        f"{_label(metric)}: up to {100 * upper:+.1f} pp more requests than allowed beyond the "
+        "zone's latency limit"
+    )
 
 
 def _proof_reason(
@@ -699,15 +863,7 @@ def _proof_reason(
         needs.append(v.requests_to_prove)
         if not math.isfinite(v.upper_promote):
             continue
-        if v.metric == "error_rate":
-            parts.append(
-                f"error excess upper bound {100 * v.upper_promote:+.2f} pp over the zone's edge"
-            )
-        else:
-            parts.append(
-                f"{_label(v.metric)}: up to {100 * v.upper_promote:+.1f} pp more requests than "
-                "allowed beyond the zone's latency limit"
-            )
+        parts.append(_excess_text(v.metric, v.upper_promote))
     reason = f"promote blocked at {confidence}"
     if parts:
         reason += ": " + "; ".join(parts)
@@ -729,14 +885,20 @@ def _proof_reason(
     return reason
 
 
+def new_evidence(tolerance: Tolerance, config: ShieldConfig) -> Evidence:
+    """Empty evidence for a canary, judged against ``tolerance`` with ``config``'s zone and
+    abort margin (the simulator's episode and the service's request alike)."""
+    return Evidence(tolerance, config.indifference, config.abort_margin)
+
+
 def evidence_from(
     baseline: Iterable[VersionWindow],
     life: Iterable[tuple[VersionWindow, VersionWindow]],
     tolerance: Tolerance,
-    indifference: float,
+    config: ShieldConfig,
 ) -> Evidence:
     """The evidence of a canary's windows, added in order (what the simulator does live)."""
-    evidence = Evidence(tolerance, indifference)
+    evidence = new_evidence(tolerance, config)
     for stable in baseline:
         evidence.add_baseline(stable)
     for canary, stable in life:

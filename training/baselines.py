@@ -25,9 +25,11 @@ values live in ``training/configs/baselines.yaml``.
 4. :class:`AnytimeValid` — the state of the art in production canary analysis (Netflix's
    sequential tests, Lindon et al., KDD 2022): the anytime-valid confidence sequences of
    :mod:`decision_service.shield` on the errors and latency-bucket counts, used alone. It aborts
-   when the tolerance is rejected at ``alpha``; it promotes a step after ``min_windows`` windows
-   without a rejection, or (``promote_rule: proven``) once non-inferiority against the
-   indifference zone is shown.
+   when "no worse than stable" is rejected at ``alpha`` (the null Netflix tests; the evidence's
+   abort null is the environment's shield setting, ``abort_margin`` 0 by default); it promotes
+   a step after ``min_windows`` windows without a rejection, or (``promote_rule: proven``)
+   once non-inferiority against the indifference zone is shown as far as the shield asks at
+   that weight (partly below the last step, in full at it).
 5. :class:`ShieldAlone` — the shield with no policy (not tuned): what learning adds to it is the
    difference between its row and the policy's.
 """
@@ -42,7 +44,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from decision_service.actions import ABORT, HOLD, PROMOTE
-from decision_service.shield import ShieldConfig, ShieldVerdict, shield_verdict
+from decision_service.shield import ShieldConfig, ShieldVerdict, verdict_at
 from decision_service.statistics import stable_reference
 from training.env import CanaryRolloutEnv
 
@@ -240,11 +242,15 @@ class SequentialErrorTest:
 
 
 def _verdict(env: CanaryRolloutEnv, config: ShieldConfig) -> ShieldVerdict | None:
+    """The shield's verdict on the evidence behind the current observation, with ``config``'s
+    levels: the one the environment already computed when the settings are the same."""
     snapshot = env.snapshot
     if snapshot is None or snapshot.evidence is None:
         return None
-    last_step = env.weight >= env.config.weights[-1]
-    return shield_verdict(snapshot.evidence, config, last_step)
+    observed = env.observed_verdict
+    if observed is not None and observed[0] == config:
+        return observed[1]
+    return verdict_at(snapshot.evidence, config, env.weight)
 
 
 @dataclass
@@ -277,10 +283,11 @@ class AnytimeValid:
             return HOLD
         if verdict.abort_allowed:
             return ABORT
+        if self._at_step < self.min_windows:
+            return HOLD
         if self.promote_rule == "proven":
-            proven = len(verdict.metrics) == 3 and all(m.upper_promote < 0 for m in verdict.metrics)
-            return PROMOTE if proven else HOLD
-        return PROMOTE if self._at_step >= self.min_windows else HOLD
+            return PROMOTE if verdict.promote_allowed else HOLD
+        return PROMOTE
 
 
 @dataclass

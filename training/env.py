@@ -100,7 +100,13 @@ from decision_service.pipeline import (
     decide,
     observe,
 )
-from decision_service.shield import Evidence, ShieldConfig, ShieldVerdict, VersionWindow, Windows
+from decision_service.shield import (
+    ShieldConfig,
+    ShieldVerdict,
+    VersionWindow,
+    Windows,
+    new_evidence,
+)
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Tolerance
 from scenarios import Scenario
@@ -213,7 +219,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         self._life: list[tuple[VersionWindow, VersionWindow]] = []
         self._baseline_intervals: list[VersionInterval] = []
         self._history: list[Interval] = []
-        self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
+        self._evidence = new_evidence(self.config.tolerance, self._shield_config)
 
     # -- episode mechanics ---------------------------------------------------------------
 
@@ -242,6 +248,14 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
     def measurements_at_step(self) -> int:
         """Measurements already taken at the current step."""
         return self._measurements
+
+    @property
+    def observed_verdict(self) -> tuple[ShieldConfig, ShieldVerdict] | None:
+        """The shield's settings and verdict behind the current observation (the features'),
+        if it had evidence."""
+        if self._observed is None or self._observed[1] is None:
+            return None
+        return self._shield_config, self._observed[1]
 
     @property
     def snapshot(self) -> MetricsSnapshot | None:
@@ -319,11 +333,12 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
                 self.config.interval_seconds,
                 replicas=self.config.replicas,
             )
-            self._evidence = Evidence(self.config.tolerance, self._shield_config.indifference)
+            self._evidence = new_evidence(self.config.tolerance, self._shield_config)
             self._baseline_intervals = self._sim.baseline_windows(BASELINE_WINDOWS)
             self._baseline = [shield_window(w) for w in self._baseline_intervals]
             self._life = []
             self._history = []
+            self._observed = None
             for window in self._baseline:
                 self._evidence.add_baseline(window)
             truth = episode_truth(self._sim.params, self.config.tolerance, self.config.schedule)

@@ -212,8 +212,8 @@ def replay_episode(
     target = Target(history.namespace, history.rollout, history.canary_hash, history.stable_hash)
     instants = [Instant(history.measured_at(d.index), d.weight) for d in episode.decisions]
     decision_config = config.decision
-    indifference = (config.shield or ShieldConfig()).indifference
-    replayed = replay(source, target, instants, policy, decision_config, indifference)
+    shield = config.shield or ShieldConfig()
+    replayed = replay(source, target, instants, policy, decision_config, shield)
     for simulated, result in zip(episode.decisions, replayed, strict=True):
         same_count = pipeline.decide(
             result.measurement.snapshot, simulated.count, policy, decision_config

@@ -117,8 +117,8 @@ def _evidences() -> dict[str, object]:
     bad = [(_window(200, 30, 400), stable)] * 10
     return {
         "none": None,
-        "good": evidence_from([stable] * 5, good, DEFAULT_TOLERANCE, 2.0).summary(),
-        "bad": evidence_from([stable] * 5, bad, DEFAULT_TOLERANCE, 2.0).summary(),
+        "good": evidence_from([stable] * 5, good, DEFAULT_TOLERANCE, ShieldConfig()).summary(),
+        "bad": evidence_from([stable] * 5, bad, DEFAULT_TOLERANCE, ShieldConfig()).summary(),
     }
 
 

@@ -70,6 +70,10 @@ SERVICE_ENV_VARS = {
     "SHIELD_ALPHA_ABORT",
     "SHIELD_INDIFFERENCE",
     "SHIELD_PROOF_WINDOWS",
+    "SHIELD_ABORT_MARGIN",
+    "SHIELD_PARTIAL_PROOF_WEIGHT",
+    "SHIELD_PARTIAL_PROOF_ALPHA",
+    "SHIELD_FULL_PROOF_WEIGHT",
     "LOG_LEVEL",
 }
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -493,6 +497,10 @@ def test_settings_follow_the_values() -> None:
     assert env["TOLERANCE_LATENCY_FLOOR_MS"] == "10"
     assert env["SHIELD_ALPHA_PROMOTE"] == "0.05"
     assert env["SHIELD_PROOF_WINDOWS"] == "6"
+    assert env["SHIELD_ABORT_MARGIN"] == "0.5"
+    assert env["SHIELD_PARTIAL_PROOF_WEIGHT"] == "10"
+    assert env["SHIELD_PARTIAL_PROOF_ALPHA"] == "0.3"
+    assert env["SHIELD_FULL_PROOF_WEIGHT"] == "60"
     assert "SHIELD_ENABLED" not in env  # unset keys keep the service's defaults
     assert env["LOG_LEVEL"] == "debug"
 
