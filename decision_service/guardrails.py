@@ -11,8 +11,11 @@ guardrail                   when                                                
                             the window: its error rate ≥ ``hard_error_rate`` and ≥
                             ``relative_factor`` × stable's, or its p95 ≥
                             ``hard_latency_slo_factor`` × SLO and ≥
-                            ``relative_factor`` × stable's p95. Relative to stable, so
-                            an incident hitting both versions does not abort a canary
+                            ``relative_factor`` × stable's p95; and over the canary's
+                            life, too, that metric ≥ ``relative_factor`` × stable's.
+                            Relative to stable, so an incident hitting both versions
+                            does not abort a canary; over the life too, so one
+                            over-dispersed window in such an incident does not either
 ``insufficient_evidence``   fewer than ``min_canary_requests`` canary requests over its   hold
                             life: neither promote nor abort on a handful of requests
 ``regression_veto``         the policy proposes ``promote``, but in the window (with at   hold
@@ -115,18 +118,28 @@ def no_data(error: MissingMetricError) -> Guarded:
     return Guarded("hold", "no_data", f"Not enough data to decide ({error}); holding.")
 
 
+def _worse_over_life(canary: float | None, stable: float | None, factor: float) -> bool:
+    """Whether the canary's figure over its life is ``factor`` × stable's (stable without one:
+    the window alone decides)."""
+    if canary is None:
+        return False
+    return stable is None or canary >= factor * stable
+
+
 def _hard_breach(
     snapshot: MetricsSnapshot, slo_latency_ms: float, config: GuardrailConfig
 ) -> str | None:
     canary, stable = snapshot.canary, stable_reference(snapshot)
     if canary.requests < config.min_breach_requests:
         return None
+    life_c, life_s = snapshot.canary_cumulative, snapshot.stable_cumulative
     canary_rate, stable_rate = canary.error_rate, stable.error_rate
     if (
         canary_rate is not None
         and stable_rate is not None
         and canary_rate >= config.hard_error_rate
         and canary_rate >= config.relative_factor * stable_rate
+        and _worse_over_life(life_c.error_rate, life_s.error_rate, config.relative_factor)
     ):
         return (
             f"canary error rate {canary_rate:.1%} breaches the hard limit "
@@ -138,6 +151,7 @@ def _hard_breach(
         and s95 is not None
         and c95 >= config.hard_latency_slo_factor * slo_latency_ms
         and c95 >= config.relative_factor * s95
+        and _worse_over_life(life_c.latency_p95_ms, life_s.latency_p95_ms, config.relative_factor)
     ):
         return (
             f"canary p95 {c95:.0f} ms breaches {config.hard_latency_slo_factor:g}x the "

@@ -221,15 +221,22 @@ def _share_above(window: VersionWindow, threshold_ms: float, *, unresolved_slowe
 class _Sums:
     """Weighted sums of one metric's per-window excess ``D`` (one side's reference).
 
-    The windows' own (empirical) variance is taken within each step, around that step's mean:
-    a canary whose excess differs from step to step (one that fails only under load) is not
-    noisy for it, while errors that clump within a step still widen the bound."""
+    The windows' own (empirical) variance is taken around the life's mean, or with
+    ``within_steps`` around each step's own mean. The abort side takes it within steps: a
+    canary whose excess differs from step to step (one that fails only under load) is not
+    noisy for a test of "no worse than stable", while errors that clump within a step still
+    widen the bound. The promote side takes it over the life: a canary whose excess moves (a
+    drift) is less proven, not more."""
 
     weight: float = 0.0  # Σ w
     total: float = 0.0  # Σ w·D
     binomial_var: float = 0.0  # Σ w²·var_k
     dispersion_var: float = 0.0  # Σ w²·p(1 − p)(1 + f²): variance per unit of κ
+    within_steps: bool = False
     windows: int = 0
+    sq: float = 0.0  # Σ w²·D² over the life
+    w2d: float = 0.0  # Σ w²·D
+    weight_sq: float = 0.0  # Σ w²
     steps: int = 0  # steps with a window
     closed: float = 0.0  # Σ over finished steps of Σ w²·(D − D̄_step)²
     step: int = -1  # the current step's number, and its sums:
@@ -249,6 +256,9 @@ class _Sums:
         self.binomial_var += w * w * var
         self.dispersion_var += w * w * dispersion
         self.windows += 1
+        self.sq += w * w * d * d
+        self.w2d += w * w * d
+        self.weight_sq += w * w
         self.step_w += w
         self.step_wd += w * d
         self.step_w2 += w * w
@@ -262,9 +272,15 @@ class _Sums:
         return max(0.0, self.step_w2d2 - 2.0 * mean * self.step_w2d + mean * mean * self.step_w2)
 
     def variance(self, kappa: float) -> float:
-        """Of Σ w·D: the model's (binomial and dispersion) or the windows' own within their
-        steps (each step's mean costs one degree of freedom), the larger."""
+        """Of Σ w·D: the model's (binomial and dispersion) or the windows' own, the larger
+        (within steps, each step's mean costs one degree of freedom)."""
         model = self.binomial_var + kappa * self.dispersion_var
+        if not self.within_steps:
+            if self.windows < 2:
+                return model
+            mean = self.total / self.weight
+            centered = self.sq - 2.0 * mean * self.w2d + mean * mean * self.weight_sq
+            return max(model, max(0.0, centered) * self.windows / (self.windows - 1))
         free = self.windows - self.steps
         if free < 1:
             return model
@@ -532,9 +548,8 @@ class Evidence:
         d_promote, d_abort, d_light = excess
         step = self._step_index
         if compared:
-            self._sums.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion, step)
-            self._light.setdefault(metric, _Sums()).add(w, d_light, var, dispersion, step)
-            self._step.setdefault(metric, _Sums()).add(w, d_abort, var, dispersion, step)
+            for sums, d in ((self._sums, d_abort), (self._light, d_light), (self._step, d_abort)):
+                sums.setdefault(metric, _Sums(within_steps=True)).add(w, d, var, dispersion, step)
         if calm:
             self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
             if self._share >= HIGH_SHARE:

@@ -261,16 +261,19 @@ def test_a_regression_that_starts_late_is_rejected_by_its_step_alone() -> None:
     assert "at this step (step 4)" in verdict.abort_reason
 
 
-def test_the_windows_own_variance_is_taken_within_steps() -> None:
+def test_the_abort_side_takes_the_windows_variance_within_steps() -> None:
     """A canary whose excess differs from step to step (one that fails only under load) is not
-    noisy for it: the windows' own variance is taken around each step's mean. Errors that
-    clump within a step still count."""
-    steady = _Sums()
+    noisy for a test of "no worse than stable": the abort side takes the windows' own variance
+    around each step's mean. The promote side takes it over the life: a canary whose excess
+    moves is less proven. Errors that clump within a step count on both."""
+    steady, moving = _Sums(within_steps=True), _Sums()
     for step, excess in enumerate((-0.002, 0.03)):  # as stable, then 3 points worse
         for _ in range(5):
             steady.add(1000.0, excess, 1e-5, 0.0, step)
+            moving.add(1000.0, excess, 1e-5, 0.0, step)
     assert steady.variance(0.0) == pytest.approx(steady.binomial_var)  # the model's alone
-    clumped = _Sums()
+    assert moving.variance(0.0) > 20 * moving.binomial_var
+    clumped = _Sums(within_steps=True)
     for step in range(2):
         for excess in (0.0, 0.0, 0.0, 0.0, 0.05):  # one bad window in five, at each step
             clumped.add(1000.0, excess, 1e-5, 0.0, step)
