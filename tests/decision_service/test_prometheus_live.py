@@ -139,7 +139,15 @@ def client(
     live: LiveStack, models: dict[str, Path], request: pytest.FixtureRequest
 ) -> Iterator[TestClient]:
     model = models[getattr(request, "param", "promote")]
-    settings = settings_for(model, live.url, analysis_window=WINDOW, prometheus_timeout_seconds=2.0)
+    # these tests are about the guardrails and the data path: the shield's partial proof,
+    # which a few windows of synthetic traffic cannot give, is off (the full proof stays)
+    settings = settings_for(
+        model,
+        live.url,
+        analysis_window=WINDOW,
+        prometheus_timeout_seconds=2.0,
+        shield_partial_proof_weight=100.0,
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 

@@ -20,7 +20,9 @@ def test_the_simulator_runs_the_rollouts_shape() -> None:
     weights, count = rollout_shape()
     assert weights == (5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0)
     assert count == 10
-    always_promote = simulate(resolve_scenario("healthy"), FixedAction(PROMOTE), episodes=5)
+    # the shield lets a promote climb only once the canary leans within the zone, which at
+    # 5 % of 20-200 req/s takes most healthy draws longer than their patience: 20 draws
+    always_promote = simulate(resolve_scenario("healthy"), FixedAction(PROMOTE), episodes=20)
     for record in always_promote:
         # every step in order; the shield may hold a promote until its evidence allows it
         visited = list(dict.fromkeys(w for w, _ in record.decisions))
