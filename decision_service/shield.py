@@ -29,9 +29,10 @@ served nothing (the canary at 100 %) is compared with the baseline.
 **Variance.** Errors come in clumps (one bad pod, a retry burst): a window's error count varies
 more than a binomial one. The shield estimates the extra variance from stable's windows
 (method of moments: ``Var = n p (1 − p) (1 + n κ)``, κ from Pearson residuals) and applies it to
-both versions; it also takes the windows' empirical variance when that is larger, within each
-step around the step's mean (a canary whose excess differs from step to step is not noisy for
-it). Incidents that move stable's windows raise κ too: the bounds widen instead of producing
+both versions; it also takes the windows' empirical variance when that is larger: on the abort
+side within each step around the step's mean (a canary whose excess differs from step to step
+is not noisy for it), on the promote side over the life (a drifting canary is less proven).
+Incidents that move stable's windows raise κ too: the bounds widen instead of producing
 false aborts.
 
 **Decisions.** With ``W`` canary requests and the weighted mean ``D̄``:
@@ -341,7 +342,8 @@ class Evidence:
     #: The indifference zone's edge in multiples of the tolerance's excess (the proof's limit).
     indifference: float = 2.0
     #: The abort test's null, in multiples of the tolerance's excess (1: the tolerance; 0:
-    #: stable itself, G2's "no worse than stable").
+    #: stable itself, G2's "no worse than stable", ShieldConfig's default: build evidence
+    #: with :func:`new_evidence` to take a config's).
     abort_margin: float = 1.0
     _sums: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, every window
     _light: dict[Metric, _Sums] = field(default_factory=dict)  # against the tolerance itself
@@ -394,13 +396,11 @@ class Evidence:
         """Start a new step when the canary's share leaves the current step's (within 5
         points or 30 %, as :func:`windows_at_current_share` judges it). The share depends on
         request counts only, never on errors or latency, so the split does not bias a test."""
-        share = canary / total
-        if self._step_total > 0:
-            current = self._step_canary / self._step_total
-            if abs(share - current) <= max(0.05, 0.3 * current):
-                self._step_canary += canary
-                self._step_total += total
-                return
+        current = self._step_canary / self._step_total if self._step_total > 0 else None
+        if current is not None and _same_share(canary / total, current):
+            self._step_canary += canary
+            self._step_total += total
+            return
         self._step_index += 1
         self._step.clear()
         self._step_canary, self._step_total = canary, total
@@ -625,7 +625,7 @@ def e_value(mean: float, weight: float, variance: float, unit_variance: float) -
 class MetricVerdict:
     metric: Metric
     upper_promote: float  # upper bound of D̄ (promote reference) at 1 − α_promote
-    lower_abort: float  # the larger of life_lower and step_lower: > 0 rejects the tolerance
+    lower_abort: float  # the larger of life_lower and step_lower: > 0 rejects the abort null
     lower_light: float  # lower bound of D̄ (abort reference) at 1 − ALPHA_LIGHT
     e_value: float  # over the life
     requests_to_prove: float | None  # more canary requests the proof needs (None: unreachable)
@@ -921,6 +921,11 @@ def evidence_from(
     return evidence
 
 
+def _same_share(share: float, reference: float) -> bool:
+    """Whether ``share`` is the same step as ``reference`` (within 5 points or 30 % of it)."""
+    return abs(share - reference) <= max(0.05, 0.3 * reference)
+
+
 def windows_at_current_share(life: Sequence[tuple[VersionWindow, VersionWindow]]) -> int:
     """How many windows before the last one the canary spent at about its current traffic
     share: the measurements already taken at this step, counted from Prometheus.
@@ -936,10 +941,9 @@ def windows_at_current_share(life: Sequence[tuple[VersionWindow, VersionWindow]]
     if not shares:
         return 0
     last = shares[-1]
-    band = max(0.05, 0.3 * last)
     same = 0
     for share in reversed(shares):
-        if abs(share - last) > band:
+        if not _same_share(share, last):
             break
         same += 1
     return same - 1
