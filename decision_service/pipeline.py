@@ -20,7 +20,12 @@ In order:
    the evidence allows it (at the last step: proof that the canary is not beyond the
    indifference zone), an ``abort`` only if the evidence rejects the tolerance (a hard SLO
    breach, the user's own limit, aborts regardless); otherwise ``hold`` with guardrail
-   ``shield`` and the reason, including how much more evidence a proof would need.
+   ``shield`` and the reason, including how much more evidence a proof would need. When the
+   policy's first choice is ruled out, its best *allowed* action (by its Q-values) stands if the
+   guardrails let it (preemptive shielding: the policy chooses among the allowed actions; a
+   ruled-out action's Q-value, learned as "this becomes a hold", never hides a promote or an
+   abort the policy ranks above holding). An agent's own action (:class:`FixedAction`) has no
+   second choice: ruled out, it holds.
 5. **Step count.** ``measurements_at_step`` comes from the caller. In the service it is this
    process's memory, which can only be short, never long (a restart, another replica, an
    eviction: see :mod:`decision_service.step_memory`). So a ``promote`` stands only if the policy
@@ -42,7 +47,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from decision_service.actions import ACTION_NAMES, PROMOTE, Action
+from decision_service.actions import ABORT, ACTION_NAMES, HOLD, PROMOTE, Action
 from decision_service.features import (
     FEATURE_NAMES,
     MEASUREMENTS_SCALE,
@@ -130,16 +135,22 @@ def decide(
     except MissingMetricError as missing:
         return Evaluation(no_data(missing), None, None, None)
     q = policy.q_values(observation)[0]
+    shielded = config.shield is not None and config.shield.enabled
+    allowed = allowed_actions(verdict) if shielded else _ALL_ALLOWED
     proposed = ACTION_NAMES[int(np.argmax(q))]
     q_values: dict[str, float] = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
-    if config.guardrails is None:
-        guarded = Guarded(proposed, None, f"The agent chose {proposed}.")
-    else:
-        guarded = apply_guardrails(proposed, snapshot, config.slo_latency_ms, config.guardrails)
-    if config.shield is not None and config.shield.enabled:
+    guarded = _guarded(proposed, snapshot, config)
+    if shielded:
         guarded = _shielded(guarded, verdict)
+        second = ACTION_NAMES[_masked_argmax(q, allowed)]
+        if guarded.guardrail == "shield" and second != "hold":
+            # the shield ruled out the policy's first choice: its best allowed one, if the
+            # guardrails let that stand (preemptive shielding)
+            alternative = _shielded(_guarded(second, snapshot, config), verdict)
+            if alternative.decision == second:
+                guarded = _second_choice(alternative, proposed, verdict)
     if guarded.decision == "promote":
-        doubt = first_count_without_promote(policy, observation, measurements_at_step)
+        doubt = first_count_without_promote(policy, observation, measurements_at_step, allowed)
         if doubt is not None:
             count, action = doubt
             guarded = Guarded(
@@ -239,16 +250,59 @@ def _shielded(guarded: Guarded, verdict: ShieldVerdict | None) -> Guarded:
     )
 
 
+_ALL_ALLOWED: Final = np.ones(len(ACTION_NAMES), dtype=bool)
+
+
+def allowed_actions(verdict: ShieldVerdict | None) -> npt.NDArray[np.bool_]:
+    """Which actions the shield allows (in :data:`ACTION_NAMES` order): hold always, promote
+    and abort when the evidence allows them (neither without evidence)."""
+    mask = np.zeros(len(ACTION_NAMES), dtype=bool)
+    mask[HOLD] = True
+    if verdict is not None:
+        mask[PROMOTE] = verdict.promote_allowed
+        mask[ABORT] = verdict.abort_allowed
+    return mask
+
+
+def _masked_argmax(q: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_]) -> int:
+    """The best allowed action; ties go to the first (hold)."""
+    return int(np.argmax(np.where(allowed, q, -np.inf), axis=-1))
+
+
+def _guarded(proposed: Action, snapshot: MetricsSnapshot, config: DecisionConfig) -> Guarded:
+    if config.guardrails is None:
+        return Guarded(proposed, None, f"The agent chose {proposed}.")
+    return apply_guardrails(proposed, snapshot, config.slo_latency_ms, config.guardrails)
+
+
+def _second_choice(guarded: Guarded, preferred: Action, verdict: ShieldVerdict | None) -> Guarded:
+    """The answer when the shield ruled out the policy's first choice and its best allowed one
+    stands: it says what the policy preferred and why that was not allowed."""
+    why = "it has no evidence to judge by"
+    if verdict is not None:
+        why = verdict.promote_reason if preferred == "promote" else verdict.abort_reason
+    return Guarded(
+        guarded.decision,
+        guarded.guardrail,
+        f"The policy preferred {preferred}, which the shield does not allow ({why}); of the "
+        f"allowed actions it chose {guarded.decision}. {guarded.reason}",
+    )
+
+
 def first_count_without_promote(
-    policy: Policy, observation: npt.NDArray[np.float32], taken: int
+    policy: Policy,
+    observation: npt.NDArray[np.float32],
+    taken: int,
+    allowed: npt.NDArray[np.bool_] = _ALL_ALLOWED,
 ) -> tuple[int, Action] | None:
-    """The smallest count above ``taken`` at which the policy would not promote, if any."""
+    """The smallest count above ``taken`` at which the policy would not promote (choosing among
+    the ``allowed`` actions, which do not depend on the count), if any."""
     counts = list(range(max(taken, 0) + 1, MEASUREMENTS_SCALE + 1))
     if not counts:
         return None
     batch = np.repeat(observation[np.newaxis, :], len(counts), axis=0)
     batch[:, COUNT_INDEX] = np.asarray(counts, dtype=np.float32) / MEASUREMENTS_SCALE
-    actions = policy.q_values(batch).argmax(axis=1)
+    actions = np.argmax(np.where(allowed[np.newaxis, :], policy.q_values(batch), -np.inf), axis=1)
     for count, action in zip(counts, actions, strict=True):
         if int(action) != PROMOTE:
             return count, ACTION_NAMES[int(action)]

@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "abort_margin=1 (tolerance)": {"abort_margin": 1.0},
     "no partial proof": {"partial_proof_weight": 100.0},
     "partial proof from 10 %": {"partial_proof_weight": 10.0},
+    "partial proof from 20 %": {"partial_proof_weight": 20.0},
+    "partial proof from 40 %": {"partial_proof_weight": 40.0},
     "partial proof at 50 %": {"partial_proof_alpha": 0.5},
     "full proof from 80 %": {"full_proof_weight": 80.0},
     "round-2 shield (margin 1, no partial proof)": {

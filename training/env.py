@@ -54,8 +54,9 @@ canary; 1.0 means one interval of all traffic). At the end:
 | aborted                      | ``-COST_FALSE_ABORT``  | ``+REWARD_ABORT_BAD``  |
 | paused (patience exhausted)  | ``-COST_PAUSE``        | ``-COST_PAUSE``        |
 
-A bad promotion costs most, a false abort next; a pause (a human must look) costs less than
-either but more than holding a few intervals. The episode objective, ``info["objective"]`` at
+A bad promotion costs most, a false abort next; a pause (a human must look, the release waits,
+a bad canary keeps serving until then) costs less than either but three times what a good
+release is worth, and more than holding a few intervals. The episode objective, ``info["objective"]`` at
 the end, is the sum of all these, including the costs of the intervals measured before the
 first decision (identical in expectation for every agent).
 
@@ -124,7 +125,12 @@ REWARD_PROMOTE_GOOD: Final = 1.0
 REWARD_ABORT_BAD: Final = 1.0
 COST_BAD_PROMOTION: Final = 10.0
 COST_FALSE_ABORT: Final = 5.0
-COST_PAUSE: Final = 1.0
+#: A pause hands the rollout to a person: an engineer's analysis, a release delayed until they
+#: act, and a bad canary serving its share meanwhile. Priced at 1 (round 3) it was as cheap as a
+#: good release was worth, and every agent learned to pause healthy canaries it could promote
+#: (v10 promoted 14 % of ``healthy``); at 3 it stays below a false abort (the same analysis plus a
+#: rollback and a re-release), so doubt still pauses rather than aborts.
+COST_PAUSE: Final = 3.0
 
 #: Draws the scenario of the next episode from the environment's generator.
 ScenarioSource = Callable[[np.random.Generator], Scenario]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
+from decision_service.actions import ABORT, PROMOTE
 from decision_service.features import FEATURE_NAMES
 from decision_service.guardrails import Guarded, GuardrailConfig
-from decision_service.pipeline import DecisionConfig, Evaluation, answer, decide
+from decision_service.pipeline import DecisionConfig, Evaluation, FixedAction, answer, decide
 from decision_service.policy import OnnxPolicy
+from decision_service.shield import ShieldConfig, ShieldVerdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError, VersionMetrics
 
 HEALTHY = VersionMetrics(requests=500, errors=2, latency_p50_ms=30, latency_p95_ms=60)
@@ -208,3 +212,64 @@ def test_every_answer_names_the_tolerance(policies: dict[str, OnnxPolicy]) -> No
     reason = decide(snapshot(), 0, policies["hold"], DecisionConfig(200.0, CONFIG)).guarded.reason
     assert "Over its life: errors 1x stable's (tolerance 1.2x + 0.1 pp)" in reason
     assert "p95 1x stable's (tolerance 1.2x + 5 ms)" in reason
+
+
+class _Ranked:
+    """A policy with the same Q-values for every observation."""
+
+    def __init__(self, hold: float, promote: float, abort: float) -> None:
+        self.q = np.array([[hold, promote, abort]], dtype=np.float32)
+
+    def q_values(self, observations: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        rows = np.asarray(observations).reshape(-1, len(FEATURE_NAMES)).shape[0]
+        return np.repeat(self.q, rows, axis=0)
+
+
+def _verdict(promote: bool, abort: bool) -> ShieldVerdict:
+    return ShieldVerdict(
+        promote_allowed=promote,
+        abort_allowed=abort,
+        full_proof=promote,
+        metrics=(),
+        promote_reason="proven" if promote else "not yet proven",
+        abort_reason="rejected" if abort else "no rejection yet",
+    )
+
+
+def _shielded_decision(policy: _Ranked, verdict: ShieldVerdict) -> Evaluation:
+    config = DecisionConfig(200.0, CONFIG, shield=ShieldConfig())
+    observation = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    return decide(snapshot(), 0, policy, config, observed=(observation, verdict))
+
+
+def test_the_shield_takes_the_policys_best_allowed_action() -> None:
+    """Preemptive shielding: with its first choice ruled out, the policy's next allowed one
+    stands (not a hold by default), and the answer says what was preferred and why not."""
+    evaluation = _shielded_decision(_Ranked(0.0, 0.5, 1.0), _verdict(True, False))
+    assert evaluation.proposed == "abort"
+    assert (evaluation.guarded.decision, evaluation.guarded.guardrail) == ("promote", None)
+    assert "preferred abort" in evaluation.guarded.reason
+    assert "no rejection yet" in evaluation.guarded.reason
+    # hold ranked above the allowed alternative: the shield holds, as before
+    held = _shielded_decision(_Ranked(0.7, 0.5, 1.0), _verdict(True, False))
+    assert (held.guarded.decision, held.guarded.guardrail) == ("hold", "shield")
+    assert "The decision was abort, but the shield holds: no rejection yet" in held.guarded.reason
+    # nothing allowed besides hold
+    blocked = _shielded_decision(_Ranked(0.0, 0.5, 1.0), _verdict(False, False))
+    assert (blocked.guarded.decision, blocked.guarded.guardrail) == ("hold", "shield")
+
+
+def test_a_fixed_action_the_shield_rules_out_is_a_hold() -> None:
+    """An agent's own action (a baseline, a learner) has no second choice: ruled out, it holds."""
+    for action, verdict in ((PROMOTE, _verdict(False, True)), (ABORT, _verdict(True, False))):
+        config = DecisionConfig(200.0, CONFIG, shield=ShieldConfig())
+        observation = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+        evaluation = decide(snapshot(), 0, FixedAction(action), config, (observation, verdict))
+        assert (evaluation.guarded.decision, evaluation.guarded.guardrail) == ("hold", "shield")
+
+
+def test_the_step_count_rule_judges_the_same_allowed_actions() -> None:
+    """At every larger count the same masked choice is made, so a promote the shield let the
+    policy choose over a ruled-out abort is not held by the step-count rule."""
+    evaluation = _shielded_decision(_Ranked(0.0, 0.5, 1.0), _verdict(True, False))
+    assert evaluation.guarded.guardrail != "step_count"
