@@ -49,7 +49,11 @@ false aborts.
   life's upper bound at ``1 − partial_proof_alpha`` below 0. A canary that cannot even lean good
   does not climb to weights where, neither proven nor rejected, it could only wait while
   serving most of the traffic. Reaching 100 % moves no user onto an unproven canary for good;
-  completing the rollout does.
+  completing the rollout does. The final proof also holds while a canary **drifts**: over the
+  calm windows at high weight, the least-squares slope of a metric's ``D`` less two standard
+  errors is above 0 and, at that rate, ``D`` would leave the zone within
+  ``drift_horizon_windows`` windows after promotion (the truth judges a canary over the half
+  hour after promotion, where a drift that barely shows during the rollout will be).
 * ``abort`` only when, for some metric, the **abort null** is rejected — stable itself by
   default (``abort_margin`` 0: the canary shown worse than stable, so a canary no worse than
   stable is aborted with probability at most ``α_abort``), the tolerance with ``abort_margin``
@@ -97,6 +101,10 @@ MIXTURE_REQUESTS: Final = 2000.0
 HIGH_SHARE: Final = 0.7
 #: Confidence of the light check below the last step (promote unless a regression shows).
 ALPHA_LIGHT: Final = 0.2
+#: The drift check: windows at high weight its line needs, and how many standard errors the
+#: slope must clear to count as growth (one-sided, about 97.7 %).
+TREND_MIN_WINDOWS: Final = 6
+TREND_Z: Final = 2.0
 _CHI2_UPPER_QUARTILE: Final = 1.3233036969314669  # of chi-square, one degree of freedom
 
 
@@ -152,6 +160,15 @@ class ShieldConfig(BaseModel):
         description="From this step weight (%) on, a promote needs the full proof, not only no "
         "sign of a regression: set it to the last step at which stable still serves traffic, "
         "since above it nothing is compared and an unproven canary could only wait.",
+    )
+    drift_horizon_windows: int = Field(
+        60,
+        ge=0,
+        le=10_000,
+        description="Analysis windows after promotion a drift is projected over (60: 30 minutes "
+        "of 30 s windows; 0: no drift check). The final proof also fails while a metric's "
+        "excess over the windows at high weight is shown to grow fast enough to leave the zone "
+        "within them.",
     )
     proof_windows: int = Field(
         10,
@@ -289,6 +306,48 @@ class _Sums:
         return max(model, empirical)
 
 
+@dataclass(slots=True)
+class _Trend:
+    """Least-squares line of one metric's promote-side excess ``D`` against the canary window's
+    index, over the calm windows at high weight (each window one point: at high weight they
+    serve about the same requests). Accumulated window by window."""
+
+    n: int = 0
+    sx: float = 0.0
+    sxx: float = 0.0
+    sd: float = 0.0
+    sxd: float = 0.0
+    sdd: float = 0.0
+    svar: float = 0.0  # Σ of the windows' model variances of D
+    last_x: float = 0.0
+
+    def add(self, x: float, d: float, var: float) -> None:
+        self.n += 1
+        self.sx += x
+        self.sxx += x * x
+        self.sd += d
+        self.sxd += x * d
+        self.sdd += d * d
+        self.svar += var
+        self.last_x = x
+
+    def line(self) -> tuple[float, float, float]:
+        """(slope per window, its standard error, the line's value at the last window); the
+        standard error is ``inf`` with fewer than :data:`TREND_MIN_WINDOWS` windows. The
+        residual variance is taken when larger than the windows' model variance (spikes,
+        clumps)."""
+        if self.n < TREND_MIN_WINDOWS:
+            return 0.0, math.inf, 0.0
+        mx, md = self.sx / self.n, self.sd / self.n
+        cxx = self.sxx - self.n * mx * mx
+        if cxx <= 0:
+            return 0.0, math.inf, md
+        slope = (self.sxd - self.n * mx * md) / cxx
+        residual = max(0.0, self.sdd - self.n * md * md - slope * slope * cxx) / (self.n - 2)
+        noise = max(residual, self.svar / self.n)
+        return slope, math.sqrt(noise / cxx), md + slope * (self.last_x - mx)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricEvidence:
     """One metric's accumulated evidence (immutable, what a snapshot carries)."""
@@ -312,6 +371,9 @@ class MetricEvidence:
     mean_step: float  # -inf before any
     variance_step: float
     unit_variance: float  # binomial variance per canary request (the mixture's scale)
+    trend_slope: float = 0.0  # D per window over the calm windows at high weight
+    trend_se: float = math.inf  # its standard error (inf: too few windows)
+    trend_last: float = 0.0  # the line's value at the last of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +412,8 @@ class Evidence:
     _proof: dict[Metric, _Sums] = field(default_factory=dict)  # promote side, calm windows
     _recent: dict[Metric, _Sums] = field(default_factory=dict)  # the same, at high weight
     _step: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, this step's windows
+    _trend: dict[Metric, _Trend] = field(default_factory=dict)  # promote side, at high weight
+    _windows: int = 0  # canary windows so far (the trend's x)
     _step_index: int = 0  # the current step's number (1, 2, ...), 0 before any canary window
     _step_canary: float = 0.0  # canary and all requests of the step's windows (its share)
     _step_total: float = 0.0
@@ -385,6 +449,7 @@ class Evidence:
         total = canary.requests + stable.requests
         self._share = canary.requests / total if total > 0 else 0.0
         if canary.requests > 0:
+            self._windows += 1
             self._track_step(canary.requests, total)
             self._canary_requests += canary.requests
             self._add_errors(canary, stable)
@@ -554,6 +619,7 @@ class Evidence:
             self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
             if self._share >= HIGH_SHARE:
                 self._recent.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
+                self._trend.setdefault(metric, _Trend()).add(self._windows, d_promote, var)
         self._unit_var[metric] = unit
 
     def summary(self) -> EvidenceSummary:
@@ -569,6 +635,7 @@ class Evidence:
             if abort.weight <= 0 and proof.weight <= 0:
                 continue
             k = kappa if metric == "error_rate" else 0.0
+            slope, slope_se, last = (self._trend.get(metric) or _Trend()).line()
             metrics.append(
                 MetricEvidence(
                     metric=metric,
@@ -590,6 +657,9 @@ class Evidence:
                     mean_step=step.total / step.weight if step.weight > 0 else -math.inf,
                     variance_step=step.variance(k),
                     unit_variance=self._unit_var[metric],
+                    trend_slope=slope,
+                    trend_se=slope_se,
+                    trend_last=last,
                 )
             )
         return EvidenceSummary(
@@ -635,6 +705,8 @@ class MetricVerdict:
     step_e_value: float = 1.0
     partial_upper: float = math.inf  # upper bound of D̄ (promote reference) at 1 − α_partial
     partial_needed: float | None = None  # more canary requests the partial proof needs
+    drift_projected: float = -math.inf  # D projected over the drift horizon (> 0: leaves the zone)
+    drift_growth: float = 0.0  # the growth per window it is projected with (the slope's bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,6 +782,10 @@ def shield_verdict(
                 needed = 0.0
             elif m.mean_promote < 0:
                 needed = _requests_to(m.mean_promote, m.variance_promote, wp, alpha)
+        growth = m.trend_slope - TREND_Z * m.trend_se
+        projected = -math.inf
+        if config.drift_horizon_windows > 0 and growth > 0:
+            projected = m.trend_last + growth * config.drift_horizon_windows
         lower = light = -math.inf
         if w > 0:
             lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, life_alpha) / w
@@ -736,14 +812,19 @@ def shield_verdict(
                 step_e_value=step_ev,
                 partial_upper=partial_upper,
                 partial_needed=partial_needed,
+                drift_projected=projected,
+                drift_growth=growth if projected > -math.inf else 0.0,
             )
         )
     complete = {v.metric for v in verdicts} == set(METRICS)
     tolerance = evidence.tolerance
     if last_step:
         blocking = [v for v in verdicts if v.upper_promote >= 0]
-        promote_ok = complete and not blocking
+        drifting = [v for v in verdicts if v.drift_projected > 0]
+        promote_ok = complete and not blocking and not drifting
         promote_reason = _proof_reason(verdicts, blocking, complete, config, tolerance, evidence)
+        if complete and not blocking and drifting:
+            promote_reason = _drift_reason(drifting, config)
     else:
         promote_ok, promote_reason = _climb(verdicts, complete, partial, config, evidence)
     rejecting = [v for v in verdicts if v.lower_abort > 0]
@@ -845,6 +926,27 @@ def _climb(
     if rate > 0:
         reason += f" ({more / rate:.0f} more windows at the current rate)"
     return False, reason
+
+
+def _drift_reason(drifting: list[MetricVerdict], config: ShieldConfig) -> str:
+    """Why a proven canary is still held: its excess grows fast enough to leave the zone."""
+    parts = []
+    for v in drifting:
+        unit = "pp" if v.metric == "error_rate" else "pp of requests beyond the zone's limit"
+        parts.append(
+            f"{_label(v.metric)} grows by at least {100 * v.drift_growth:.3f} {unit} per window "
+            f"at {100 * _TREND_CONFIDENCE:.1f} %"
+        )
+    return (
+        "promote blocked: shown within the zone, but drifting: "
+        + "; ".join(parts)
+        + f"; at that rate it leaves the zone within {config.drift_horizon_windows} windows "
+        "after promotion (SHIELD_DRIFT_HORIZON_WINDOWS)"
+    )
+
+
+#: One-sided confidence of :data:`TREND_Z`.
+_TREND_CONFIDENCE: Final = 0.5 * (1.0 + math.erf(TREND_Z / math.sqrt(2.0)))
 
 
 def _excess_text(metric: Metric, upper: float) -> str:

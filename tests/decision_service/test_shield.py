@@ -341,3 +341,70 @@ def test_the_abort_margin_sets_what_an_abort_must_show() -> None:
         verdict = shield_verdict(evidence.summary(), config, last_step=False)
         assert verdict.abort_allowed is allowed, (margin, verdict.abort_reason)
         assert ("worse than stable" in verdict.abort_reason) is (margin == 0.0)
+
+
+def _drifting(rng: np.random.Generator, windows: int, ms_per_window: float) -> Evidence:
+    """A canary at 90 % of 2,000 req/s whose median latency grows by ``ms_per_window`` from a
+    stable-like 60 ms, every window (errors as stable's)."""
+    evidence = Evidence(DEFAULT_TOLERANCE, abort_margin=0.0)
+    total = 2000 * 30
+    for _ in range(10):
+        evidence.add_baseline(_window(rng, total, 0.005))
+    for k in range(windows):
+        n_c = int(total * 0.9)
+        evidence.add(
+            _window(rng, n_c, 0.005, 60.0 + ms_per_window * k),
+            _window(rng, total - n_c, 0.005),
+        )
+    return evidence
+
+
+def test_a_proven_canary_whose_latency_drifts_out_of_the_zone_is_held() -> None:
+    """Within the zone over its windows (the proof holds), but its median grows 0.5 ms a window:
+    at that rate it leaves the zone (1.4x + 10 ms) within the horizon after promotion."""
+    evidence = _drifting(np.random.default_rng(20), windows=16, ms_per_window=0.5)
+    summary = evidence.summary()
+    off = shield_verdict(summary, ShieldConfig(drift_horizon_windows=0), last_step=True)
+    assert off.promote_allowed, off.promote_reason  # what the proof alone would do
+    verdict = shield_verdict(summary, ShieldConfig(), last_step=True)
+    assert not verdict.promote_allowed
+    assert "drifting" in verdict.promote_reason and "p50 grows" in verdict.promote_reason
+    assert "within 60 windows" in verdict.promote_reason
+    # a drift that needs far longer than the horizon to leave the zone does not hold
+    slow = shield_verdict(summary, ShieldConfig(drift_horizon_windows=5), last_step=True)
+    assert slow.promote_allowed, slow.promote_reason
+
+
+def test_the_drift_check_rarely_holds_a_canary_that_does_not_drift() -> None:
+    """No drift: over 200 canaries the check holds a proven one in at most a few percent (the
+    slope must clear two standard errors *and* carry the canary out of the zone)."""
+    rng = np.random.default_rng(21)
+    held = proven = 0
+    for _ in range(200):
+        summary = _drifting(rng, windows=12, ms_per_window=0.0).summary()
+        if not shield_verdict(summary, ShieldConfig(drift_horizon_windows=0), True).promote_allowed:
+            continue
+        proven += 1
+        held += not shield_verdict(summary, ShieldConfig(), True).promote_allowed
+    assert proven >= 150
+    assert held <= 0.03 * proven
+
+
+def test_the_drift_line_is_the_least_squares_line_of_the_windows() -> None:
+    """The trend's incremental sums give numpy's least-squares slope and its fitted last value."""
+    from decision_service.shield import _Trend
+
+    rng = np.random.default_rng(22)
+    x = np.arange(3, 15, dtype=float)
+    d = -0.2 + 0.01 * x + rng.normal(0, 0.005, x.size)
+    trend = _Trend()
+    for xi, di in zip(x, d, strict=True):
+        trend.add(xi, di, 0.0)
+    slope, se, last = trend.line()
+    fit = np.polyfit(x, d, 1)
+    assert slope == pytest.approx(fit[0], rel=1e-9)
+    assert last == pytest.approx(np.polyval(fit, x[-1]), rel=1e-9)
+    residual = d - np.polyval(fit, x)
+    expected_se = math.sqrt(residual @ residual / (x.size - 2) / ((x - x.mean()) ** 2).sum())
+    assert se == pytest.approx(expected_se, rel=1e-9)
+    assert _Trend().line()[1] == math.inf  # too few windows: no drift is ever shown
