@@ -45,6 +45,12 @@ class EnvSection(_Strict):
     patience: int = Field(10, ge=1, description="Measurements per step before a pause.")
     interval_seconds: float = Field(30.0, gt=0, description="Analysis interval.")
     slo_latency_ms: float = Field(200.0, gt=0, description="Latency SLO the features use.")
+    pause_cost: float = Field(
+        1.0,
+        gt=0,
+        description="A pause's cost in the training reward (reward shaping: evaluation always "
+        "scores a pause at training.env.COST_PAUSE).",
+    )
 
 
 class DQNSection(_Strict):
@@ -115,6 +121,7 @@ class TrainConfig(_Strict):
             patience=self.env.patience,
             interval_seconds=self.env.interval_seconds,
             slo_latency_ms=self.env.slo_latency_ms,
+            pause_cost=self.env.pause_cost,
             guardrails=self.guardrails,
             tolerance=self.tolerance,
             shield=self.shield if self.shield.enabled else None,
