@@ -107,7 +107,7 @@ replay-parity: install prometheus
 
 # The shipped policy: two seeds of one config, trained side by side (one core each).
 TRAIN_SEEDS ?= 7 11
-RUN_PREFIX ?= dqn11
+RUN_PREFIX ?= dqn12
 train: install
 	@pids=""; for seed in $(TRAIN_SEEDS); do \
 	  $(PYTHON) -m training.train --config training/configs/dqn.yaml \

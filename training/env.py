@@ -57,7 +57,7 @@ canary; 1.0 means one interval of all traffic). At the end:
 A bad promotion costs most, a false abort next; a pause (a human must look) costs less than
 either but more than holding a few intervals: a pause with a clear reason beats a guess.
 ``EnvConfig.pause_cost`` replaces ``COST_PAUSE`` for training only (the shipped recipe trains
-with 3, see ``training/configs/dqn.yaml``); every evaluation, tuning and report uses the
+with 2, see ``training/configs/dqn.yaml``); every evaluation, tuning and report uses the
 objective above. The episode objective, ``info["objective"]`` at
 the end, is the sum of all these, including the costs of the intervals measured before the
 first decision (identical in expectation for every agent).
@@ -158,8 +158,9 @@ class EnvConfig:
     #: The pause's cost in the reward. The objective every agent is scored on (evaluation,
     #: tuning, reports) is ``COST_PAUSE``; a training run may price a pause higher (reward
     #: shaping). Priced at 1 in training, the DQN learned to pause healthy canaries the shield
-    #: let it complete (v10 completed 14 % of ``healthy``, the shield's own rule most at 200
-    #: req/s); at 3, still below a false abort, it learned to complete them.
+    #: let it complete (v10 completed 14 % of ``healthy`` and none at 200 req/s, where the
+    #: shield's own rule completes most); at 2 (the shipped recipe) it completes them; at 3 it
+    #: also rolled back canaries with a cold start (``models/evaluation/NOTES.md``).
     pause_cost: float = COST_PAUSE
     extra: dict[str, Any] = field(default_factory=dict)
 

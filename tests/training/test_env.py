@@ -90,6 +90,24 @@ def test_patience_exhausted_pauses() -> None:
     assert info["decisions"] == 3 and info["holds"] == 3
 
 
+def test_the_pause_is_priced_by_the_config_for_training_only() -> None:
+    """The same held episode costs ``COST_PAUSE`` (the objective) more at the pause by default,
+    and ``pause_cost`` more with the training's shaping: nothing else changes."""
+    ends = {}
+    for cost in (None, 3.0):
+        env = (
+            make("healthy", patience=3)
+            if cost is None
+            else make("healthy", patience=3, pause_cost=cost)
+        )
+        env.reset(seed=4)
+        rewards = [env.step(HOLD)[1] for _ in range(3)]
+        ends[cost] = rewards
+    assert ends[None][:2] == ends[3.0][:2]
+    assert ends[None][2] - ends[3.0][2] == pytest.approx(3.0 - env_module.COST_PAUSE)
+    assert env_module.COST_PAUSE == 1.0  # the objective every agent is scored on
+
+
 def test_measurements_at_step_counts_and_resets() -> None:
     env = make("healthy")
     env.reset(seed=5)
