@@ -142,13 +142,14 @@ def decide(
     guarded = _guarded(proposed, snapshot, config)
     if shielded:
         guarded = _shielded(guarded, verdict)
-        second = ACTION_NAMES[_masked_argmax(q, allowed)]
-        if guarded.guardrail == "shield" and second != "hold":
+        if guarded.guardrail == "shield":
             # the shield ruled out the policy's first choice: its best allowed one, if the
             # guardrails let that stand (preemptive shielding)
-            alternative = _shielded(_guarded(second, snapshot, config), verdict)
-            if alternative.decision == second:
-                guarded = _second_choice(alternative, proposed, verdict)
+            second = ACTION_NAMES[int(_masked_argmax(q, allowed))]
+            if second != "hold":
+                alternative = _shielded(_guarded(second, snapshot, config), verdict)
+                if alternative.decision == second:
+                    guarded = _second_choice(alternative, proposed, verdict)
     if guarded.decision == "promote":
         doubt = first_count_without_promote(policy, observation, measurements_at_step, allowed)
         if doubt is not None:
@@ -264,9 +265,13 @@ def allowed_actions(verdict: ShieldVerdict | None) -> npt.NDArray[np.bool_]:
     return mask
 
 
-def _masked_argmax(q: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_]) -> int:
-    """The best allowed action; ties go to the first (hold)."""
-    return int(np.argmax(np.where(allowed, q, -np.inf), axis=-1))
+def _masked_argmax(
+    q: npt.NDArray[np.float32], allowed: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """The best allowed action of each row of Q-values (or of one row); ties go to the first
+    (hold)."""
+    best: npt.NDArray[np.intp] = np.argmax(np.where(allowed, q, -np.inf), axis=-1)
+    return best
 
 
 def _guarded(proposed: Action, snapshot: MetricsSnapshot, config: DecisionConfig) -> Guarded:
@@ -302,7 +307,7 @@ def first_count_without_promote(
         return None
     batch = np.repeat(observation[np.newaxis, :], len(counts), axis=0)
     batch[:, COUNT_INDEX] = np.asarray(counts, dtype=np.float32) / MEASUREMENTS_SCALE
-    actions = np.argmax(np.where(allowed[np.newaxis, :], policy.q_values(batch), -np.inf), axis=1)
+    actions = _masked_argmax(policy.q_values(batch), allowed)
     for count, action in zip(counts, actions, strict=True):
         if int(action) != PROMOTE:
             return count, ACTION_NAMES[int(action)]

@@ -31,7 +31,7 @@ from decision_service.guardrails import GuardrailConfig
 from decision_service.shield import ShieldConfig
 from decision_service.tolerance import Tolerance
 from scenarios import Scenario, load_scenarios
-from training.env import CanaryRolloutEnv, EnvConfig
+from training.env import COST_PAUSE, CanaryRolloutEnv, EnvConfig
 from training.generator import mixed_source
 from training.seeds import episode_seed
 
@@ -46,7 +46,7 @@ class EnvSection(_Strict):
     interval_seconds: float = Field(30.0, gt=0, description="Analysis interval.")
     slo_latency_ms: float = Field(200.0, gt=0, description="Latency SLO the features use.")
     pause_cost: float = Field(
-        1.0,
+        COST_PAUSE,
         gt=0,
         description="A pause's cost in the training reward (reward shaping: evaluation always "
         "scores a pause at training.env.COST_PAUSE).",
