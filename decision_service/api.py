@@ -329,8 +329,7 @@ def measure(
     :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
     """
     try:
-        snapshot = source.snapshot_blocking(target, step_weight, at)
-        windows = source.windows_blocking(target, at)
+        snapshot, windows = source.readings_blocking(target, step_weight, at)
     except MissingMetricError as missing:
         return Measurement(missing, None)
     evidence = evidence_from(windows.baseline, windows.life, tolerance, shield)

@@ -86,10 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValidationError, TemplateError) as exc:
         print(f"check-queries: {exc}", file=sys.stderr)
         return 2
-    ranges = {"window": settings.analysis_window, "life": "<the canary's age>s"}
+    ranges = {"window": settings.analysis_window}
     print(f"Prometheus: {settings.prometheus_url}  (preset {settings.query_preset!r})")
     print(f"canary start query:\n  {rendered.canary_start}")
-    print(f"span query (window and life):\n  {rendered.spans(ranges)}\n")
+    print(
+        f"window query (a range query stepped by {settings.analysis_window}):\n"
+        f"  {rendered.spans(ranges)}\n"
+    )
     client = prometheus_client(
         settings.prometheus_url, settings.prometheus_timeout_seconds, QUERY_THREADS
     )
@@ -104,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing: list[str] = []
     try:
         try:
-            snapshot = source.snapshot_blocking(target, 0.0)
+            snapshot, windows = source.readings_blocking(target, 0.0)
         except MissingMetricError as exc:
             print(f"MISSING  {exc}: the canary has no series; every decision holds (no_data)")
             return 1
@@ -119,7 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             text, gaps = _describe(name, version)
             print(f"  {text}")
             missing += gaps
-        windows = source.windows_blocking(target)
         with_latency = sum(1 for c, _ in windows.life if c.has_latency)
         print(
             f"  shield windows: {len(windows.baseline)} of stable before the canary, "

@@ -1,10 +1,12 @@
-"""Prometheus's answers, parsed: the span query's series become each version's metrics.
+"""Prometheus's answers, parsed: the window query's series become each version's metrics.
 
-:func:`parse_spans` turns the combined span query's instant vector (see
-:mod:`decision_service.queries`) into :class:`~decision_service.snapshot.VersionMetrics` per span
-and version; :func:`parse_start` reads the canary's start time. Latency quantiles are computed
-from the bucket counts with :func:`decision_service.histogram.histogram_quantile`, which follows
-Prometheus's own ``histogram_quantile``.
+:func:`parse_matrix` sums the window-by-window range query's matrix (see
+:mod:`decision_service.queries`) per window and version; its :class:`WindowMatrix` gives the
+shield's windows and :class:`~decision_service.snapshot.VersionMetrics` over any of them (one
+window, or the canary's life). :func:`parse_start` reads the canary's start time. Latency
+quantiles are computed from the bucket counts with
+:func:`decision_service.histogram.histogram_quantile`, which follows Prometheus's own
+``histogram_quantile``.
 
 An answer that does not fit the contract raises :class:`PrometheusUnavailable` (the decision is
 a 503); a count Prometheus did not return stays NaN and a latency ``None`` — never filled in.
@@ -76,16 +78,6 @@ def parse_start(result: Any) -> float | None:
     return min(finite) if finite else None
 
 
-@dataclass(slots=True)
-class _Accumulator:
-    requests: float = 0.0
-    errors: float = 0.0
-    request_series: int = 0
-    nan: bool = False
-    buckets: dict[float, float] | None = None
-    buckets_nan: bool = False
-
-
 def _quantiles(buckets: dict[float, float], scale: float) -> tuple[float | None, float | None]:
     bounds = sorted(b for b in buckets if math.isfinite(b))
     if math.inf not in buckets or not bounds:
@@ -102,7 +94,7 @@ def _quantiles(buckets: dict[float, float], scale: float) -> tuple[float | None,
 
 
 def _template_error(templates: QueryTemplates, labels: dict[str, str]) -> PrometheusUnavailable:
-    """Why a series does not fit the template contract (for the slow path of parse_spans)."""
+    """Why a series does not fit the template contract."""
     tag = labels.get(QUERY_TAG_LABEL, "")
     name = tag.partition(":")[2]
     if name not in {"requests", "latency_buckets"}:
@@ -123,86 +115,72 @@ def _template_error(templates: QueryTemplates, labels: dict[str, str]) -> Promet
     )
 
 
-def parse_spans(
-    result: Any, templates: QueryTemplates, canary: str, stable: str, spans: Iterable[str]
-) -> dict[str, dict[str, VersionMetrics]]:
-    """``{span: {"canary": VersionMetrics, "stable": VersionMetrics}}`` from the span query.
+@dataclass(slots=True)
+class WindowMatrix:
+    """The window-by-window range query's answer, summed per window end and version.
 
-    A count Prometheus did not return is NaN and a latency ``None``: the feature module then
-    raises :class:`MissingMetricError` and the service holds. Nothing is filled in.
+    ``counts[(t, track)]`` is ``[requests, errors]``, ``buckets[(t, track)]`` the raw ``le``
+    counts (cumulative over ``le``, as Prometheus returns them); ``broken`` holds the window ends
+    where some series was NaN (such a window is left out whole: nothing is filled in);
+    ``times`` every window end the answer holds. ``scale`` turns the latency unit into ms.
     """
-    is_error = re.compile(templates.error_status).fullmatch
-    version_label, status_label = templates.version_label, templates.status_label
-    spans = list(spans)
-    acc = {(span, track): _Accumulator() for span in spans for track in ("canary", "stable")}
-    # (tag, version) -> (slot, is requests): one dict lookup per series on the hot path
-    slots = {
-        (f"{span}:{name}", version): (acc[span, track], name == "requests")
-        for span in spans
-        for name in ("requests", "latency_buckets")
-        for version, track in ((canary, "canary"), (stable, "stable"))
-    }
-    for series in _result_list(result):
-        labels, value = _sample_value(series)
-        entry = slots.get((labels.get(QUERY_TAG_LABEL, ""), labels.get(version_label, "")))
-        if entry is None:
-            if version_label in labels and labels.get(QUERY_TAG_LABEL, "").partition(":")[2] in {
-                "requests",
-                "latency_buckets",
-            }:
-                continue  # another version matched by a user's wider selector
-            raise _template_error(templates, labels)
-        slot, is_requests = entry
-        if is_requests:
-            status = labels.get(status_label)
-            if status is None:
-                raise _template_error(templates, labels)
-            slot.request_series += 1
-            if value != value:  # NaN
-                slot.nan = True
-            slot.requests += value
-            if is_error(status):
-                slot.errors += value
-        else:
-            try:
-                bound = float(labels["le"])
-            except (KeyError, ValueError):
-                raise _template_error(templates, labels) from None
-            if bound != bound:
-                raise _template_error(templates, labels)
-            if slot.buckets is None:
-                slot.buckets = {}
-            if value != value:
-                slot.buckets_nan = True
-            slot.buckets[bound] = slot.buckets.get(bound, 0.0) + value
-    scale = 1000.0 if templates.latency_unit == "seconds" else 1.0
-    out: dict[str, dict[str, VersionMetrics]] = {}
-    for (span, track), slot in acc.items():
-        counted = slot.request_series > 0 and not slot.nan
-        p50, p95 = (
-            _quantiles(slot.buckets, scale)
-            if slot.buckets is not None and not slot.buckets_nan
-            else (None, None)
-        )
-        out.setdefault(span, {})[track] = VersionMetrics(
-            requests=slot.requests if counted else math.nan,
-            errors=slot.errors if counted else math.nan,
+
+    counts: dict[tuple[float, str], list[float]]
+    buckets: dict[tuple[float, str], dict[float, float]]
+    broken: set[float]
+    times: set[float]
+    scale: float
+
+    def windows(self) -> dict[float, tuple[VersionWindow, VersionWindow]]:
+        """``{window end: (canary, stable)}`` for every window end that is not broken."""
+        out: dict[float, tuple[VersionWindow, VersionWindow]] = {}
+        for t in sorted({t for t, _ in self.counts} - self.broken):
+            pair = [
+                _version_window(self.counts.get((t, k)), self.buckets.get((t, k)), self.scale)
+                for k in ("canary", "stable")
+            ]
+            out[t] = (pair[0], pair[1])
+        return out
+
+    def end_near(self, at: float) -> float | None:
+        """The window end the answer holds at ``at`` (to the millisecond Prometheus keeps)."""
+        nearest = min(self.times, key=lambda t: abs(t - at), default=None)
+        return nearest if nearest is not None and abs(nearest - at) < 0.0015 else None
+
+    def metrics(self, ends: Iterable[float], track: str) -> VersionMetrics:
+        """One version's :class:`VersionMetrics` over the windows ending at ``ends`` (summed,
+        broken ones left out): NaN counts when the
+        version has no series in any of them, latencies ``None`` without buckets."""
+        requests = errors = 0.0
+        counted = False
+        histogram: dict[float, float] = {}
+        for t in ends:
+            if t in self.broken:
+                continue
+            count = self.counts.get((t, track))
+            if count is not None:
+                counted = True
+                requests += count[0]
+                errors += count[1]
+            for bound, value in self.buckets.get((t, track), {}).items():
+                histogram[bound] = histogram.get(bound, 0.0) + value
+        p50, p95 = _quantiles(histogram, self.scale) if histogram else (None, None)
+        return VersionMetrics(
+            requests=requests if counted else math.nan,
+            errors=errors if counted else math.nan,
             latency_p50_ms=p50,
             latency_p95_ms=p95,
         )
-    return out
 
 
-def parse_windows(
+def parse_matrix(
     result: Any, templates: QueryTemplates, canary: str, stable: str, span: str = "window"
-) -> dict[float, tuple[VersionWindow, VersionWindow]]:
-    """``{window end: (canary, stable)}`` from the window-by-window range query (a matrix).
+) -> WindowMatrix:
+    """The window-by-window range query (a matrix), summed per window end and version.
 
-    Each window's counts come from the same ``requests`` and ``latency_buckets`` templates as
-    the snapshot's last window; a version with no series at a time has no requests there (the
-    shield leaves such a window out), and a NaN count leaves the whole window out: nothing is
-    filled in. Bucket counts are made monotonic as ``histogram_quantile`` does and returned per
-    bucket (not cumulative), with their bounds in milliseconds.
+    Each window's counts come from the ``requests`` and ``latency_buckets`` templates over one
+    analysis window; a version with no series at a time has no counts there, and a NaN count
+    marks the whole window broken: nothing is filled in.
     """
     if not isinstance(result, list):
         raise PrometheusUnavailable("malformed", f"expected a matrix, got {str(result)[:200]}")
@@ -212,6 +190,7 @@ def parse_windows(
     counts: dict[tuple[float, str], list[float]] = {}  # (t, track) -> [requests, errors]
     buckets: dict[tuple[float, str], dict[float, float]] = {}
     broken: set[float] = set()
+    times: set[float] = set()
     for series in result:
         try:
             labels, values = series["metric"], series["values"]
@@ -243,6 +222,7 @@ def parse_windows(
                 t, value = float(point[0]), float(point[1])
             except (IndexError, TypeError, ValueError) as exc:
                 raise _malformed(series) from exc
+            times.add(t)
             if value != value:
                 broken.add(t)
                 continue
@@ -255,15 +235,7 @@ def parse_windows(
                 histogram = buckets.setdefault((t, track), {})
                 histogram[bound] = histogram.get(bound, 0.0) + value
     scale = 1000.0 if templates.latency_unit == "seconds" else 1.0
-    times = sorted({t for t, _ in counts} - broken)
-    out: dict[float, tuple[VersionWindow, VersionWindow]] = {}
-    for t in times:
-        pair = [
-            _version_window(counts.get((t, k)), buckets.get((t, k)), scale)
-            for k in ("canary", "stable")
-        ]
-        out[t] = (pair[0], pair[1])
-    return out
+    return WindowMatrix(counts, buckets, broken, times, scale)
 
 
 def _version_window(

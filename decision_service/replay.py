@@ -3,8 +3,8 @@
 Before turning the service on, replay your last rollouts: at every moment Argo measured the
 canary, what would the service have answered? Each measurement instant is evaluated as the
 route evaluates a request at that moment (:func:`decision_service.api.measure` with ``at=``):
-the span query as an instant query with ``time=`` the instant, the shield's windows as a range
-query ending there, the same templates (``QUERY_PRESET`` / ``QUERY_TEMPLATES_FILE``), the same
+the window query as a range query ending at the instant (the snapshot and the shield's windows
+alike), the same templates (``QUERY_PRESET`` / ``QUERY_TEMPLATES_FILE``), the same
 settings (``SLO_LATENCY``, ``GUARDRAIL_*``, ``TOLERANCE_*``, ``SHIELD_*``, ``ANALYSIS_WINDOW``,
 ``MODEL_PATH``: read from the environment as the service reads them), the same pipeline. The
 step count is what one replica's memory would hold (the answered measurements before it at the

@@ -80,8 +80,11 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import itemgetter
 from typing import Final
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
@@ -387,13 +390,46 @@ class EvidenceSummary:
 
 
 def _weighted_median(values: list[tuple[float, float]]) -> float:
-    total = sum(w for _, w in values)
-    running = 0.0
-    for value, weight in values:
-        running += weight
-        if running >= total / 2:
-            return value
-    return values[-1][0]
+    """The first value (in ``values``' sorted order) at which the running weight reaches half
+    the total. The running sums come from ``accumulate`` and the search from ``bisect``, both in
+    C (the same left-to-right sums as a loop): stable's history grows by a window at a time and
+    the service rebuilds the evidence of a whole life per decision."""
+    running = list(accumulate(map(itemgetter(1), values)))
+    index = bisect.bisect_left(running, running[-1] / 2)
+    return values[min(index, len(values) - 1)][0]
+
+
+class _StableCounts:
+    """Stable's windows for the dispersion estimate, appended one at a time: requests and
+    errors in arrays (so each estimate is a few array operations, not a loop over stable's
+    history: the service rebuilds a whole life's evidence per decision), the requests also
+    sorted (their median) and their largest."""
+
+    __slots__ = ("_errors", "_requests", "most_requests", "size", "sorted_requests")
+
+    def __init__(self) -> None:
+        self._requests = np.empty(64)
+        self._errors = np.empty(64)
+        self.size = 0
+        self.sorted_requests: list[float] = []
+        self.most_requests = 0.0
+
+    def append(self, requests: float, errors: float) -> None:
+        if self.size == len(self._requests):
+            self._requests = np.concatenate([self._requests, np.empty(self.size)])
+            self._errors = np.concatenate([self._errors, np.empty(self.size)])
+        self._requests[self.size], self._errors[self.size] = requests, errors
+        self.size += 1
+        bisect.insort(self.sorted_requests, requests)
+        self.most_requests = max(self.most_requests, requests)
+
+    @property
+    def requests(self) -> np.ndarray:
+        return self._requests[: self.size]
+
+    @property
+    def errors(self) -> np.ndarray:
+        return self._errors[: self.size]
 
 
 @dataclass
@@ -421,8 +457,8 @@ class Evidence:
     # stable's window values so far, sorted, with their request weights (for the baseline)
     _stable_rates: list[tuple[float, float]] = field(default_factory=list)
     _stable_quantiles: dict[Metric, list[tuple[float, float]]] = field(default_factory=dict)
-    # stable's windows for the dispersion estimate: (requests, errors)
-    _stable_counts: list[tuple[float, float]] = field(default_factory=list)
+    # stable's windows for the dispersion estimate
+    _stable_counts: _StableCounts = field(default_factory=lambda: _StableCounts())
     _canary_requests: float = 0.0
     _last_canary: float = 0.0
     _share: float = 0.0
@@ -476,7 +512,7 @@ class Evidence:
         self._kappa = None
         self._baselines.clear()
         bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
-        self._stable_counts.append((stable.requests, stable.errors))
+        self._stable_counts.append(stable.requests, stable.errors)
         for metric, q in QUANTILES:
             value = _quantile_ms(stable, q)
             if value is not None:
@@ -497,13 +533,15 @@ class Evidence:
 
     def _dispersion(self) -> float:
         counts = self._stable_counts
-        if len(counts) < 3:
+        if counts.size < 3:
             return 0.0
         p = _weighted_median(self._stable_rates)
-        p = min(max(p, 0.5 / max(n for n, _ in counts)), 0.5)
-        residuals = sorted(((e - n * p) ** 2 / (n * p * (1.0 - p)), n) for n, e in counts)
-        upper_residual = residuals[(3 * len(residuals)) // 4][0]
-        median_requests = sorted(n for n, _ in counts)[len(counts) // 2]
+        p = min(max(p, 0.5 / counts.most_requests), 0.5)
+        n, e = counts.requests, counts.errors
+        residuals = (e - n * p) ** 2 / (n * p * (1.0 - p))  # elementwise, in C
+        upper = (3 * counts.size) // 4
+        upper_residual = float(np.partition(residuals, upper)[upper])
+        median_requests = counts.sorted_requests[counts.size // 2]
         return max(0.0, (upper_residual / _CHI2_UPPER_QUARTILE - 1.0) / median_requests)
 
     def _baseline(self, metric: str, history: list[tuple[float, float]]) -> float:

@@ -92,8 +92,8 @@ def test_an_idle_canary_holds_with_no_data(client_for: ClientFactory) -> None:
 def test_a_stable_window_without_series_holds_below_100(
     client_for: ClientFactory, weight: str
 ) -> None:
-    """Stable's window series gone (its life-long ones still there), an always-promote model:
-    hold with no_data below 100 %, the reason naming stable's window."""
+    """Stable's window series gone, an always-promote model: hold with no_data below 100 %,
+    the reason naming stable's window."""
     client = client_for(
         handler=demo_prometheus(Traffic(300, 1), None, stable_life=Traffic(1200, 4))
     )
@@ -106,14 +106,31 @@ def test_a_stable_window_without_series_holds_below_100(
 def test_at_100_a_stable_without_window_traffic_is_judged_on_its_life(
     client_for: ClientFactory,
 ) -> None:
-    """At 100 % stable serves nothing: its life-long figures stand in, not no_data (the shield
+    """At 100 % stable serves nothing in the last window: its figures over the canary's life
+    (the sum of its windows, when it still served traffic) stand in, not no_data (the shield
     is off here; with it, the final promote also needs its proof, tested elsewhere)."""
     client = client_for(
-        handler=demo_prometheus(Traffic(300, 1), None, stable_life=Traffic(1200, 4)),
+        handler=_stable_idle_in_the_last_window(demo_prometheus(Traffic(300, 1), Traffic(1200, 4))),
         shield_enabled=False,
     )
     answer = client.post("/v1/decide", json=BODY | {"step_weight": "100"}).json()
     assert (answer["decision"], answer["guardrail"]) == ("promote", None)
+
+
+def _stable_idle_in_the_last_window(handler: Callable[[str], Reply]) -> Callable[[str], Reply]:
+    """``handler``, except that stable's series count nothing in the range's last window."""
+
+    def wrapped(query: str) -> Reply:
+        reply = handler(query)
+        body = reply.body
+        if not isinstance(body, dict) or "window:requests" not in query:
+            return reply
+        for series in body["data"]["result"]:
+            if series["metric"].get("rollouts_pod_template_hash") == BODY["stable_hash"]:
+                series["_history"] = [series["value"][1], "0.0"]
+        return reply
+
+    return wrapped
 
 
 @pytest.mark.parametrize(
@@ -483,18 +500,22 @@ def test_a_retried_analysis_starts_counting_from_zero(
 def _with_window_history(
     handler: Callable[[str], Reply], shares: list[tuple[float, float]]
 ) -> Callable[[str], Reply]:
-    """``handler``, except the range query: canary/stable requests per window as given."""
+    """``handler``, except the range query: canary/stable requests per window as given (and
+    the latency buckets as ``handler`` has them)."""
 
     def wrapped(query: str) -> Reply:
         reply = handler(query)
         body = reply.body
-        if not isinstance(body, dict) or "window:requests" not in query or "life:" in query:
+        if not isinstance(body, dict) or "window:requests" not in query:
             return reply
         result = []
         for series in body["data"]["result"]:
             labels = series["metric"]
             is_canary = labels.get("rollouts_pod_template_hash") == BODY["canary_hash"]
-            if labels.get("decision_query") != "window:requests" or labels.get("code") != "200":
+            if labels.get("decision_query") != "window:requests":
+                result.append(series)
+                continue
+            if labels.get("code") != "200":
                 continue
             values = [str(c if is_canary else s) for c, s in shares]
             result.append({"metric": labels, "value": [0, values[-1]], "_history": values})

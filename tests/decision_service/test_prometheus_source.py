@@ -14,11 +14,12 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from string import Template
+from typing import Any
 
 import pytest
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
-from decision_service.prometheus_answers import PrometheusUnavailable, parse_spans, parse_start
+from decision_service.prometheus_answers import PrometheusUnavailable, parse_matrix, parse_start
 from decision_service.prometheus_source import (
     BASELINE_WINDOWS,
     PrometheusSource,
@@ -33,7 +34,7 @@ from decision_service.queries import (
     load_templates,
     render,
 )
-from decision_service.snapshot import MissingMetricError
+from decision_service.snapshot import MissingMetricError, VersionMetrics
 from tests.support.fake_prometheus import FakePrometheus, Reply, vector
 from tests.support.tcp_proxy import FaultProxy, Mode
 
@@ -170,6 +171,16 @@ def _cumulative(latency: float, n: float) -> dict[float, float]:
 DEMO = load_templates("demo")
 
 
+def _parse_window(
+    result: list[dict[str, Any]], templates: QueryTemplates = DEMO
+) -> dict[str, VersionMetrics]:
+    """An instant vector's series as a one-window matrix (ending at t = 1), parsed as the
+    range answer is: ``{"canary": ..., "stable": ...}`` for canary abc and stable def."""
+    points = [{"metric": s["metric"], "values": [[1.0, s["value"][1]]]} for s in result]
+    matrix = parse_matrix(points, templates, "abc", "def")
+    return {track: matrix.metrics((1.0,), track) for track in ("canary", "stable")}
+
+
 def test_parse_counts_errors_by_status_and_computes_quantiles_like_prometheus() -> None:
     canary = _cumulative(0.035, 100)
     series = [
@@ -181,7 +192,7 @@ def test_parse_counts_errors_by_status_and_computes_quantiles_like_prometheus() 
         *_buckets("window", "def", _cumulative(0.02, 400)),
     ]
     body = vector(*series)["data"]["result"]
-    parsed = parse_spans(body, DEMO, "abc", "def", ["window"])["window"]
+    parsed = _parse_window(body)
     assert parsed["canary"].requests == 105.0
     assert parsed["canary"].errors == 10.0
     assert parsed["stable"].errors == 0.0  # requests served, no error code: zero, measured
@@ -195,12 +206,12 @@ def test_parse_counts_errors_by_status_and_computes_quantiles_like_prometheus() 
 
 def test_missing_series_stay_missing_never_filled_in() -> None:
     body = vector(_requests("window", "def", "200", 400.0))["data"]["result"]
-    parsed = parse_spans(body, DEMO, "abc", "def", ["window", "life"])
-    canary = parsed["window"]["canary"]
+    parsed = _parse_window(body)
+    canary = parsed["canary"]
     assert math.isnan(canary.requests) and math.isnan(canary.errors)
     assert canary.latency_p50_ms is None and canary.latency_p95_ms is None
-    assert parsed["window"]["stable"].latency_p95_ms is None  # no histogram series
-    assert math.isnan(parsed["life"]["stable"].requests)
+    assert parsed["stable"].requests == 400.0
+    assert parsed["stable"].latency_p95_ms is None  # no histogram series
 
 
 def test_nan_values_are_missing() -> None:
@@ -209,7 +220,7 @@ def test_nan_values_are_missing() -> None:
         *_buckets("window", "abc", {0.1: math.nan, math.inf: math.nan}),
     ]
     body = vector(*series)["data"]["result"]
-    canary = parse_spans(body, DEMO, "abc", "def", ["window"])["window"]["canary"]
+    canary = _parse_window(body)["canary"]
     assert math.isnan(canary.requests)
     assert canary.latency_p50_ms is None
 
@@ -217,7 +228,7 @@ def test_nan_values_are_missing() -> None:
 def test_non_monotonic_buckets_are_made_monotonic_as_prometheus_does() -> None:
     counts = {0.01: 10.0, 0.02: 9.5, 0.05: 20.0, math.inf: 20.0}  # increase() extrapolation dip
     body = vector(*_buckets("window", "abc", counts))["data"]["result"]
-    canary = parse_spans(body, DEMO, "abc", "def", ["window"])["window"]["canary"]
+    canary = _parse_window(body)["canary"]
     assert canary.latency_p50_ms == pytest.approx(10.0)
 
 
@@ -241,8 +252,8 @@ def test_milliseconds_histograms_are_not_rescaled() -> None:
             10.0,
         ),
     ]
-    canary = parse_spans(vector(*series)["data"]["result"], istio, "abc", "def", ["window"])
-    assert canary["window"]["canary"].latency_p50_ms == pytest.approx(25.0)
+    canary = _parse_window(vector(*series)["data"]["result"], istio)["canary"]
+    assert canary.latency_p50_ms == pytest.approx(25.0)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +271,7 @@ def test_series_that_break_the_template_contract_are_errors(
     labels: dict[str, str], message: str
 ) -> None:
     with pytest.raises(PrometheusUnavailable, match=message) as caught:
-        parse_spans(vector((labels, 1.0))["data"]["result"], DEMO, "abc", "def", ["window"])
+        _parse_window(vector((labels, 1.0))["data"]["result"])
     assert caught.value.kind == "bad_template"
 
 
@@ -268,16 +279,17 @@ def test_series_that_break_the_template_contract_are_errors(
     "result",
     [
         {"not": "a list"},
-        [{"metric": {}, "value": [1, "x"]}],
-        [{"metric": "labels", "value": [1, "1"]}],
-        [{"value": [1, "1"]}],
-        [{"metric": {}, "value": [1]}],
-        [{"metric": {}, "value": [1, 2]}],
+        [{"metric": {}, "values": [[1, "1"]]}],
+        [{"metric": "labels", "values": [[1, "1"]]}],
+        [{"values": [[1, "1"]]}],
+        [{"metric": {"decision_query": "window:requests"}, "values": "1"}],
+        [{"metric": dict(_requests("window", "abc", "200", 0)[0]), "values": [[1]]}],
+        [{"metric": dict(_requests("window", "abc", "200", 0)[0]), "values": [[1, "x"]]}],
     ],
 )
 def test_malformed_answers_are_errors(result: object) -> None:
     with pytest.raises(PrometheusUnavailable) as caught:
-        parse_spans(result, DEMO, "abc", "def", ["window"])
+        parse_matrix(result, DEMO, "abc", "def")
     assert caught.value.kind == "malformed"
 
 
@@ -327,14 +339,15 @@ def test_one_query_per_decision_once_the_canary_start_is_known(
     source = _source(fake_prometheus)
     target = Target("shop", "web", "abc", "def")
     try:
-        source.snapshot_blocking(target, 10)
+        source.readings_blocking(target, 10)
         assert len(fake_prometheus.queries) == 2
-        snapshot = source.snapshot_blocking(target, 10)
+        snapshot, windows = source.readings_blocking(target, 10)
         assert len(fake_prometheus.queries) == 3
     finally:
         source.close()
-    assert snapshot.canary.requests == 1.0
+    assert snapshot.canary.requests == 1.0 and windows.life
     assert "[30s]" in fake_prometheus.queries[-1]
+    assert fake_prometheus.requests[-1][1] == "/api/v1/query_range"
 
 
 def test_a_canary_without_series_is_missing_data_and_not_cached(
@@ -354,8 +367,8 @@ def test_a_canary_without_series_is_missing_data_and_not_cached(
 
 
 def test_a_past_moment_is_queried_at_that_time(fake_prometheus: FakePrometheus) -> None:
-    """``at``: every query of the snapshot and the windows is evaluated then, and the life span
-    and the range end are counted from then (what a replay needs)."""
+    """``at``: the canary's start is asked at that time and the range ends then, its windows
+    counted from the start to ``at`` (what a replay needs)."""
     at = 1_700_000_000.0
     form: list[dict[str, list[str]]] = []
 
@@ -368,15 +381,78 @@ def test_a_past_moment_is_queried_at_that_time(fake_prometheus: FakePrometheus) 
     source = _source(fake_prometheus)
     target = Target("shop", "web", "abc", "def")
     try:
-        source.snapshot_blocking(target, 10, at=at)
-        source.windows_blocking(target, at=at)
+        snapshot, windows = source.readings_blocking(target, 10, at=at)
     finally:
         source.close()
     for _, _, body in fake_prometheus.requests:
         form.append(urllib.parse.parse_qs(body.decode()))
-    assert [f.get("time") for f in form[:2]] == [["1700000000.000"]] * 2
-    assert "[95s]" in form[1]["query"][0]  # the life span: from the start to `at`
-    assert form[2]["end"] == ["1700000000.000"]
+    assert len(form) == 2  # the start, then one range query for everything
+    assert form[0]["time"] == ["1700000000.000"]
+    assert form[1]["end"] == ["1700000000.000"]
+    # 95 s of life: 3 windows (ending 60, 30 and 0 s before `at`), each with 1 request
+    assert len(windows.life) == 3
+    assert snapshot.canary.requests == 1.0
+    assert snapshot.canary_cumulative.requests == 3.0
+
+
+def test_the_snapshot_is_the_last_window_and_the_sum_of_the_life(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    """The snapshot comes from the same range answer as the shield's windows: its window is
+    the point at ``at``, its life the sum of the canary's windows for both versions (stable's
+    windows before the canary are not in it), latencies from the summed buckets; the life of a
+    canary younger than half a window is its last window."""
+    at = 1_700_000_000.0
+    canary_requests = ["4", "6", "10"]  # its three windows, oldest first
+    stable_requests = ["100"] * 10 + ["90", "80", "70"]
+
+    def handler(query: str) -> Reply:
+        if QUERY_TAG_LABEL not in query:
+            return Reply(body=vector(({}, at - 95.0)))
+        series = []
+        for version, values in (("abc", canary_requests), ("def", stable_requests)):
+            for labels, _ in (
+                _requests("window", version, "200", 0.0),
+                *_buckets("window", version, {0.05: 1.0, math.inf: 1.0}),
+            ):
+                series.append({"metric": labels, "value": [at, values[-1]], "_history": values})
+        return Reply(body={"status": "success", "data": {"resultType": "vector", "result": series}})
+
+    fake_prometheus.handler = handler
+    source = _source(fake_prometheus)
+    target = Target("shop", "web", "abc", "def")
+    try:
+        snapshot, windows = source.readings_blocking(target, 10, at=at)
+        young = source.snapshot_blocking(Target("shop", "web", "abc", "def"), 10, at=at - 90.0)
+    finally:
+        source.close()
+    assert (snapshot.canary.requests, snapshot.stable.requests) == (10.0, 70.0)
+    assert snapshot.canary_cumulative.requests == 20.0
+    assert snapshot.stable_cumulative.requests == 240.0
+    assert snapshot.canary_cumulative.errors == 0.0
+    assert snapshot.canary_cumulative.latency_p95_ms is not None
+    assert len(windows.life) == 3 and len(windows.baseline) == BASELINE_WINDOWS
+    # 5 s old at `at - 90`: no window of its own yet, so its life is its last window
+    assert young.canary_cumulative.requests == young.canary.requests == 10.0
+
+
+def test_a_version_without_series_in_its_life_is_missing_not_zero(
+    fake_prometheus: FakePrometheus,
+) -> None:
+    def handler(query: str) -> Reply:
+        if QUERY_TAG_LABEL not in query:
+            return Reply(body=vector(({}, 1_700_000_000.0 - 95.0)))
+        return Reply(body=vector(_requests("window", "abc", "200", 5.0)))
+
+    fake_prometheus.handler = handler
+    source = _source(fake_prometheus)
+    try:
+        snapshot = source.snapshot_blocking(Target("shop", "web", "abc", "def"), 10, at=1.7e9)
+    finally:
+        source.close()
+    assert snapshot.canary_cumulative.requests == 15.0
+    assert math.isnan(snapshot.stable.requests) and math.isnan(snapshot.stable_cumulative.requests)
+    assert snapshot.stable_cumulative.latency_p95_ms is None
 
 
 def test_stable_gets_exactly_its_baseline_windows_before_the_canary(

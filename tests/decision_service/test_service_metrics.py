@@ -251,8 +251,8 @@ def test_metrics_after_decisions_and_failures(
     assert sum(_decisions(samples).values()) == 1.0
     assert samples[("rollout_agent_prometheus_errors_total", (("kind", "http_error"),))] == 1.0
     assert samples[("rollout_agent_decision_duration_seconds_count", ())] == 1.0
-    # start + snapshot + windows for the first decision; the second fails on its first query
-    assert samples[("rollout_agent_prometheus_query_duration_seconds_count", ())] == 4.0
+    # start + the range query for the first decision; the second fails on its one query
+    assert samples[("rollout_agent_prometheus_query_duration_seconds_count", ())] == 3.0
     assert samples[("rollout_agent_model_loaded", ())] == 1.0
     info = next(k for k in samples if k[0] == "rollout_agent_model_info")
     assert dict(info[1])["model"].startswith("always-promote@")

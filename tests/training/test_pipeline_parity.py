@@ -45,15 +45,13 @@ class SnapshotSource:
     async def run(self, job: Callable[[], _T], queries: int = 2) -> _T:
         return job()
 
-    def snapshot_blocking(
+    def readings_blocking(
         self, target: Any, step_weight: float, at: float | None = None
-    ) -> MetricsSnapshot:
+    ) -> tuple[MetricsSnapshot, Windows]:
         assert self.snapshot is not None and self.snapshot.step_weight == step_weight
-        return replace(self.snapshot, evidence=None)  # the route builds it from the windows
-
-    def windows_blocking(self, target: Any, at: float | None = None) -> Windows:
         assert self.windows is not None
-        return self.windows
+        # the route builds the evidence from the windows
+        return replace(self.snapshot, evidence=None), self.windows
 
     def close(self) -> None:
         return None
