@@ -239,7 +239,9 @@ class PrometheusSource:
         adapter = session.get_adapter(client.url)
         if not isinstance(adapter, HTTPAdapter):
             raise TypeError(f"{type(adapter).__name__}: not the session prometheus_client made")
+        self._adapter, self._session = adapter, session
         self._pool = adapter.poolmanager.connection_from_url(client.url)
+        self._https = client.url.lower().startswith("https:")
         self._range_path = urlsplit(client.url).path.rstrip("/") + "/api/v1/query_range"
         self._headers = {
             **session.headers,
@@ -318,6 +320,10 @@ class PrometheusSource:
             }
         )
         with self._asking() as left:
+            if self._https:  # the session's verify and client certificate, as requests applies them
+                self._adapter.cert_verify(
+                    self._pool, self._client.url, self._session.verify, self._session.cert
+                )
             response = self._pool.urlopen(
                 "POST",
                 self._range_path,

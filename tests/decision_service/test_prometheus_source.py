@@ -589,6 +589,9 @@ def test_the_deadline_also_ends_a_dripping_https_answer(
 
     async def scenario(source: PrometheusSource) -> tuple[object, float, float]:
         answer = await source.query("vector(1)")  # through the proxy, healthy: TLS works
+        # the range query (on the HTTP pool itself) verifies with the session's CA too
+        matrix = await source.run(lambda: source.query_range_blocking("vector(1)", 0.0, 30.0, 30))
+        assert [len(series["values"]) for series in matrix] == [2]
         proxy.set("drip", 0.05)
         started = time.monotonic()
         with pytest.raises(PrometheusUnavailable, match="timeout"):
