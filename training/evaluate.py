@@ -31,7 +31,7 @@ from decision_service.policy import DEFAULT_MODEL_PATH
 from decision_service.shield import ShieldConfig
 from scenarios import load_scenarios
 from training.baselines import BASELINES
-from training.env import EnvConfig
+from training.env import DEFAULT_WEIGHTS, EnvConfig
 from training.episodes import (
     EPISODE_COLUMNS,
     POLICY,
@@ -207,6 +207,13 @@ def library_suites(paths: list[str]) -> list[Suite]:
     return suites
 
 
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -248,15 +255,31 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="run the policy inside the shield, as the service does by default",
     )
+    parser.add_argument(
+        "--weights",
+        type=_weights,
+        default=DEFAULT_WEIGHTS,
+        help="the Rollout's canary weights, comma-separated (a schedule of your own: a quiet "
+        "service's first step is larger; the policy was trained on the default)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=EnvConfig().patience,
+        help="measurements per step before a pause (the AnalysisTemplate's count)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     args = parser.parse_args(argv)
     if not args.scenarios and not args.stress:
         parser.error("give --scenarios and/or --stress")
+    try:
+        config = EnvConfig(weights=args.weights, patience=args.patience)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     suites = library_suites(args.scenarios)
     if args.stress:
         suites += [Suite.stress(f) for f in (args.stress_family or FAMILIES)]
-    config = EnvConfig()
     params = load_baseline_params(args.baselines_config)
     specs = []
     for agent in args.agents:
@@ -292,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     report["stress_episodes_per_family"] = args.stress
     report["acceptance"] = acceptance(report)
     report["tolerance"] = config.tolerance.model_dump()
+    report["schedule"] = {"weights": list(config.weights), "patience": config.patience}
     report["policy_shield"] = ShieldConfig().model_dump() if args.shield else None
     report["agents_config"] = {
         s.name: (s.params if s.name != POLICY else {"model": str(args.model)}) for s in specs

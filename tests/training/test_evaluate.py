@@ -134,3 +134,26 @@ def test_the_stress_suite_runs_with_its_own_seeds_and_families(tmp_path: Path) -
     assert {r["family"] for r in table} == {"dispersed", "cold_start"}
     assert all(r["scenario"] == f"stress:{r['family']}" for r in table)
     assert {r["truth"] for r in table} <= {"good", "bad"}
+
+
+def test_a_schedule_of_your_own_is_played_and_reported(tmp_path: Path) -> None:
+    """``--weights`` and ``--patience``: the Rollout's own steps and ``count``. A baseline that
+    holds until the shield allows (``shield`` alone) on ``low_traffic`` pauses at the first
+    step after exactly ``patience`` measurements; the report says which schedule it played."""
+    out, rows = tmp_path / "report.json", tmp_path / "episodes.csv"
+    argv = ["--scenarios", str(SCENARIOS_DIR / "low_traffic.yaml"), "--episodes", "4"]
+    argv += ["--agents", "shield", "--workers", "1", "--json", str(out)]
+    argv += ["--episodes-csv", str(rows), "--weights", "25,50,100", "--patience", "3"]
+    assert evaluate.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["schedule"] == {"weights": [25.0, 50.0, 100.0], "patience": 3}
+    with rows.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["outcome"], r["decisions"]) for r in table] == [("paused", "3")] * 4
+
+
+@pytest.mark.parametrize("weights", ["50,25", "0,50", "a,b"])
+def test_a_schedule_that_cannot_be_a_rollout_is_refused(weights: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        evaluate.main(["--scenarios", str(SCENARIOS_DIR), "--weights", weights])
+    assert caught.value.code == 2
