@@ -134,12 +134,17 @@ class WindowMatrix:
     def windows(self) -> dict[float, tuple[VersionWindow, VersionWindow]]:
         """``{window end: (canary, stable)}`` for every window end that is not broken."""
         out: dict[float, tuple[VersionWindow, VersionWindow]] = {}
-        for t in sorted({t for t, _ in self.counts} - self.broken):
-            pair = [
-                _version_window(self.counts.get((t, k)), self.buckets.get((t, k)), self.scale)
-                for k in ("canary", "stable")
-            ]
-            out[t] = (pair[0], pair[1])
+        layouts: dict[tuple[float, ...], _Layout] = {}  # every window has the same buckets
+        counts, buckets, scale = self.counts, self.buckets, self.scale
+        for t in sorted({t for t, _ in counts} - self.broken):
+            out[t] = (
+                _version_window(
+                    counts.get((t, "canary")), buckets.get((t, "canary")), scale, layouts
+                ),
+                _version_window(
+                    counts.get((t, "stable")), buckets.get((t, "stable")), scale, layouts
+                ),
+            )
         return out
 
     def end_near(self, at: float) -> float | None:
@@ -190,7 +195,6 @@ def parse_matrix(
     counts: dict[tuple[float, str], list[float]] = {}  # (t, track) -> [requests, errors]
     buckets: dict[tuple[float, str], dict[float, float]] = {}
     broken: set[float] = set()
-    times: set[float] = set()
     for series in result:
         try:
             labels, values = series["metric"], series["values"]
@@ -217,36 +221,62 @@ def parse_matrix(
                 bound = float(labels["le"])
             except (KeyError, ValueError):
                 raise _template_error(templates, labels) from None
-        for point in values:
-            try:
-                t, value = float(point[0]), float(point[1])
-            except (IndexError, TypeError, ValueError) as exc:
-                raise _malformed(series) from exc
-            times.add(t)
-            if value != value:
-                broken.add(t)
-                continue
+        try:
+            # one loop per kind of series: every point of a decision's answer passes here
             if name == "requests":
-                slot = counts.setdefault((t, track), [0.0, 0.0])
-                slot[0] += value
-                if error:
-                    slot[1] += value
+                for raw_t, raw_value in values:
+                    t, value = float(raw_t), float(raw_value)
+                    if value != value:  # NaN
+                        broken.add(t)
+                        continue
+                    slot = counts.get((t, track))
+                    if slot is None:
+                        counts[t, track] = [value, value if error else 0.0]
+                    else:
+                        slot[0] += value
+                        if error:
+                            slot[1] += value
             else:
-                histogram = buckets.setdefault((t, track), {})
-                histogram[bound] = histogram.get(bound, 0.0) + value
+                for raw_t, raw_value in values:
+                    t, value = float(raw_t), float(raw_value)
+                    if value != value:
+                        broken.add(t)
+                        continue
+                    histogram = buckets.get((t, track))
+                    if histogram is None:
+                        buckets[t, track] = {bound: value}
+                    else:
+                        histogram[bound] = histogram.get(bound, 0.0) + value
+        except (TypeError, ValueError) as exc:  # a point that is not [time, "value"]
+            raise _malformed(series) from exc
+    times = {t for t, _ in counts} | {t for t, _ in buckets} | broken
     scale = 1000.0 if templates.latency_unit == "seconds" else 1.0
     return WindowMatrix(counts, buckets, broken, times, scale)
 
 
+#: A histogram's layout: its finite bounds in order, the same in ms, and whether it has +Inf.
+_Layout = tuple[list[float], tuple[float, ...], bool]
+
+
 def _version_window(
-    count: list[float] | None, histogram: dict[float, float] | None, scale: float
+    count: list[float] | None,
+    histogram: dict[float, float] | None,
+    scale: float,
+    layouts: dict[tuple[float, ...], _Layout],
 ) -> VersionWindow:
     if count is None:
         return VersionWindow(0.0, 0.0, ())
     requests, errors = count
-    if not histogram or math.inf not in histogram:
+    if not histogram:
         return VersionWindow(requests, errors, ())
-    bounds = sorted(b for b in histogram if math.isfinite(b))
+    keys = tuple(histogram)
+    layout = layouts.get(keys)
+    if layout is None:
+        bounds = sorted(b for b in histogram if math.isfinite(b))
+        layout = layouts[keys] = (bounds, tuple(b * scale for b in bounds), math.inf in histogram)
+    bounds, bounds_ms, has_inf = layout
+    if not has_inf:
+        return VersionWindow(requests, errors, ())
     cumulative = list(accumulate([histogram[b] for b in bounds] + [histogram[math.inf]], max))
     per_bucket = [cumulative[0]] + [b - a for a, b in pairwise(cumulative)]
-    return VersionWindow(requests, errors, tuple(per_bucket), tuple(b * scale for b in bounds))
+    return VersionWindow(requests, errors, tuple(per_bucket), bounds_ms)
