@@ -484,14 +484,21 @@ class Evidence:
         self._last_canary = canary.requests
         total = canary.requests + stable.requests
         self._share = canary.requests / total if total > 0 else 0.0
+        # stable's quantiles, computed once for the comparison and for its history
+        quantiles = (
+            {metric: _quantile_ms(stable, q) for metric, q in QUANTILES}
+            if stable.requests > 0
+            else None
+        )
         if canary.requests > 0:
             self._windows += 1
             self._track_step(canary.requests, total)
             self._canary_requests += canary.requests
             self._add_errors(canary, stable)
             for metric, q in QUANTILES:
-                self._add_latency(metric, q, canary, stable)
-        self._record_stable(stable)
+                value_s = quantiles[metric] if quantiles is not None else None
+                self._add_latency(metric, q, canary, value_s)
+        self._record_stable(stable, quantiles)
 
     def _track_step(self, canary: float, total: float) -> None:
         """Start a new step when the canary's share leaves the current step's (within 5
@@ -506,7 +513,9 @@ class Evidence:
         self._step.clear()
         self._step_canary, self._step_total = canary, total
 
-    def _record_stable(self, stable: VersionWindow) -> None:
+    def _record_stable(
+        self, stable: VersionWindow, quantiles: dict[Metric, float | None] | None = None
+    ) -> None:
         if not stable.requests > 0:
             return
         self._kappa = None
@@ -514,7 +523,7 @@ class Evidence:
         bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
         self._stable_counts.append(stable.requests, stable.errors)
         for metric, q in QUANTILES:
-            value = _quantile_ms(stable, q)
+            value = _quantile_ms(stable, q) if quantiles is None else quantiles[metric]
             if value is not None:
                 bisect.insort(
                     self._stable_quantiles.setdefault(metric, []), (value, stable.requests)
@@ -602,12 +611,12 @@ class Evidence:
         )
 
     def _add_latency(
-        self, metric: Metric, q: float, canary: VersionWindow, stable: VersionWindow
+        self, metric: Metric, q: float, canary: VersionWindow, value_s: float | None
     ) -> None:
+        """``value_s``: stable's quantile ``q`` in the window (None: stable had no latency)."""
         t = self.tolerance
         if not canary.has_latency:
             return
-        value_s = _quantile_ms(stable, q) if stable.requests > 0 else None
         references = self._references(metric, value_s, self._stable_quantiles.get(metric, []))
         if references is None:
             return
