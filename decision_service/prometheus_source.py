@@ -445,10 +445,6 @@ class PrometheusSource:
         """The snapshot of :meth:`readings_blocking` (without the shield's evidence)."""
         return self.readings_blocking(target, step_weight, at)[0]
 
-    def windows_blocking(self, target: Target, at: float | None = None) -> Windows:
-        """The shield's windows of :meth:`readings_blocking`."""
-        return self.readings_blocking(target, 0.0, at)[1]
-
     # -- async conveniences
 
     async def snapshot(

@@ -476,7 +476,7 @@ def test_stable_gets_exactly_its_baseline_windows_before_the_canary(
     fake_prometheus.handler = handler
     source = _source(fake_prometheus)
     try:
-        windows = source.windows_blocking(Target("shop", "web", "abc", "def"), at=at)
+        _, windows = source.readings_blocking(Target("shop", "web", "abc", "def"), 10, at=at)
     finally:
         source.close()
     assert len(windows.life) == 3
