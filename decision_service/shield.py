@@ -84,7 +84,6 @@ from itertools import accumulate
 from operator import itemgetter
 from typing import Final
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
@@ -400,36 +399,24 @@ def _weighted_median(values: list[tuple[float, float]]) -> float:
 
 
 class _StableCounts:
-    """Stable's windows for the dispersion estimate, appended one at a time: requests and
-    errors in arrays (so each estimate is a few array operations, not a loop over stable's
-    history: the service rebuilds a whole life's evidence per decision), the requests also
-    sorted (their median) and their largest."""
+    """Stable's windows for the dispersion estimate, appended one at a time, with what each
+    estimate needs kept up to date (the requests sorted, for their median, and their largest)
+    rather than recomputed from stable's whole history at every window: the service rebuilds a
+    life's evidence per decision."""
 
-    __slots__ = ("_errors", "_requests", "most_requests", "size", "sorted_requests")
+    __slots__ = ("errors", "most_requests", "requests", "sorted_requests")
 
     def __init__(self) -> None:
-        self._requests = np.empty(64)
-        self._errors = np.empty(64)
-        self.size = 0
+        self.requests: list[float] = []
+        self.errors: list[float] = []
         self.sorted_requests: list[float] = []
         self.most_requests = 0.0
 
     def append(self, requests: float, errors: float) -> None:
-        if self.size == len(self._requests):
-            self._requests = np.concatenate([self._requests, np.empty(self.size)])
-            self._errors = np.concatenate([self._errors, np.empty(self.size)])
-        self._requests[self.size], self._errors[self.size] = requests, errors
-        self.size += 1
+        self.requests.append(requests)
+        self.errors.append(errors)
         bisect.insort(self.sorted_requests, requests)
         self.most_requests = max(self.most_requests, requests)
-
-    @property
-    def requests(self) -> np.ndarray:
-        return self._requests[: self.size]
-
-    @property
-    def errors(self) -> np.ndarray:
-        return self._errors[: self.size]
 
 
 @dataclass
@@ -542,15 +529,17 @@ class Evidence:
 
     def _dispersion(self) -> float:
         counts = self._stable_counts
-        if counts.size < 3:
+        windows = len(counts.requests)
+        if windows < 3:
             return 0.0
         p = _weighted_median(self._stable_rates)
         p = min(max(p, 0.5 / counts.most_requests), 0.5)
-        n, e = counts.requests, counts.errors
-        residuals = (e - n * p) ** 2 / (n * p * (1.0 - p))  # elementwise, in C
-        upper = (3 * counts.size) // 4
-        upper_residual = float(np.partition(residuals, upper)[upper])
-        median_requests = counts.sorted_requests[counts.size // 2]
+        residuals = sorted(
+            (e - n * p) ** 2 / (n * p * (1.0 - p))
+            for n, e in zip(counts.requests, counts.errors, strict=True)
+        )
+        upper_residual = residuals[(3 * windows) // 4]
+        median_requests = counts.sorted_requests[windows // 2]
         return max(0.0, (upper_residual / _CHI2_UPPER_QUARTILE - 1.0) / median_requests)
 
     def _baseline(self, metric: str, history: list[tuple[float, float]]) -> float:
