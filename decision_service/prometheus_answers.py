@@ -154,8 +154,8 @@ class WindowMatrix:
 
     def metrics(self, ends: Iterable[float], track: str) -> VersionMetrics:
         """One version's :class:`VersionMetrics` over the windows ending at ``ends`` (summed,
-        broken ones left out): NaN counts when the
-        version has no series in any of them, latencies ``None`` without buckets."""
+        broken ones left out): NaN counts when the version has no series in any of them,
+        latencies ``None`` without buckets."""
         requests = errors = 0.0
         counted = False
         histogram: dict[float, float] = {}

@@ -398,6 +398,13 @@ def _weighted_median(values: list[tuple[float, float]]) -> float:
     return values[min(index, len(values) - 1)][0]
 
 
+def _stable_quantiles(stable: VersionWindow) -> dict[Metric, float | None] | None:
+    """Stable's quantiles in one window (None: stable served nothing in it)."""
+    if not stable.requests > 0:
+        return None
+    return {metric: _quantile_ms(stable, q) for metric, q in QUANTILES}
+
+
 class _StableCounts:
     """Stable's windows for the dispersion estimate, appended one at a time, with what each
     estimate needs kept up to date (the requests sorted, for their median, and their largest)
@@ -464,7 +471,7 @@ class Evidence:
 
     def add_baseline(self, stable: VersionWindow) -> None:
         """A window of stable before the canary started: its baseline and dispersion only."""
-        self._record_stable(stable)
+        self._record_stable(stable, _stable_quantiles(stable))
 
     def add(self, canary: VersionWindow, stable: VersionWindow) -> None:
         """One analysis window of both versions (a window without canary requests adds none)."""
@@ -472,11 +479,7 @@ class Evidence:
         total = canary.requests + stable.requests
         self._share = canary.requests / total if total > 0 else 0.0
         # stable's quantiles, computed once for the comparison and for its history
-        quantiles = (
-            {metric: _quantile_ms(stable, q) for metric, q in QUANTILES}
-            if stable.requests > 0
-            else None
-        )
+        quantiles = _stable_quantiles(stable)
         if canary.requests > 0:
             self._windows += 1
             self._track_step(canary.requests, total)
@@ -501,7 +504,7 @@ class Evidence:
         self._step_canary, self._step_total = canary, total
 
     def _record_stable(
-        self, stable: VersionWindow, quantiles: dict[Metric, float | None] | None = None
+        self, stable: VersionWindow, quantiles: dict[Metric, float | None] | None
     ) -> None:
         if not stable.requests > 0:
             return
@@ -509,8 +512,7 @@ class Evidence:
         self._baselines.clear()
         bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
         self._stable_counts.append(stable.requests, stable.errors)
-        for metric, q in QUANTILES:
-            value = _quantile_ms(stable, q) if quantiles is None else quantiles[metric]
+        for metric, value in (quantiles or {}).items():  # None only when stable served nothing
             if value is not None:
                 bisect.insort(
                     self._stable_quantiles.setdefault(metric, []), (value, stable.requests)
