@@ -1,8 +1,10 @@
-"""What one decision costs the service as its canary ages: the history it reads grows.
+"""What one decision costs the service as its canary ages, with its life read whole or kept.
 
-Every decision reads the canary's whole life, window by window, from one range query
-(``docs/queries.md``), and the shield rebuilds its evidence from those windows: the service
-keeps no state per canary, so any replica can answer. The cost of that is here, in one
+A full read (:meth:`PrometheusSource.readings_blocking`) takes the canary's whole life, window
+by window, from one range query (``docs/queries.md``), and the shield's evidence is rebuilt
+from those windows. Until the service kept each canary's life between decisions
+(:mod:`decision_service.canary_life`) every decision did that; it still does it for a canary
+it has not seen, or whose moment is off its grid. The cost of each stage is here, in one
 process and one thread, on range answers shaped as the demo preset's (two status codes and
 26 latency buckets per version, binomial noise) for canaries of growing age:
 
@@ -13,8 +15,12 @@ process and one thread, on range answers shaped as the demo preset's (two status
 * ``decide``: :func:`decision_service.pipeline.decide` (features, policy, guardrails, shield).
 
 The first row (a canary one window old, as ``bench_service.py`` measures it) is the baseline:
-the last column is each age's cost against it. Prometheus' own cost (it evaluates one
-``increase()`` per window and series) grows with the age too; it is not measured here.
+``vs 1 window`` is each age's full read against it. ``kept`` is a decision with the life kept
+(:meth:`PrometheusSource.measure_blocking`: the answer of its two newest windows decoded and
+parsed, the kept life copied and those windows added, the snapshot with the evidence's
+summary, the decision), and ``kept/full`` that against the full read. Prometheus' own cost
+(one ``increase()`` per window and series it evaluates) is not measured here: it too grows
+with the windows a query asks for.
 
 Usage: ``python benchmarks/bench_canary_age.py [--model PATH]``. Figures only.
 """
@@ -36,6 +42,7 @@ import orjson
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from decision_service.canary_life import Life  # noqa: E402
 from decision_service.guardrails import GuardrailConfig  # noqa: E402
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS  # noqa: E402
 from decision_service.pipeline import DecisionConfig, decide  # noqa: E402
@@ -43,13 +50,15 @@ from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
 from decision_service.prometheus_answers import parse_matrix  # noqa: E402
 from decision_service.prometheus_source import BASELINE_WINDOWS, readings_from  # noqa: E402
 from decision_service.queries import QUERY_TAG_LABEL, load_templates  # noqa: E402
-from decision_service.shield import ShieldConfig, evidence_from  # noqa: E402
+from decision_service.shield import ShieldConfig, evidence_from, new_evidence  # noqa: E402
 from decision_service.tolerance import Tolerance  # noqa: E402
 
 CANARY, STABLE = "7c9d5f6b8", "5f8b7c6d4"
 STEP = 30.0
 AT = 1_700_000_000.0
-AGES = (1, 10, 20, 60, 120, 360)  # canary windows (360: the most the service reads)
+AGES = (1, 10, 20, 60, 120, 360)  # canary windows (360: the most a full read reads)
+#: Windows a decision with a kept life reads again (60 s of 30 s windows: canary_life)
+FRESH = 2
 
 
 def range_answer(age: int, rng: np.random.Generator) -> bytes:
@@ -103,18 +112,20 @@ def main() -> int:
     print(f"model {policy.info.label}; ms per decision, one thread (median of repeated runs)")
     print(
         f"{'age':>10} {'points':>7} {'json':>7} {'parse':>7} {'readings':>9} {'evidence':>9} "
-        f"{'decide':>7} {'total':>7}  {'vs 1 window':>11}"
+        f"{'decide':>7} {'total':>7}  {'vs 1 window':>11} {'kept':>7} {'kept/full':>9}"
     )
     baseline = math.nan
     for age in AGES:
-        ms = stage_costs(range_answer(age, rng), age, policy, config, args.seconds)
+        raw = range_answer(age, rng)
+        ms = stage_costs(raw, age, policy, config, args.seconds)
+        kept = kept_cost(raw, policy, config, args.seconds)
         total = sum(ms.values())
         if age == AGES[0]:
             baseline = total
         print(
             f"{age:>3} ({age * STEP / 60:>4.0f}m) {age + BASELINE_WINDOWS:>7} "
             + " ".join(f"{ms[k]:>{w}.3f}" for k, w in zip(ms, (7, 7, 9, 9, 7), strict=True))
-            + f" {total:>7.3f}  {total / baseline:>10.1f}x"
+            + f" {total:>7.3f}  {total / baseline:>10.1f}x {kept:>7.3f} {kept / total:>9.2f}"
         )
     return 0
 
@@ -141,6 +152,31 @@ def stage_costs(
         "decide": lambda: decide(judged, 3, policy, config),
     }
     return {name: _median_ms(fn, seconds) for name, fn in stages.items()}
+
+
+def kept_cost(raw: bytes, policy: OnnxPolicy, config: DecisionConfig, seconds: float) -> float:
+    """Median ms of one decision with the canary's life kept (all but the newest
+    ``FRESH`` windows of ``raw``): what :meth:`PrometheusSource.measure_blocking` processes."""
+    templates = load_templates("demo")
+    assert config.shield is not None
+    answer = orjson.loads(raw)
+    result = answer["data"]["result"]
+    matrix = parse_matrix(result, templates, CANARY, STABLE)
+    ends = sorted(matrix.times)
+    life = Life.empty(
+        answer["start"], STEP, ends[0] - STEP, new_evidence(config.tolerance, config.shield)
+    )
+    life.add(matrix, matrix.windows(), ends[:-FRESH])
+    newest = [{"metric": s["metric"], "values": s["values"][-FRESH:]} for s in result]
+    small = orjson.dumps({"status": "success", "data": {"resultType": "matrix", "result": newest}})
+
+    def one() -> None:
+        fresh = parse_matrix(orjson.loads(small)["data"]["result"], templates, CANARY, STABLE)
+        current = life.copy()
+        current.add(fresh, fresh.windows(), sorted(fresh.times))
+        decide(current.snapshot(fresh, AT, 10.0), current.windows_at_share(), policy, config)
+
+    return _median_ms(one, seconds)
 
 
 def _median_ms(fn: Any, seconds: float) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any
 
@@ -34,7 +34,7 @@ from decision_service.schemas import (
     PolicyV1,
 )
 from decision_service.settings import Settings
-from decision_service.shield import ShieldConfig, evidence_from, windows_at_current_share
+from decision_service.shield import ShieldConfig
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.step_memory import StepMemory
 from decision_service.tolerance import Tolerance
@@ -329,13 +329,12 @@ def measure(
     :class:`~decision_service.prometheus_answers.PrometheusUnavailable`.
     """
     try:
-        snapshot, windows = source.readings_blocking(target, step_weight, at)
+        snapshot, windows_at_share = source.measure_blocking(
+            target, step_weight, tolerance, shield, at
+        )
     except MissingMetricError as missing:
         return Measurement(missing, None)
-    evidence = evidence_from(windows.baseline, windows.life, tolerance, shield)
-    return Measurement(
-        replace(snapshot, evidence=evidence.summary()), windows_at_current_share(windows.life)
-    )
+    return Measurement(snapshot, windows_at_share)
 
 
 def step_count(remembered: int, measurement: Measurement) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
 from typing import Any, Final, Literal
 
@@ -156,23 +156,45 @@ class WindowMatrix:
         """One version's :class:`VersionMetrics` over the windows ending at ``ends`` (summed,
         broken ones left out): NaN counts when the version has no series in any of them,
         latencies ``None`` without buckets."""
-        requests = errors = 0.0
-        counted = False
-        histogram: dict[float, float] = {}
+        totals = Totals()
         for t in ends:
-            if t in self.broken:
-                continue
-            count = self.counts.get((t, track))
-            if count is not None:
-                counted = True
-                requests += count[0]
-                errors += count[1]
-            for bound, value in self.buckets.get((t, track), {}).items():
-                histogram[bound] = histogram.get(bound, 0.0) + value
-        p50, p95 = _quantiles(histogram, self.scale) if histogram else (None, None)
+            totals.add(self, t, track)
+        return totals.metrics(self.scale)
+
+
+@dataclass(slots=True)
+class Totals:
+    """One version's counts and raw ``le`` counts summed over windows, added one window at a
+    time (:meth:`WindowMatrix.metrics` sums a set of windows with it; a canary's cached life,
+    :mod:`decision_service.canary_life`, keeps one per version and adds each new window)."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    counted: bool = False  # whether any window had a count for the version
+    histogram: dict[float, float] = field(default_factory=dict)
+
+    def add(self, matrix: WindowMatrix, t: float, track: str) -> None:
+        """The window of ``matrix`` ending at ``t`` (nothing when it is broken)."""
+        if t in matrix.broken:
+            return
+        count = matrix.counts.get((t, track))
+        if count is not None:
+            self.counted = True
+            self.requests += count[0]
+            self.errors += count[1]
+        histogram = self.histogram
+        for bound, value in matrix.buckets.get((t, track), {}).items():
+            histogram[bound] = histogram.get(bound, 0.0) + value
+
+    def copy(self) -> Totals:
+        return Totals(self.requests, self.errors, self.counted, dict(self.histogram))
+
+    def metrics(self, scale: float) -> VersionMetrics:
+        """The sums as :class:`VersionMetrics` (``scale`` turns the latency unit into ms)."""
+        p50, p95 = _quantiles(self.histogram, scale) if self.histogram else (None, None)
         return VersionMetrics(
-            requests=requests if counted else math.nan,
-            errors=errors if counted else math.nan,
+            requests=self.requests if self.counted else math.nan,
+            errors=self.errors if self.counted else math.nan,
             latency_p50_ms=p50,
             latency_p95_ms=p95,
         )

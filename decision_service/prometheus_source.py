@@ -50,6 +50,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
+from decision_service.canary_life import SETTLE_SECONDS, Life, Lives, grid_point
 from decision_service.prometheus_answers import (
     PrometheusUnavailable,
     WindowMatrix,
@@ -63,8 +64,9 @@ from decision_service.queries import (
     TemplateError,
     render,
 )
-from decision_service.shield import Windows
+from decision_service.shield import ShieldConfig, Windows, new_evidence
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
+from decision_service.tolerance import Tolerance
 
 _MAX_CACHED_STARTS: Final = 4096
 #: Windows of stable before the canary started that the shield reads (its baseline).
@@ -255,6 +257,7 @@ class PrometheusSource:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="promql")
         self._starts: OrderedDict[tuple[str, ...], float] = OrderedDict()
         self._starts_lock = threading.Lock()
+        self._lives = Lives()
         self._on_query = on_query
 
     def close(self) -> None:
@@ -427,17 +430,73 @@ class PrometheusSource:
         now = time.time() if at is None else at
         start = self.canary_start_blocking(target, queries, now)
         step = self._window_seconds
-        # The canary's windows are those ending more than half a window after its start, as
-        # classified below; counted the same way, stable gets exactly BASELINE_WINDOWS before
-        # them (a plain ceil counted the window the canary started in as the canary's, and then
-        # classified it as stable's: BASELINE_WINDOWS + 1 of them).
-        life = min(max(0, math.ceil((now - start) / step - 0.5)), MAX_WINDOWS)
-        first = now - (life + BASELINE_WINDOWS - 1) * step
+        first = _first_window(start, now, step)
         result = self.query_range_blocking(
             queries.spans({"window": self._window}), first, now, step
         )
         matrix = parse_matrix(result, self.templates, queries.canary, queries.stable)
         return readings_from(matrix, start, now, step, step_weight)
+
+    def measure_blocking(
+        self,
+        target: Target,
+        step_weight: float,
+        tolerance: Tolerance,
+        shield: ShieldConfig,
+        at: float | None = None,
+    ) -> tuple[MetricsSnapshot, int]:
+        """The snapshot of one decision with the shield's evidence over the canary's life, and
+        the windows the canary spent at its current share, from the canary's kept
+        :class:`~decision_service.canary_life.Life` and one range query of the windows after it
+        (raises PrometheusUnavailable or MissingMetricError).
+
+        What :meth:`readings_blocking` reads, on the kept life's grid of windows: the decision
+        reads the windows ending at its grid point (at most a sixth of a window before ``at``:
+        :func:`~decision_service.canary_life.grid_point`), and the kept life is rebuilt on
+        ``at`` with :meth:`readings_blocking`'s query when there is none or the grid is too far
+        from ``at``.
+        """
+        try:
+            queries = render(self.templates, target)
+        except TemplateError as exc:
+            raise PrometheusUnavailable("bad_template", str(exc)) from exc
+        now = time.time() if at is None else at
+        start = self.canary_start_blocking(target, queries, now)
+        step = self._window_seconds
+        promql = queries.spans({"window": self._window})
+        key = (promql, start, tolerance, shield)
+        life = self._lives.get(key)  # shared with concurrent decisions: never changed in place
+        point = None if life is None else grid_point(life.kept_end, step, now)
+        shared = life is not None and point is not None
+        if life is None or point is None:
+            point = now
+            first = _first_window(start, now, step)
+            life = Life.empty(start, step, first - step, new_evidence(tolerance, shield))
+        first = float(f"{life.kept_end + step:.3f}")  # Prometheus's first window end
+        result = self.query_range_blocking(promql, first, point, step)
+        matrix = parse_matrix(result, self.templates, queries.canary, queries.stable)
+        windows = matrix.windows()
+        # The windows that ended SETTLE_SECONDS before the point are kept (in a new life, put
+        # in place of the old); the newer ones are added to a copy for this decision only and
+        # read again at the next one.
+        kept_windows = math.floor((point - first - SETTLE_SECONDS + 0.002) / step) + 1
+        ends = sorted(matrix.times)
+        kept: list[float] = []
+        if kept_windows > 0 or not shared:
+            if shared:
+                life = life.copy()
+            if kept_windows > 0:
+                life.kept_end = round(first + (kept_windows - 1) * step, 3)
+                kept = [t for t in ends if t <= life.kept_end + 0.0005]
+                life.add(matrix, windows, kept)
+            self._lives.put(key, life)
+        fresh = ends[len(kept) :]
+        current = life.copy() if fresh else life
+        current.add(matrix, windows, fresh)
+        return (
+            current.snapshot(matrix, float(f"{point:.3f}"), step_weight),
+            current.windows_at_share(),
+        )
 
     def snapshot_blocking(
         self, target: Target, step_weight: float, at: float | None = None
@@ -458,6 +517,17 @@ class PrometheusSource:
     async def ready(self) -> None:
         """Raise PrometheusUnavailable unless Prometheus answers a trivial query."""
         await self.query("vector(1)")
+
+
+def _first_window(start: float, at: float, step: float) -> float:
+    """The end of the first window a full read at ``at`` asks for: stable's
+    :data:`BASELINE_WINDOWS` before the canary's life, of at most :data:`MAX_WINDOWS`."""
+    # The canary's windows are those ending more than half a window after its start, as
+    # readings_from classifies them; counted the same way, stable gets exactly BASELINE_WINDOWS
+    # before them (a plain ceil counted the window the canary started in as the canary's, and
+    # then classified it as stable's: BASELINE_WINDOWS + 1 of them).
+    life = min(max(0, math.ceil((at - start) / step - 0.5)), MAX_WINDOWS)
+    return at - (life + BASELINE_WINDOWS - 1) * step
 
 
 def readings_from(

@@ -77,11 +77,12 @@ step weight).
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -266,6 +267,9 @@ class _Sums:
     step_w2d: float = 0.0  # Σ w²·D
     step_w2d2: float = 0.0  # Σ w²·D²
 
+    def copy(self) -> _Sums:
+        return _Sums(*_SUMS_STATE(self))
+
     def add(self, w: float, d: float, var: float, dispersion: float, step: int) -> None:
         if step != self.step:
             self.closed += self._centered()
@@ -323,6 +327,9 @@ class _Trend:
     svar: float = 0.0  # Σ of the windows' model variances of D
     last_x: float = 0.0
 
+    def copy(self) -> _Trend:
+        return _Trend(*_TREND_STATE(self))
+
     def add(self, x: float, d: float, var: float) -> None:
         self.n += 1
         self.sx += x
@@ -348,6 +355,12 @@ class _Trend:
         residual = max(0.0, self.sdd - self.n * md * md - slope * slope * cxx) / (self.n - 2)
         noise = max(residual, self.svar / self.n)
         return slope, math.sqrt(noise / cxx), md + slope * (self.last_x - mx)
+
+
+#: Every field of the sums, in order (their copies are made from these: a field added to either
+#: class is copied too).
+_SUMS_STATE: Final = attrgetter(*(f.name for f in fields(_Sums)))
+_TREND_STATE: Final = attrgetter(*(f.name for f in fields(_Trend)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,11 +432,27 @@ class _StableCounts:
         self.sorted_requests: list[float] = []
         self.most_requests = 0.0
 
+    def copy(self) -> _StableCounts:
+        other = _StableCounts()
+        other.requests, other.errors = list(self.requests), list(self.errors)
+        other.sorted_requests, other.most_requests = list(self.sorted_requests), self.most_requests
+        return other
+
     def append(self, requests: float, errors: float) -> None:
         self.requests.append(requests)
         self.errors.append(errors)
         bisect.insort(self.sorted_requests, requests)
         self.most_requests = max(self.most_requests, requests)
+
+
+def _copied(value: object) -> object:
+    """``value`` copied for :meth:`Evidence.copy`: lists anew, stable's counts and the sums by
+    value; tuples, numbers and frozen models are shared."""
+    if type(value) is list:
+        return list(value)
+    if isinstance(value, _StableCounts | _Sums | _Trend):
+        return value.copy()
+    return value
 
 
 @dataclass
@@ -468,6 +497,20 @@ class Evidence:
     def __post_init__(self) -> None:
         self.zone = self.tolerance.widened(self.indifference)
         self.abort_null = self.tolerance.widened(self.abort_margin)
+
+    def copy(self) -> Evidence:
+        """An independent copy (the service adds a decision's newest windows to a copy of a
+        canary's kept evidence, :mod:`decision_service.canary_life`). Every field is copied by
+        its kind, so a field added later is copied too: containers are copied one level down,
+        the per-metric sums one by one; everything else is immutable."""
+        other = copy.copy(self)
+        state = other.__dict__
+        for name, value in state.items():  # replacing values only: the dict keeps its size
+            if type(value) is dict:
+                state[name] = {k: _copied(v) for k, v in value.items()}
+            elif type(value) is list or type(value) is _StableCounts:
+                state[name] = _copied(value)
+        return other
 
     def add_baseline(self, stable: VersionWindow) -> None:
         """A window of stable before the canary started: its baseline and dispersion only."""
@@ -1075,9 +1118,14 @@ def windows_at_current_share(life: Sequence[tuple[VersionWindow, VersionWindow]]
     so this can be larger than the true count; the service takes the smaller of it and its own
     memory, which can only be short (a restart, another replica) or, after a retried rollout,
     long: the minimum is never longer than the truth in either case."""
-    shares = [
-        c.requests / (c.requests + s.requests) for c, s in life if c.requests + s.requests > 0
-    ]
+    return windows_at_last_share(
+        [c.requests / (c.requests + s.requests) for c, s in life if c.requests + s.requests > 0]
+    )
+
+
+def windows_at_last_share(shares: Sequence[float]) -> int:
+    """:func:`windows_at_current_share` from the canary's share of each window with traffic,
+    in order: scanned back from the last one only as far as that step goes."""
     if not shares:
         return 0
     last = shares[-1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 
+from decision_service import prometheus_source
 from decision_service.app import create_app
 from decision_service.features import FEATURE_NAMES
 from decision_service.prometheus_source import PrometheusSource, prometheus_client
 from decision_service.queries import PRESET_NAMES, Target, load_templates, render
+from decision_service.shield import ShieldConfig, evidence_from, windows_at_current_share
 from decision_service.snapshot import MissingMetricError
+from decision_service.tolerance import Tolerance
 from tests.conftest import prometheus_binary
 from tests.support.live_stack import (
     CANARY_SPAN_BURST,
@@ -102,6 +106,33 @@ def test_stable_is_measured_over_the_canarys_span_only(
     lifelong = source.snapshot_blocking(_target("c-healthy", "s-span"), 20).stable_cumulative
     assert lifelong.requests == pytest.approx(stable.requests, rel=0.2)
     assert history_requests > 0
+
+
+def test_a_kept_life_reads_what_a_full_read_reads(
+    source: PrometheusSource, live: LiveStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decisions a window apart on a real Prometheus (moments already past, so every sample is
+    in): the canary's kept life, read window by window, gives each the full read's snapshot,
+    evidence and step count (``tests/decision_service/test_canary_life.py`` for the rest). A
+    window is kept once it ended a window before the moment read, so that the life here (a
+    few seconds) is mostly kept windows."""
+    monkeypatch.setattr(prometheus_source, "SETTLE_SECONDS", 3.0)
+    target, tolerance, shield = _target("c-span", "s-span"), Tolerance(), ShieldConfig()
+    first = live.burst_at + 1.0
+    time.sleep(max(0.0, first + 15.0 - time.time()))
+    for k in range(5):
+        at = first + 3 * k
+        kept = source.measure_blocking(target, 20, tolerance, shield, at)
+        snapshot, windows = source.readings_blocking(target, 20, at)
+        evidence = evidence_from(windows.baseline, windows.life, tolerance, shield)
+        full = (
+            replace(snapshot, evidence=evidence.summary()),
+            windows_at_current_share(windows.life),
+        )
+        assert repr(kept) == repr(full), k
+        assert kept[0].canary_cumulative.requests > 0
+    (life,) = source._lives._lives.values()
+    assert len(life.shares) >= 3  # most of the life came from the kept windows
 
 
 def test_an_idle_canary_has_no_requests_and_an_absent_one_no_start(

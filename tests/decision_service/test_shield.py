@@ -14,6 +14,7 @@ from decision_service.shield import (
     VersionWindow,
     _Sums,
     e_value,
+    evidence_from,
     new_evidence,
     radius,
     shield_verdict,
@@ -408,3 +409,32 @@ def test_the_drift_line_is_the_least_squares_line_of_the_windows() -> None:
     expected_se = math.sqrt(residual @ residual / (x.size - 2) / ((x - x.mean()) ** 2).sum())
     assert se == pytest.approx(expected_se, rel=1e-9)
     assert _Trend().line()[1] == math.inf  # too few windows: no drift is ever shown
+
+
+def test_a_copy_of_the_evidence_goes_on_alone() -> None:
+    """Windows added to a copy (the service's newest windows, canary_life) leave the original
+    as it was, and the copy ends where evidence given every window in one go ends."""
+    rng = np.random.default_rng(11)
+    total = 3000
+    baseline = [_window(rng, total, 0.005) for _ in range(10)]
+    life = []
+    for share, rate in ((0.05, 0.01), (0.2, 0.01), (0.5, 0.012)):
+        for _ in range(6):
+            n_c = int(total * share)
+            life.append((_window(rng, n_c, rate, 70.0), _window(rng, total - n_c, 0.005)))
+    config = ShieldConfig()
+
+    def built(windows: list[tuple[VersionWindow, VersionWindow]]) -> Evidence:
+        return evidence_from(baseline, windows, DEFAULT_TOLERANCE, config)
+
+    for cut in (0, 5, 12, 17):
+        original = built(life[:cut])
+        before = repr(original.summary())
+        copied = original.copy()
+        for canary, stable in life[cut:]:
+            copied.add(canary, stable)
+        assert repr(original.summary()) == before == repr(built(life[:cut]).summary())
+        assert repr(copied.summary()) == repr(built(life).summary())
+        for canary, stable in life[cut:]:  # and the original goes on as it would have
+            original.add(canary, stable)
+        assert repr(original.summary()) == repr(copied.summary())

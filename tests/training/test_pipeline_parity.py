@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 import pytest
 from fastapi.testclient import TestClient
 
-from decision_service import api
 from decision_service.app import create_app
 from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
-from decision_service.shield import ShieldConfig, Windows
+from decision_service.shield import ShieldConfig, Windows, evidence_from
 from decision_service.snapshot import MetricsSnapshot
 from decision_service.step_memory import StepMemory
+from decision_service.tolerance import Tolerance
 from scenarios import load_scenarios
 from tests.conftest import SCENARIOS_DIR
 from tests.support.onnx_models import shipped_model
@@ -45,13 +45,22 @@ class SnapshotSource:
     async def run(self, job: Callable[[], _T], queries: int = 2) -> _T:
         return job()
 
-    def readings_blocking(
-        self, target: Any, step_weight: float, at: float | None = None
-    ) -> tuple[MetricsSnapshot, Windows]:
+    def measure_blocking(
+        self,
+        target: Any,
+        step_weight: float,
+        tolerance: Tolerance,
+        shield: ShieldConfig,
+        at: float | None = None,
+    ) -> tuple[MetricsSnapshot, int]:
         assert self.snapshot is not None and self.snapshot.step_weight == step_weight
         assert self.windows is not None
-        # the route builds the evidence from the windows
-        return replace(self.snapshot, evidence=None), self.windows
+        # The evidence is built from the windows with the route's tolerance and shield, as the
+        # source does. The route's step count is the smaller of its memory and the windows at
+        # the current share (tested on its own in test_step_memory); here the memory is set
+        # to the env's count, and the windows at the share never cut it.
+        evidence = evidence_from(self.windows.baseline, self.windows.life, tolerance, shield)
+        return replace(self.snapshot, evidence=evidence.summary()), 10**6
 
     def close(self) -> None:
         return None
@@ -64,10 +73,6 @@ def model() -> Path:
 
 @pytest.fixture(scope="module")
 def service(model: Path) -> Iterator[tuple[TestClient, SnapshotSource]]:
-    # The route's step count is the smaller of its memory and the windows at the current
-    # share (tested on its own in test_step_memory); here the memory is set to the env's count.
-    patch = pytest.MonkeyPatch()
-    patch.setattr(api, "windows_at_current_share", lambda life: 10**6)
     app = create_app(settings_for(model, "http://127.0.0.1:9"))
     with TestClient(app) as client:
         real_source = app.state.service.source
@@ -75,7 +80,6 @@ def service(model: Path) -> Iterator[tuple[TestClient, SnapshotSource]]:
         app.state.service.source = stub
         yield client, stub
         app.state.service.source = real_source
-    patch.undo()
 
 
 def _route_decision(
