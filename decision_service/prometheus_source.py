@@ -6,7 +6,9 @@ them, parses the answers (:mod:`decision_service.prometheus_answers`) and return
 windows (:meth:`PrometheusSource.readings_blocking`: both from one range query). The canary's
 life needs its start time: the ``canary_start`` template answers it, queried once per canary and
 then cached (the start of a canary never changes, so the cache only saves a round trip; any
-replica can recompute it). Steady state: one PromQL query per decision.
+replica can recompute it). Steady state: one PromQL query per decision, of the windows since
+those of the canary's kept life (:meth:`PrometheusSource.measure_blocking`,
+:mod:`decision_service.canary_life`).
 
 **One deadline per decision, and it frees the worker.** Everything a decision asks Prometheus
 (one query, two for a canary seen for the first time, and any wait for a free worker) must be

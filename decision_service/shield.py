@@ -404,8 +404,8 @@ class EvidenceSummary:
 def _weighted_median(values: list[tuple[float, float]]) -> float:
     """The first value (in ``values``' sorted order) at which the running weight reaches half
     the total. The running sums come from ``accumulate`` and the search from ``bisect``, both in
-    C (the same left-to-right sums as a loop): stable's history grows by a window at a time and
-    the service rebuilds the evidence of a whole life per decision."""
+    C (the same left-to-right sums as a loop): stable's history grows by a window at a time, and
+    the median is taken again after each of its windows."""
     running = list(accumulate(map(itemgetter(1), values)))
     index = bisect.bisect_left(running, running[-1] / 2)
     return values[min(index, len(values) - 1)][0]
@@ -421,8 +421,8 @@ def _stable_quantiles(stable: VersionWindow) -> dict[Metric, float | None] | Non
 class _StableCounts:
     """Stable's windows for the dispersion estimate, appended one at a time, with what each
     estimate needs kept up to date (the requests sorted, for their median, and their largest)
-    rather than recomputed from stable's whole history at every window: the service rebuilds a
-    life's evidence per decision."""
+    rather than recomputed from stable's whole history at every window (a full read in the
+    service builds a whole life's evidence at once)."""
 
     __slots__ = ("errors", "most_requests", "requests", "sorted_requests")
 

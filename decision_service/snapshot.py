@@ -7,8 +7,8 @@ statistics). It holds, for the canary and the stable version:
 * ``canary`` / ``stable``: the last analysis window (requests, errors, p50 and p95 latency);
 * ``canary_cumulative`` / ``stable_cumulative``: the canary's whole life so far (counts since its
   pods appeared, selected by its pod-template hash) and the stable version over the same span.
-  This accumulated evidence is what lets the service stay stateless (``docs/architecture.md``,
-  "Evidence accumulates; the service stays stateless").
+  This accumulated evidence is what lets any replica answer from Prometheus alone
+  (``docs/architecture.md``, "Evidence accumulates; any replica can answer").
 
 A metric that is absent is ``NaN`` (counts) or ``None`` (latencies), never a made-up number;
 whoever needs it raises :class:`MissingMetricError`, and the decision is ``hold``.
