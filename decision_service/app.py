@@ -65,6 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout_seconds=settings.prometheus_timeout_seconds,
         threads=QUERY_THREADS,
         on_query=state.metrics.query_duration.observe,
+        on_read=state.metrics.observe_life_read,
     )
     if settings.bearer_token is None:
         log.warning("no API_TOKEN or API_TOKEN_FILE: /v1 endpoints accept unauthenticated calls")

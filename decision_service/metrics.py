@@ -92,6 +92,8 @@ DECISION_LABELS: Final = (
     "answer",
     "dry_run",
 )
+#: How a decision read its canary's life (:meth:`PrometheusSource.measure_blocking`).
+LIFE_READS: Final = ("kept", "full")
 DURATION_BUCKETS: Final = (
     0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
     0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -147,6 +149,19 @@ class ServiceMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.life_reads = Counter(
+            f"{PREFIX}_life_reads_total",
+            "Decisions by how they read the canary's life: 'kept' (only the windows after those "
+            "of its kept life) or 'full' (the whole life: a canary new to this process, or a "
+            "moment more than a sixth of a window off the canary's grid).",
+            ["read"],
+            registry=self.registry,
+        )
+        self.canary_lives = Gauge(
+            f"{PREFIX}_canary_lives",
+            "Canaries whose life this process keeps between decisions.",
+            registry=self.registry,
+        )
         self.prometheus_errors = Counter(
             f"{PREFIX}_prometheus_errors_total",
             "Decisions answered 503 because Prometheus failed, by kind of failure.",
@@ -183,6 +198,8 @@ class ServiceMetrics:
         self.build_info.labels(_version(), FEATURE_SPEC_VERSION, platform.python_version()).set(1)
         for kind in ERROR_KINDS:
             self.prometheus_errors.labels(kind)
+        for read in LIFE_READS:
+            self.life_reads.labels(read)
 
     def answer_for(self, outcome: Outcome) -> Action:
         """The answer Argo sees for ``outcome`` in this process (the pipeline's own rule)."""
@@ -229,6 +246,12 @@ class ServiceMetrics:
             "true" if dry_run else "false",
         ).inc()
         self.decision_duration.observe(seconds)
+
+    def observe_life_read(self, read: str, lives: int) -> None:
+        """One decision's read of its canary's life (``kept`` or ``full``), and how many
+        lives the process keeps after it."""
+        self.life_reads.labels(read).inc()
+        self.canary_lives.set(lives)
 
     def observe_prometheus_error(self, kind: ErrorKind) -> None:
         self.prometheus_errors.labels(kind).inc()

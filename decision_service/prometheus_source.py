@@ -237,6 +237,7 @@ class PrometheusSource:
         timeout_seconds: float,
         threads: int = 8,
         on_query: Callable[[float], None] | None = None,
+        on_read: Callable[[str, int], None] | None = None,
     ) -> None:
         self._client = client
         session = client._session  # the client's one session (prometheus_client)
@@ -261,6 +262,7 @@ class PrometheusSource:
         self._starts_lock = threading.Lock()
         self._lives = Lives()
         self._on_query = on_query
+        self._on_read = on_read  # ("kept" or "full", lives kept) after each measure_blocking
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -495,6 +497,8 @@ class PrometheusSource:
         fresh = ends[len(kept) :]
         current = life.copy() if fresh else life
         current.add(matrix, windows, fresh)
+        if self._on_read is not None:
+            self._on_read("kept" if shared else "full", len(self._lives))
         return (
             current.snapshot(matrix, float(f"{point:.3f}"), step_weight),
             current.windows_at_share(),

@@ -253,6 +253,10 @@ def test_metrics_after_decisions_and_failures(
     assert samples[("rollout_agent_decision_duration_seconds_count", ())] == 1.0
     # start + the range query for the first decision; the second fails on its one query
     assert samples[("rollout_agent_prometheus_query_duration_seconds_count", ())] == 3.0
+    # the first decision read its canary's life whole; the second failed before it read any
+    assert samples[("rollout_agent_life_reads_total", (("read", "full"),))] == 1.0
+    assert samples[("rollout_agent_life_reads_total", (("read", "kept"),))] == 0.0
+    assert samples[("rollout_agent_canary_lives", ())] == 1.0
     assert samples[("rollout_agent_model_loaded", ())] == 1.0
     info = next(k for k in samples if k[0] == "rollout_agent_model_info")
     assert dict(info[1])["model"].startswith("always-promote@")
@@ -281,3 +285,17 @@ def test_a_dry_run_decision_is_counted_with_the_answer_argo_saw(
             "dry_run": "true",
         }
     ]
+
+
+def test_a_second_decision_reads_only_the_new_windows(
+    models: dict[str, Path], fake_prometheus: FakePrometheus
+) -> None:
+    """The first decision on a canary reads its life whole, the next one from the kept life."""
+    fake_prometheus.handler = demo_prometheus(Traffic(300, 1), Traffic(1200, 4))
+    with TestClient(create_app(settings_for(models["promote"], fake_prometheus.url))) as client:
+        for _ in range(2):
+            assert client.post("/v1/decide", json=BODY).status_code == 200
+        samples = _samples(client.get("/metrics").text)
+    assert samples[("rollout_agent_life_reads_total", (("read", "full"),))] == 1.0
+    assert samples[("rollout_agent_life_reads_total", (("read", "kept"),))] == 1.0
+    assert samples[("rollout_agent_canary_lives", ())] == 1.0
