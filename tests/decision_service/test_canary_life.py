@@ -239,3 +239,24 @@ def test_a_failed_read_leaves_the_kept_life_as_it_was(templates: QueryTemplates)
 
 def _unavailable(promql: str, start: float, end: float, step: float) -> Any:
     raise PrometheusUnavailable("timeout", "no answer within 1s")
+
+
+@pytest.mark.parametrize(("interval", "kept_reads"), [(30.0, 11), (60.0, 11), (45.0, 0)])
+def test_an_interval_off_the_grid_reads_the_whole_life_each_time(
+    templates: QueryTemplates, interval: float, kept_reads: int
+) -> None:
+    """A whole multiple of the window stays on the canary's grid; 45 s against a 30 s window
+    is half a window off every other time, so every decision reads the whole life (as every
+    decision did before lives were kept), with the full read's answer either way."""
+    kept, full = _Served(templates, bad=False), _Served(templates, bad=False)
+    reads = []
+    for k in range(12):
+        at = START + 50.0 + k * interval
+        kept.now = full.now = at
+        asked = len(kept.asked)
+        assert repr(_kept(kept, at)) == repr(_full_read(full, at)), k
+        start, end = kept.asked[asked]
+        reads.append(end - start <= SETTLE_SECONDS + 0.5 * STEP + interval)
+    assert sum(reads[1:]) == kept_reads
+    kept.close()
+    full.close()
