@@ -90,6 +90,7 @@ bench: install prometheus
 	$(PYTHON) benchmarks/bench_features.py
 	$(PYTHON) benchmarks/bench_service.py
 	$(PYTHON) benchmarks/bench_canary_age.py
+	$(PYTHON) benchmarks/bench_aged_canary.py
 	$(PYTHON) benchmarks/bench_loadgen.py
 
 # Longer load (~3 min): concurrency 64 and 256 for 30 s each, then Prometheus stalled for 10 s;
