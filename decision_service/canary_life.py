@@ -15,10 +15,12 @@ built it; a later decision reads the grid point nearest below the moment it is a
 :data:`LEAD_SECONDS` after it), so it may read windows that end a little before that moment.
 When that lag would be more than a sixth of a window (:func:`grid_point`), the life is rebuilt
 from Prometheus on the moment asked, as every decision did before. Argo takes a measurement an
-interval after the previous one finished, with the finish time stored to the second, so at an
-interval equal to the window the moments stay within a second or so of the grid and a rebuild
-is rare. A replay (:mod:`decision_service.replay`) asks at whole windows apart: it always reads
-the grid, exactly the windows a rebuild would.
+interval after the previous one *finished* (``FinishedAt.Add(interval)`` in its
+``analysis/analysis.go``), so at an interval equal to the window (or a whole multiple of it)
+each moment comes later on the grid by what the previous measurement took, tens of
+milliseconds: the lag reaches a sixth of a window only after a hundred or more measurements, and
+the life is rebuilt then. A replay (:mod:`decision_service.replay`) asks at whole windows
+apart: it always reads the grid, exactly the windows a rebuild would.
 
 **Only settled windows are kept.** A window is added to the kept life once it ended
 :data:`SETTLE_SECONDS` before the moment read: by then every scrape that began inside it has
@@ -51,8 +53,8 @@ from decision_service.snapshot import MetricsSnapshot
 
 #: A window is kept once it ended this long before the moment read (see the module docstring).
 SETTLE_SECONDS: Final = 60.0
-#: How far past the moment asked a decision may read (Argo's measurement times are stored to the
-#: second, so the next one can come up to a second early on the grid).
+#: How far past the moment asked a decision may read: a moment a little early on the grid (a
+#: caller's timer, a finish time stored to the second) still reads it.
 LEAD_SECONDS: Final = 1.0
 #: The most lives kept (each about 20 kB at 10 minutes of life and 70 kB at 3 hours, measured
 #: with tracemalloc: at most about 18 MB in all).
