@@ -24,6 +24,7 @@ The simulator's reward, the evaluation, the tuning of the baselines and the repo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -114,7 +115,18 @@ def _points(params: EpisodeParameters, schedule: Schedule) -> tuple[FloatArray, 
 def expected_metrics(
     params: EpisodeParameters, schedule: Schedule = DEFAULT_SCHEDULE
 ) -> tuple[dict[Metric, float], dict[Metric, float]]:
-    """The canary's and stable's expected error rate, p95 and p50 (see the module docstring)."""
+    """The canary's and stable's expected error rate, p95 and p50 (see the module docstring).
+
+    A pure function of its (frozen) arguments, remembered for the last draws: an episode's
+    truth and class both need it, and an evaluation plays every agent on the same draws."""
+    canary, stable = _expected_metrics(params, schedule)
+    return dict(canary), dict(stable)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expected_metrics(
+    params: EpisodeParameters, schedule: Schedule
+) -> tuple[dict[Metric, float], dict[Metric, float]]:
     age, weight, served = _points(params, schedule)
     step = schedule.interval_seconds / 60.0
     scale_ups = [

@@ -158,13 +158,17 @@ class MannWhitneyJudge:
     def _metric_fails(self, canary: np.ndarray, stable: np.ndarray) -> bool:
         if np.all(canary == canary[0]) and np.all(stable == canary[0]):
             return False  # identical constant samples (e.g. no errors anywhere): no difference
+        # The three conditions, cheapest first: the same verdict, without the Mann–Whitney
+        # test (scipy: about 1 ms a call) for a canary whose mean is under the effect floor.
+        stable_mean = float(np.mean(stable))
+        ratio = float(np.mean(canary)) / stable_mean if stable_mean > 0 else math.inf
+        if not ratio >= self.effect_floor:
+            return False
         p_value = mannwhitneyu(canary, stable, alternative="two-sided").pvalue
         if not p_value < 1.0 - self.confidence:
             return False
         shift = float(np.median(np.subtract.outer(canary, stable)))  # Hodges–Lehmann
-        stable_mean = float(np.mean(stable))
-        ratio = float(np.mean(canary)) / stable_mean if stable_mean > 0 else math.inf
-        return shift > 0 and ratio >= self.effect_floor
+        return shift > 0
 
     def act(self, env: CanaryRolloutEnv, observation: np.ndarray) -> int:
         if self._tracker.new_step(env):
