@@ -427,12 +427,7 @@ class PrometheusSource:
         life is the sum of the canary's windows (the last window while the canary is younger
         than half a window), for both versions: the simulator's life totals are the same sums.
         """
-        try:
-            queries = render(self.templates, target)
-        except TemplateError as exc:
-            raise PrometheusUnavailable("bad_template", str(exc)) from exc
-        now = time.time() if at is None else at
-        start = self.canary_start_blocking(target, queries, now)
+        queries, now, start = self._canary(target, at)
         step = self._window_seconds
         first = _first_window(start, now, step)
         result = self.query_range_blocking(
@@ -440,6 +435,15 @@ class PrometheusSource:
         )
         matrix = parse_matrix(result, self.templates, queries.canary, queries.stable)
         return readings_from(matrix, start, now, step, step_weight)
+
+    def _canary(self, target: Target, at: float | None) -> tuple[RenderedQueries, float, float]:
+        """The target's queries, the moment read (``at``, default now) and the canary's start."""
+        try:
+            queries = render(self.templates, target)
+        except TemplateError as exc:
+            raise PrometheusUnavailable("bad_template", str(exc)) from exc
+        now = time.time() if at is None else at
+        return queries, now, self.canary_start_blocking(target, queries, now)
 
     def measure_blocking(
         self,
@@ -460,12 +464,7 @@ class PrometheusSource:
         ``at`` with :meth:`readings_blocking`'s query when there is none or the grid is too far
         from ``at``.
         """
-        try:
-            queries = render(self.templates, target)
-        except TemplateError as exc:
-            raise PrometheusUnavailable("bad_template", str(exc)) from exc
-        now = time.time() if at is None else at
-        start = self.canary_start_blocking(target, queries, now)
+        queries, now, start = self._canary(target, at)
         step = self._window_seconds
         promql = queries.spans({"window": self._window})
         key = (promql, start, tolerance, shield)
