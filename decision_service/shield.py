@@ -508,7 +508,7 @@ class Evidence:
         for name, value in state.items():  # replacing values only: the dict keeps its size
             if type(value) is dict:
                 state[name] = {k: _copied(v) for k, v in value.items()}
-            elif type(value) is list or type(value) is _StableCounts:
+            else:
                 state[name] = _copied(value)
         return other
 
