@@ -165,6 +165,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
         guardrails=guardrails,
         tolerance=tolerance,
         shield=shield if shield.enabled else None,
+        count=body.count,
     )
 
     try:

@@ -95,6 +95,9 @@ class DecisionConfig:
     tolerance: Tolerance = DEFAULT_TOLERANCE
     #: ``None`` or disabled: no shield.
     shield: ShieldConfig | None = None
+    #: Measurements per step (the AnalysisTemplate's ``count``: after that many holds the
+    #: rollout pauses); ``None``: not known, so the shield's last look never happens.
+    count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +214,21 @@ def observe(
     verdict = None
     if snapshot.evidence is not None:
         verdict = verdict_at(
-            snapshot.evidence, config.shield or ShieldConfig(), snapshot.step_weight
+            snapshot.evidence,
+            config.shield or ShieldConfig(),
+            snapshot.step_weight,
+            last_look=is_last_look(measurements_at_step, config.count),
         )
     return (
         build_observation(snapshot, measurements_at_step, config.slo_latency_ms, verdict),
         verdict,
     )
+
+
+def is_last_look(measurements_at_step: int, count: int | None) -> bool:
+    """Whether this measurement is the step's last: a hold now pauses the rollout. The count
+    taken can only be short (see above), so a last look is at worst missed, never early."""
+    return count is not None and measurements_at_step + 1 >= count
 
 
 def _shielded(guarded: Guarded, verdict: ShieldVerdict | None) -> Guarded:

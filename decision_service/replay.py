@@ -418,6 +418,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="the analysis window (ANALYSIS_WINDOW, default 30s; Argo's interval)",
     )
+    parser.add_argument(
+        "--count",
+        type=_positive_count,
+        default=None,
+        help="measurements per step, the template's count (default: the AnalysisRuns' count "
+        "arg; without either the shield's last look at a step's last measurement never happens)",
+    )
     parser.add_argument("--weight-arg", default="step-weight", help="the arg with the weight")
     parser.add_argument("--preset", default=None, help="QUERY_PRESET (demo, ingress-nginx, istio)")
     parser.add_argument("--templates", type=Path, default=None, help="QUERY_TEMPLATES_FILE")
@@ -432,6 +439,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png", help="draw here")
     parser.add_argument("--quiet", action="store_true", help="no line per decision")
     return parser
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is not within 1-10000")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -520,6 +537,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         guardrails=settings.guardrails(),
         tolerance=settings.tolerance(),
         shield=shield if shield.enabled else None,
+        count=args.count or plan.count,
     )
     source = PrometheusSource(
         prometheus_client(settings.prometheus_url, args.timeout, 1),

@@ -83,6 +83,8 @@ class Plan:
     source: str
     #: Argo's analysis interval when the input names it (the template's ``interval`` arg).
     interval: str | None = None
+    #: Measurements per step when the input names it (the template's ``count`` arg).
+    count: int | None = None
     warnings: tuple[str, ...] = ()
 
 
@@ -258,6 +260,7 @@ class _Run:
     owner: str | None
     instants: tuple[tuple[float, Recorded], ...]
     interval: str | None
+    count: str | None
     warnings: tuple[str, ...]
 
 
@@ -339,6 +342,7 @@ def _run(obj: Mapping[str, Any], where: str) -> _Run:
         owner=owner,
         instants=tuple(instants),
         interval=args.get("interval"),
+        count=args.get("count"),
         warnings=tuple(warnings),
     )
 
@@ -467,6 +471,7 @@ def plan_from_documents(
     step_weights = _step_weights(the_rollout, where) if the_rollout is not None else []
     instants: list[Instant] = []
     intervals = set()
+    counts = set()
     for run in runs:
         weight: float | None = None
         if weight_arg in run.args:
@@ -485,6 +490,8 @@ def plan_from_documents(
             warnings.append(f"AnalysisRun {run.name} has no measurement")
         if run.interval:
             intervals.add(run.interval)
+        if run.count and run.count.strip().isdigit() and int(run.count) > 0:
+            counts.add(int(run.count))
         instants.extend(Instant(at, weight, recorded) for at, recorded in run.instants)
     if not instants:
         raise PlanError(f"{where}: the AnalysisRuns hold no measurement")
@@ -497,6 +504,7 @@ def plan_from_documents(
             instants=tuple(instants),
             source=f"{where} ({len(runs)} AnalysisRun{'s' if len(runs) != 1 else ''})",
             interval=next(iter(intervals)) if len(intervals) == 1 else None,
+            count=next(iter(counts)) if len(counts) == 1 else None,
             warnings=tuple(warnings),
         )
     )

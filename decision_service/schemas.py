@@ -166,6 +166,25 @@ LatencyFloorMs = Annotated[
     Annotated[float, *_range(0.0, 60_000.0)] | None, *_optional_range(0.0, 60_000.0)
 ]
 Alpha = Annotated[Annotated[float, *_range(0.0001, 0.49)] | None, *_optional_range(0.0001, 0.49)]
+#: The most measurements per step a request may announce (Argo's ``count``).
+MAX_COUNT: Final = 10_000
+
+
+def _whole(value: Any) -> Any:
+    """A whole number (numeric strings accepted, as Argo sends them): ``"10"`` is 10."""
+    value = _number(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        value = int(value)
+    return value
+
+
+Count = Annotated[
+    Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_COUNT), _numeric(1, MAX_COUNT)]
+    | None,
+    *_optional_range(1, MAX_COUNT),
+]
 
 
 #: A valid request, as Argo's ``jsonBody`` sends it (every value a string). The two hashes
@@ -185,6 +204,7 @@ EXAMPLE_REQUEST: Final[dict[str, JsonValue]] = {
     "tolerance_latency_floor_ms": "5",
     "shield_alpha_promote": "0.01",
     "shield_alpha_abort": "0.01",
+    "count": "10",
 }
 
 
@@ -274,6 +294,14 @@ class DecideRequestV1(BaseModel):
         description="Chance the shield lets a canary within the tolerance be aborted, "
         "0.0001 to 0.49 (default: SHIELD_ALPHA_ABORT).",
         examples=[EXAMPLE_REQUEST["shield_alpha_abort"]],
+    )
+
+    count: Count = Field(
+        None,
+        description="Measurements per step: the template's count (after that many holds the "
+        "rollout pauses), 1 to 10,000. At the last one the shield may allow an abort on a "
+        "one-time test of the step's windows; not given, that look never happens.",
+        examples=[EXAMPLE_REQUEST["count"]],
     )
 
     def tolerance_overrides(self) -> dict[str, float]:

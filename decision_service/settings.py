@@ -149,6 +149,7 @@ class Settings(BaseSettings):
     shield_partial_proof_alpha: float = _shield("partial_proof_alpha")
     shield_full_proof_weight: float = _shield("full_proof_weight")
     shield_drift_horizon_windows: int = _shield("drift_horizon_windows")
+    shield_last_look_share: float = _shield("last_look_share")
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 
     _api_token: str | None = PrivateAttr(default=None)

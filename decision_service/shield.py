@@ -58,14 +58,18 @@ false aborts.
   default (``abort_margin`` 0: the canary shown worse than stable, so a canary no worse than
   stable is aborted with probability at most ``α_abort``), the tolerance with ``abort_margin``
   1 — over the canary's life,
-  the lower bound at ``1 − α_abort / 6`` is above 0 (the e-value of the mixture martingale
-  reaches ``6 / α_abort``), or over the windows of the current **step** alone (a run of windows
-  at about one traffic share), the lower bound of the ``j``-th step at
-  ``1 − α_abort / 6 × 6 / (π² j²)`` is. The life test has most power against a canary that is
+  the lower bound at ``1 − α_L`` is above 0 (the e-value of the mixture martingale reaches
+  ``1 / α_L``), or over the windows of the current **step** alone (a run of windows at about
+  one traffic share), the lower bound of the ``j``-th step at ``1 − α_L × 6 / (π² j²)`` is,
+  with ``α_L = α_abort (1 − s) / 6`` and ``s`` the share of the **last looks**
+  (``last_look_share``, default 1/3). The life test has most power against a canary that is
   bad from the start; the step test sees a regression that starts late (a drift, a fault that
   appears only under load) without the good early windows diluting it. Each step's
-  confidence sequence is anytime-valid on its own and their levels sum to ``α_abort / 6``
-  (``Σ 6 / (π² j²) = 1``), so both tests on three metrics together stay within ``α_abort``.
+  confidence sequence is anytime-valid on its own and their levels sum to ``α_L``
+  (``Σ 6 / (π² j²) = 1``). At a step's **last measurement**, where a hold pauses the rollout
+  and a promote is not allowed, the abort may also rest on a one-time fixed-sample test of the
+  step's windows (:func:`_last_look`) at ``α_abort s / 3 × 6 / (π² j²)``. The three tests on
+  three metrics together stay within ``α_abort``.
 * ``hold`` always.
 
 The evidence accumulates window by window (:class:`Evidence`): the simulator adds each interval
@@ -83,6 +87,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from operator import attrgetter, itemgetter
+from statistics import NormalDist
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -172,6 +177,15 @@ class ShieldConfig(BaseModel):
         "of 30 s windows; 0: no drift check). The final proof also fails while a metric's "
         "excess over the windows at high weight is shown to grow fast enough to leave the zone "
         "within them.",
+    )
+    last_look_share: float = Field(
+        1.0 / 3.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of α_abort spent on the step's last measurement, where a hold "
+        "pauses the rollout: there, when a promote is not allowed, a fixed-sample test of the "
+        "step's windows may allow the abort (0: no such look; the anytime-valid tests then "
+        "share all of α_abort).",
     )
     proof_windows: int = Field(
         10,
@@ -780,14 +794,15 @@ class MetricVerdict:
     lower_light: float  # lower bound of D̄ (abort reference) at 1 − ALPHA_LIGHT
     e_value: float  # over the life
     requests_to_prove: float | None  # more canary requests the proof needs (None: unreachable)
-    life_lower: float = -math.inf  # lower bound of D̄ over the life at 1 − α_abort / 6
+    life_lower: float = -math.inf  # lower bound of D̄ over the life at 1 − life_alpha(config)
     step: int = 0
-    step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(α, step)
+    step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(α, step, s)
     step_e_value: float = 1.0
     partial_upper: float = math.inf  # upper bound of D̄ (promote reference) at 1 − α_partial
     partial_needed: float | None = None  # more canary requests the partial proof needs
     drift_projected: float = -math.inf  # D projected over the drift horizon (> 0: leaves the zone)
     drift_growth: float = 0.0  # the growth per window it is projected with (the slope's bound)
+    step_z: float = -math.inf  # this step's z-score against the abort null (the last look's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -802,10 +817,27 @@ class ShieldVerdict:
     abort_reason: str
 
 
-def step_alpha(alpha_abort: float, step: int) -> float:
-    """The level of the ``step``-th step's abort test: ``α_abort / 6 × 6 / (π² j²)``; the
-    levels of all steps sum to ``α_abort / 6``."""
-    return alpha_abort / (math.pi**2 * max(step, 1) ** 2)
+def life_alpha(config: ShieldConfig) -> float:
+    """The level of a metric's abort test over the canary's life: ``α_abort (1 − s) / 6``, with
+    ``s`` the share spent on last looks (:attr:`ShieldConfig.last_look_share`)."""
+    return config.alpha_abort * (1.0 - config.last_look_share) / 6.0
+
+
+def step_alpha(alpha_abort: float, step: int, last_look_share: float = 0.0) -> float:
+    """The level of the ``step``-th step's abort test: ``α_abort (1 − s) / 6 × 6 / (π² j²)``;
+    the levels of all steps sum to ``α_abort (1 − s) / 6``."""
+    return alpha_abort * (1.0 - last_look_share) / (math.pi**2 * max(step, 1) ** 2)
+
+
+def look_alpha(alpha_abort: float, step: int, last_look_share: float) -> float:
+    """The level of the last look at the ``step``-th step: ``α_abort s / 3 × 6 / (π² j²)``; the
+    looks of all steps sum to ``α_abort s / 3`` per metric."""
+    return 2.0 * alpha_abort * last_look_share / (math.pi**2 * max(step, 1) ** 2)
+
+
+def _z_upper(alpha: float) -> float:
+    """The standard normal's upper ``alpha`` quantile."""
+    return NormalDist().inv_cdf(1.0 - alpha)
 
 
 def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
@@ -815,15 +847,17 @@ def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
 
 
 def verdict_at(
-    evidence: EvidenceSummary, config: ShieldConfig, step_weight: float
+    evidence: EvidenceSummary, config: ShieldConfig, step_weight: float, last_look: bool = False
 ) -> ShieldVerdict:
     """:func:`shield_verdict` at a step weight: from ``full_proof_weight`` on a promote needs
-    the full proof, from ``partial_proof_weight`` on the partial one."""
+    the full proof, from ``partial_proof_weight`` on the partial one. ``last_look``: this is
+    the step's last measurement (a hold pauses the rollout)."""
     return shield_verdict(
         evidence,
         config,
         step_weight >= config.full_proof_weight,
         partial=step_weight >= config.partial_proof_weight,
+        last_look=last_look,
     )
 
 
@@ -836,12 +870,18 @@ def _requests_to(mean: float, variance: float, weight: float, alpha: float) -> f
 
 
 def shield_verdict(
-    evidence: EvidenceSummary, config: ShieldConfig, last_step: bool, partial: bool = False
+    evidence: EvidenceSummary,
+    config: ShieldConfig,
+    last_step: bool,
+    partial: bool = False,
+    last_look: bool = False,
 ) -> ShieldVerdict:
     """The actions the evidence allows (see the module docstring). ``last_step``: a promote
-    now needs the full proof; ``partial``: below it, the partial proof."""
+    now needs the full proof; ``partial``: below it, the partial proof; ``last_look``: the
+    step's last measurement, where a hold pauses the rollout."""
     verdicts = []
-    life_alpha = config.alpha_abort / 6
+    share = config.last_look_share
+    life_level = life_alpha(config)
     for m in evidence.metrics:
         w, wp = m.weight, m.proof_weight
         upper = partial_upper = math.inf
@@ -869,16 +909,18 @@ def shield_verdict(
             projected = m.trend_last + growth * config.drift_horizon_windows
         lower = light = -math.inf
         if w > 0:
-            lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, life_alpha) / w
+            lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, life_level) / w
             light = m.mean_light - radius(m.variance_light, m.unit_variance, ALPHA_LIGHT) / w
         ev = e_value(m.mean_abort, w, m.variance_abort, m.unit_variance)
-        step_lower, step_ev = -math.inf, 1.0
+        step_lower, step_ev, step_z = -math.inf, 1.0, -math.inf
         if m.step_weight > 0:
-            alpha_j = step_alpha(config.alpha_abort, m.step)
+            alpha_j = step_alpha(config.alpha_abort, m.step, share)
             step_lower = (
                 m.mean_step - radius(m.variance_step, m.unit_variance, alpha_j) / m.step_weight
             )
             step_ev = e_value(m.mean_step, m.step_weight, m.variance_step, m.unit_variance)
+            if m.variance_step > 0:
+                step_z = m.mean_step * m.step_weight / math.sqrt(m.variance_step)
         verdicts.append(
             MetricVerdict(
                 m.metric,
@@ -895,6 +937,7 @@ def shield_verdict(
                 partial_needed=partial_needed,
                 drift_projected=projected,
                 drift_growth=growth if projected > -math.inf else 0.0,
+                step_z=step_z,
             )
         )
     complete = {v.metric for v in verdicts} == set(METRICS)
@@ -909,8 +952,15 @@ def shield_verdict(
     else:
         promote_ok, promote_reason = _climb(verdicts, complete, partial, config, evidence)
     rejecting = [v for v in verdicts if v.lower_abort > 0]
-    threshold = 1.0 / life_alpha
-    if rejecting:
+    threshold = 1.0 / life_level
+    looked = (
+        _last_look(verdicts, config)
+        if last_look and share > 0 and not rejecting and not promote_ok
+        else None
+    )
+    if looked is not None:
+        abort_reason = looked
+    elif rejecting:
         best = rejecting[0]
         if best.life_lower > 0:
             abort_reason = (
@@ -921,7 +971,7 @@ def shield_verdict(
             abort_reason = (
                 f"abort allowed: {_label(best.metric)} {_null_text(config)} at this step "
                 f"(step {best.step}), e-value {_fmt_e(best.step_e_value)} >= "
-                f"{1.0 / step_alpha(config.alpha_abort, best.step):.3g}"
+                f"{1.0 / step_alpha(config.alpha_abort, best.step, share):.3g}"
             )
     else:
         best_e = max((v.e_value for v in verdicts), default=1.0)
@@ -933,12 +983,39 @@ def shield_verdict(
         if best_step is not None and best_step.step > 0:
             abort_reason += (
                 f", at step {best_step.step} {_fmt_e(best_step.step_e_value)} < "
-                f"{1.0 / step_alpha(config.alpha_abort, best_step.step):.3g}"
+                f"{1.0 / step_alpha(config.alpha_abort, best_step.step, share):.3g}"
             )
         abort_reason += ")"
     return ShieldVerdict(
-        promote_ok, bool(rejecting), last_step, tuple(verdicts), promote_reason, abort_reason
+        promote_ok,
+        bool(rejecting) or looked is not None,
+        last_step,
+        tuple(verdicts),
+        promote_reason,
+        abort_reason,
     )
+
+
+def _last_look(verdicts: Sequence[MetricVerdict], config: ShieldConfig) -> str | None:
+    """The step's last look, when it allows an abort: its reason (None: it does not).
+
+    At a step's last measurement a hold pauses the rollout. If a promote is not allowed there,
+    the one choice left is between that pause and an abort, and it is made once: the rollout
+    ends either way. So the abort may rest on a fixed-sample test of the step's own windows
+    (the z-score of their request-weighted excess against the abort null) at the look's level
+    :func:`look_alpha`, far less evidence than an anytime-valid bound needs. The j-th step's
+    looks sum, over the steps, to ``α_abort s / 3`` per metric, so with the life's and the
+    steps' anytime-valid tests the three metrics together stay within ``α_abort``."""
+    for v in verdicts:
+        level = look_alpha(config.alpha_abort, v.step, config.last_look_share)
+        critical = _z_upper(level)
+        if v.step_z >= critical:
+            return (
+                f"abort allowed at the step's last measurement (a hold would pause the rollout): "
+                f"{_label(v.metric)} {_null_text(config)} at this step (step {v.step}), z "
+                f"{v.step_z:.2f} >= {critical:.2f} (a one-time test at {1.0 - level:.4%})"
+            )
+    return None
 
 
 _LABEL: Final[dict[Metric, str]] = {

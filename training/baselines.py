@@ -44,6 +44,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from decision_service.actions import ABORT, HOLD, PROMOTE
+from decision_service.pipeline import is_last_look
 from decision_service.shield import ShieldConfig, ShieldVerdict, verdict_at
 from decision_service.statistics import stable_reference
 from training.env import CanaryRolloutEnv
@@ -254,7 +255,8 @@ def _verdict(env: CanaryRolloutEnv, config: ShieldConfig) -> ShieldVerdict | Non
     observed = env.observed_verdict
     if observed is not None and observed[0] == config:
         return observed[1]
-    return verdict_at(snapshot.evidence, config, env.weight)
+    last_look = is_last_look(env.measurements_at_step, env.config.patience)
+    return verdict_at(snapshot.evidence, config, env.weight, last_look=last_look)
 
 
 @dataclass
@@ -273,7 +275,11 @@ class AnytimeValid:
     def __post_init__(self) -> None:
         self._tracker = _StepTracker()
         self._at_step = 0
-        self._config = ShieldConfig(alpha_promote=self.alpha, alpha_abort=self.alpha)
+        # anytime-valid only: no last look (its fixed-sample test is the shield's, not the
+        # sequential judge's)
+        self._config = ShieldConfig(
+            alpha_promote=self.alpha, alpha_abort=self.alpha, last_look_share=0.0
+        )
 
     def reset(self) -> None:
         self.__post_init__()

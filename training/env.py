@@ -185,6 +185,7 @@ class EnvConfig:
             guardrails=self.guardrails,
             tolerance=self.tolerance,
             shield=self.shield,
+            count=self.patience,
         )
 
 

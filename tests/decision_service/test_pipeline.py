@@ -273,3 +273,34 @@ def test_the_step_count_rule_judges_the_same_allowed_actions() -> None:
     policy choose over a ruled-out abort is not held by the step-count rule."""
     evaluation = _shielded_decision(_Ranked(0.0, 0.5, 1.0), _verdict(True, False))
     assert evaluation.guarded.guardrail != "step_count"
+
+
+def test_the_step_count_tells_the_shield_its_last_look(policies: dict[str, OnnxPolicy]) -> None:
+    """With the template's ``count``, the measurement before the last hold is the shield's last
+    look: an abort the anytime bounds do not allow yet stands there, and only there; without a
+    count (an older template) the look never happens."""
+    from dataclasses import replace
+
+    from decision_service.pipeline import is_last_look, observe
+    from tests.decision_service.test_shield import _one_step
+
+    assert [is_last_look(m, 10) for m in (0, 8, 9, 12)] == [False, False, True, True]
+    assert not is_last_look(9, None)
+    shielded = DecisionConfig(200.0, CONFIG, shield=ShieldConfig(), count=10)
+    for seed in range(100):
+        evidence = _one_step(np.random.default_rng(seed), ratio=2.0).summary()
+        state = replace(snapshot(), step_weight=5, evidence=evidence)
+        _, early = observe(state, 8, shielded)
+        _, last = observe(state, 9, shielded)
+        assert early is not None and last is not None
+        if not early.abort_allowed and last.abort_allowed:
+            break
+    else:
+        pytest.fail("no seed where only the last look allows the abort")
+    assert "last measurement" in last.abort_reason
+    _, unknown = observe(state, 9, replace(shielded, count=None))
+    assert unknown is not None and not unknown.abort_allowed
+    evaluation = decide(state, 9, policies["abort"], shielded)
+    assert evaluation.guarded.decision == "abort", evaluation.guarded.reason
+    held = decide(state, 8, policies["abort"], shielded)
+    assert held.guarded.decision == "hold" and held.guarded.guardrail == "shield"

@@ -179,6 +179,7 @@ def test_an_analysisrun_list_gives_times_weights_hashes_and_what_argo_recorded()
     ]
     assert [i.answered for i in plan.instants] == [True, True, True, False, True]
     assert plan.interval == "30s"
+    assert plan.count == 10  # the template's count: where the shield's last look is
     assert plan.warnings == ()
 
 

@@ -15,6 +15,8 @@ from decision_service.shield import (
     _Sums,
     e_value,
     evidence_from,
+    life_alpha,
+    look_alpha,
     new_evidence,
     radius,
     shield_verdict,
@@ -438,3 +440,98 @@ def test_a_copy_of_the_evidence_goes_on_alone() -> None:
         for canary, stable in life[cut:]:  # and the original goes on as it would have
             original.add(canary, stable)
         assert repr(original.summary()) == repr(copied.summary())
+
+
+def _one_step(
+    rng: np.random.Generator, ratio: float, rate: float = 0.01, total: int = 3000
+) -> Evidence:
+    """Ten windows of a canary at 5 % with errors ``ratio`` x stable's (no latency measured, so
+    the error rate is the one metric), after ten windows of stable alone."""
+    evidence = new_evidence(DEFAULT_TOLERANCE, ShieldConfig())  # the abort null: stable itself
+    for _ in range(10):
+        evidence.add_baseline(VersionWindow(float(total), float(rng.binomial(total, rate)), ()))
+    n_c = total // 20
+    for _ in range(10):
+        canary = VersionWindow(float(n_c), float(rng.binomial(n_c, rate * ratio)), ())
+        stable = VersionWindow(float(total - n_c), float(rng.binomial(total - n_c, rate)), ())
+        evidence.add(canary, stable)
+    return evidence
+
+
+def test_the_abort_levels_sum_to_alpha_abort() -> None:
+    """Per metric: the life test, the steps' tests and the steps' last looks; over the three
+    metrics they use all of α_abort and no more, whatever the last looks' share."""
+    for share in (0.0, 1.0 / 3.0, 0.5):
+        config = ShieldConfig(alpha_abort=0.02, last_look_share=share)
+        steps = range(1, 200_000)
+        per_metric = (
+            life_alpha(config)
+            + sum(step_alpha(0.02, j, share) for j in steps)
+            + sum(look_alpha(0.02, j, share) for j in steps)
+        )
+        assert 3 * per_metric == pytest.approx(0.02, rel=1e-4)
+    assert look_alpha(0.02, 1, 0.0) == 0.0
+
+
+def test_the_last_look_allows_an_abort_the_anytime_bounds_do_not_yet() -> None:
+    """A canary with twice stable's errors at 5 %: after the step's ten windows the anytime-valid
+    bounds rarely reject, the one-time look at the step's last measurement far more often; it
+    never happens before the last measurement, nor with a share of 0, and it says why."""
+    config = ShieldConfig()
+    anytime = looked = 0
+    reason = ""
+    for seed in range(300):
+        summary = _one_step(np.random.default_rng(seed), ratio=2.0).summary()
+        verdict = shield_verdict(summary, config, last_step=True)
+        last = shield_verdict(summary, config, last_step=True, last_look=True)
+        off = shield_verdict(
+            summary, ShieldConfig(last_look_share=0.0), last_step=True, last_look=True
+        )
+        anytime += verdict.abort_allowed
+        looked += last.abort_allowed
+        assert (
+            off.abort_allowed
+            == shield_verdict(
+                summary, ShieldConfig(last_look_share=0.0), last_step=True
+            ).abort_allowed
+        )
+        if last.abort_allowed and not verdict.abort_allowed:
+            reason = last.abort_reason
+    assert anytime <= 3 and looked >= 10 * max(anytime, 1), (anytime, looked)
+    assert reason.startswith("abort allowed at the step's last measurement"), reason
+    assert "error rate worse than stable at this step (step 1), z " in reason
+
+
+def test_the_last_look_is_not_offered_when_a_promote_is() -> None:
+    """At the last measurement with a promote allowed the choice is not pause-or-abort: no look
+    (its level is spent only where a hold would pause)."""
+    no_partial = ShieldConfig(partial_proof_weight=100.0)
+    cases = 0
+    for seed in range(40):
+        # 15 % more errors than stable, within the tolerance (1.2x): often shown worse than
+        # stable by the look, not by the anytime bounds, with no sign of a regression
+        rng = np.random.default_rng(seed)
+        summary = _one_step(rng, ratio=1.15, rate=0.02, total=60_000).summary()
+        if shield_verdict(summary, no_partial, False).abort_allowed:
+            continue
+        if not shield_verdict(summary, no_partial, True, False, True).abort_allowed:
+            continue
+        climbing = shield_verdict(summary, no_partial, False, False, True)
+        assert climbing.promote_allowed and not climbing.abort_allowed
+        cases += 1
+    assert cases >= 5
+
+
+def test_the_last_look_keeps_its_level() -> None:
+    """A canary equal to stable, 3,000 steps of ten windows at rare errors (1.5 expected per
+    canary window): the look allows an abort at most at its level (3-sigma allowance), here set
+    high (α_abort 0.3, half of it for the looks) so that a breach would show."""
+    config = ShieldConfig(alpha_abort=0.3, last_look_share=0.5)
+    level = look_alpha(0.3, 1, 0.5)
+    runs = 3000
+    rng = np.random.default_rng(5)
+    looked = sum(
+        shield_verdict(_one_step(rng, ratio=1.0).summary(), config, True, False, True).abort_allowed
+        for _ in range(runs)
+    )
+    assert looked / runs <= level + 3 * math.sqrt(level / runs), (looked, level)

@@ -75,6 +75,7 @@ SERVICE_ENV_VARS = {
     "SHIELD_PARTIAL_PROOF_ALPHA",
     "SHIELD_FULL_PROOF_WEIGHT",
     "SHIELD_DRIFT_HORIZON_WINDOWS",
+    "SHIELD_LAST_LOOK_SHARE",
     "LOG_LEVEL",
 }
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -503,6 +504,7 @@ def test_settings_follow_the_values() -> None:
     assert env["SHIELD_PARTIAL_PROOF_ALPHA"] == "0.3"
     assert env["SHIELD_FULL_PROOF_WEIGHT"] == "60"
     assert env["SHIELD_DRIFT_HORIZON_WINDOWS"] == "120"
+    assert env["SHIELD_LAST_LOOK_SHARE"] == "0.5"
     assert "SHIELD_ENABLED" not in env  # unset keys keep the service's defaults
     assert env["LOG_LEVEL"] == "debug"
 

@@ -143,6 +143,7 @@ def test_the_overrides_section_lists_what_the_template_forwards() -> None:
     overrides = {name: v for name, v in given.items() if name in map(arg_name, override_fields())}
     assert overrides, "the example sets no override"
     body = {field: "x" for field in REQUIRED_BODY} | {
+        "count": "10",
         "canary_hash": "a1",
         "stable_hash": "b2",
         "step_weight": given["step-weight"],

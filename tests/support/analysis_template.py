@@ -18,13 +18,19 @@ REQUIRED_BODY = {
     "canary_hash": "{{args.canary-hash}}",
     "stable_hash": "{{args.stable-hash}}",
     "step_weight": "{{args.step-weight}}",
+    # the template's own count (its measurements per step), for the shield's last look
+    "count": "{{args.count}}",
 }
 _PLACEHOLDER = re.compile(r"\{\{args\.([\w-]+)\}\}")
 
 
 def override_fields() -> list[str]:
     """The request's optional fields: the overrides a Rollout may set."""
-    return [name for name, f in DecideRequestV1.model_fields.items() if not f.is_required()]
+    return [
+        name
+        for name, f in DecideRequestV1.model_fields.items()
+        if not f.is_required() and name not in REQUIRED_BODY
+    ]
 
 
 def arg_name(field: str) -> str:
