@@ -88,6 +88,7 @@ def _route_decision(
     snapshot: MetricsSnapshot,
     count: int,
     windows: Windows,
+    patience: int,
 ) -> tuple[str, str | None, str]:
     state = client.app.state.service  # type: ignore[attr-defined]
     state.memory = StepMemory()
@@ -98,7 +99,9 @@ def _route_decision(
         state.memory.record(key)
     stub.snapshot = snapshot
     stub.windows = windows
-    response = client.post("/v1/decide", json=BODY | {"step_weight": str(snapshot.step_weight)})
+    # the template sends its count (the env's patience), so the route takes the same last look
+    request = BODY | {"step_weight": str(snapshot.step_weight), "count": str(patience)}
+    response = client.post("/v1/decide", json=request)
     assert response.status_code == 200, response.text
     body = response.json()
     return body["decision"], body["guardrail"], body["reason"]
@@ -119,7 +122,9 @@ def test_route_and_environment_agree_decision_for_decision(
             while "outcome" not in info:
                 snapshot, count = env.snapshot, env.measurements_at_step
                 assert snapshot is not None
-                routed = _route_decision(client, stub, snapshot, count, env.windows)
+                routed = _route_decision(
+                    client, stub, snapshot, count, env.windows, env.config.patience
+                )
                 _, _, _, _, info = env.step_policy(policy)
                 evaluation = env.last_evaluation
                 assert evaluation is not None

@@ -105,6 +105,7 @@ def test_promote_at_every_step_walks_the_manifest_weights_to_100() -> None:
         "canary_hash": "can4ry",
         "stable_hash": "stab1e",
         "step_weight": "5",
+        "count": "10",  # the template's own count: where the shield's last look is
         **dict.fromkeys(override_fields(), ""),
     }
     request = run.fake.requests[0]
