@@ -796,7 +796,7 @@ class MetricVerdict:
     requests_to_prove: float | None  # more canary requests the proof needs (None: unreachable)
     life_lower: float = -math.inf  # lower bound of D̄ over the life at 1 − life_alpha(config)
     step: int = 0
-    step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(α, step, s)
+    step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(config, j)
     step_e_value: float = 1.0
     partial_upper: float = math.inf  # upper bound of D̄ (promote reference) at 1 − α_partial
     partial_needed: float | None = None  # more canary requests the partial proof needs
@@ -823,16 +823,16 @@ def life_alpha(config: ShieldConfig) -> float:
     return config.alpha_abort * (1.0 - config.last_look_share) / 6.0
 
 
-def step_alpha(alpha_abort: float, step: int, last_look_share: float = 0.0) -> float:
+def step_alpha(config: ShieldConfig, step: int) -> float:
     """The level of the ``step``-th step's abort test: ``α_abort (1 − s) / 6 × 6 / (π² j²)``;
-    the levels of all steps sum to ``α_abort (1 − s) / 6``."""
-    return alpha_abort * (1.0 - last_look_share) / (math.pi**2 * max(step, 1) ** 2)
+    the levels of all steps sum to :func:`life_alpha`'s."""
+    return config.alpha_abort * (1.0 - config.last_look_share) / (math.pi**2 * max(step, 1) ** 2)
 
 
-def look_alpha(alpha_abort: float, step: int, last_look_share: float) -> float:
+def look_alpha(config: ShieldConfig, step: int) -> float:
     """The level of the last look at the ``step``-th step: ``α_abort s / 3 × 6 / (π² j²)``; the
     looks of all steps sum to ``α_abort s / 3`` per metric."""
-    return 2.0 * alpha_abort * last_look_share / (math.pi**2 * max(step, 1) ** 2)
+    return 2.0 * config.alpha_abort * config.last_look_share / (math.pi**2 * max(step, 1) ** 2)
 
 
 def _z_upper(alpha: float) -> float:
@@ -880,7 +880,6 @@ def shield_verdict(
     now needs the full proof; ``partial``: below it, the partial proof; ``last_look``: the
     step's last measurement, where a hold pauses the rollout."""
     verdicts = []
-    share = config.last_look_share
     life_level = life_alpha(config)
     for m in evidence.metrics:
         w, wp = m.weight, m.proof_weight
@@ -914,7 +913,7 @@ def shield_verdict(
         ev = e_value(m.mean_abort, w, m.variance_abort, m.unit_variance)
         step_lower, step_ev, step_z = -math.inf, 1.0, -math.inf
         if m.step_weight > 0:
-            alpha_j = step_alpha(config.alpha_abort, m.step, share)
+            alpha_j = step_alpha(config, m.step)
             step_lower = (
                 m.mean_step - radius(m.variance_step, m.unit_variance, alpha_j) / m.step_weight
             )
@@ -955,7 +954,7 @@ def shield_verdict(
     threshold = 1.0 / life_level
     looked = (
         _last_look(verdicts, config)
-        if last_look and share > 0 and not rejecting and not promote_ok
+        if last_look and config.last_look_share > 0 and not rejecting and not promote_ok
         else None
     )
     if looked is not None:
@@ -971,7 +970,7 @@ def shield_verdict(
             abort_reason = (
                 f"abort allowed: {_label(best.metric)} {_null_text(config)} at this step "
                 f"(step {best.step}), e-value {_fmt_e(best.step_e_value)} >= "
-                f"{1.0 / step_alpha(config.alpha_abort, best.step, share):.3g}"
+                f"{1.0 / step_alpha(config, best.step):.3g}"
             )
     else:
         best_e = max((v.e_value for v in verdicts), default=1.0)
@@ -983,7 +982,7 @@ def shield_verdict(
         if best_step is not None and best_step.step > 0:
             abort_reason += (
                 f", at step {best_step.step} {_fmt_e(best_step.step_e_value)} < "
-                f"{1.0 / step_alpha(config.alpha_abort, best_step.step, share):.3g}"
+                f"{1.0 / step_alpha(config, best_step.step):.3g}"
             )
         abort_reason += ")"
     return ShieldVerdict(
@@ -1007,7 +1006,7 @@ def _last_look(verdicts: Sequence[MetricVerdict], config: ShieldConfig) -> str |
     looks sum, over the steps, to ``α_abort s / 3`` per metric, so with the life's and the
     steps' anytime-valid tests the three metrics together stay within ``α_abort``."""
     for v in verdicts:
-        level = look_alpha(config.alpha_abort, v.step, config.last_look_share)
+        level = look_alpha(config, v.step)
         critical = _z_upper(level)
         if v.step_z >= critical:
             return (

@@ -307,7 +307,9 @@ def test_the_steps_tests_keep_their_level_together() -> None:
         aborted += hit
     rate = aborted / runs
     assert rate <= config.alpha_abort + 3 * math.sqrt(config.alpha_abort / runs), rate
-    assert step_alpha(0.05, 2) == 0.05 / (4 * math.pi**2)
+    assert step_alpha(ShieldConfig(alpha_abort=0.05, last_look_share=0.0), 2) == pytest.approx(
+        0.05 / (4 * math.pi**2)
+    )
 
 
 def test_below_the_last_step_climbing_needs_the_partial_proof() -> None:
@@ -466,11 +468,11 @@ def test_the_abort_levels_sum_to_alpha_abort() -> None:
         steps = range(1, 200_000)
         per_metric = (
             life_alpha(config)
-            + sum(step_alpha(0.02, j, share) for j in steps)
-            + sum(look_alpha(0.02, j, share) for j in steps)
+            + sum(step_alpha(config, j) for j in steps)
+            + sum(look_alpha(config, j) for j in steps)
         )
         assert 3 * per_metric == pytest.approx(0.02, rel=1e-4)
-    assert look_alpha(0.02, 1, 0.0) == 0.0
+    assert look_alpha(ShieldConfig(last_look_share=0.0), 1) == 0.0
 
 
 def test_the_last_look_allows_an_abort_the_anytime_bounds_do_not_yet() -> None:
@@ -527,7 +529,7 @@ def test_the_last_look_keeps_its_level() -> None:
     canary window): the look allows an abort at most at its level (3-sigma allowance), here set
     high (α_abort 0.3, half of it for the looks) so that a breach would show."""
     config = ShieldConfig(alpha_abort=0.3, last_look_share=0.5)
-    level = look_alpha(0.3, 1, 0.5)
+    level = look_alpha(config, 1)
     runs = 3000
     rng = np.random.default_rng(5)
     looked = sum(
