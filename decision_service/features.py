@@ -286,4 +286,5 @@ def build_observation(
 
 def named(observation: npt.NDArray[np.float32]) -> dict[str, float]:
     """The observation as ``{feature name: value}`` (for explainable answers and logs)."""
-    return {name: round(float(v), 6) for name, v in zip(FEATURE_NAMES, observation, strict=True)}
+    values = np.asarray(observation).reshape(-1).tolist()  # Python floats, as float(v) gives
+    return {name: round(v, 6) for name, v in zip(FEATURE_NAMES, values, strict=True)}

@@ -143,29 +143,35 @@ def sample_version(
         earlier, earlier_scrapes = behaviour, 0
     scrape_requests = rng.multinomial(requests, _EVEN_SCRAPES)
     split = earlier_scrapes  # scrapes [0, split) ran under `earlier`
-    rates = np.full(SUB_BUCKETS, behaviour.error_rate)
-    rates[:split] = earlier.error_rate
+    rates = [earlier.error_rate] * split + [behaviour.error_rate] * (SUB_BUCKETS - split)
     if behaviour.error_dispersion > 0:
         rates = _dispersed(rates, behaviour.error_dispersion, rng)
-    scrape_errors = rng.binomial(scrape_requests, rates)
+    # One scalar draw per scrape, in order: the same numbers as one call with arrays (the
+    # same generator function per element), without its broadcasting, which cost more.
+    counts = scrape_requests.tolist()
+    scrape_errors = np.array(
+        [rng.binomial(n, rate) for n, rate in zip(counts, rates, strict=True)], dtype=np.int64
+    )
     probs = _bucket_distribution(behaviour)
     if split:
-        early = int(scrape_requests[:split].sum())
+        early = sum(counts[:split])
         early_probs = _bucket_distribution(earlier)
         buckets = rng.multinomial(early, early_probs) + rng.multinomial(requests - early, probs)
     else:
         buckets = rng.multinomial(requests, probs)
     mean_now, std_now = _latency_mean_std(behaviour)
-    mean_then, std_then = _latency_mean_std(earlier)
-    mean = np.full(SUB_BUCKETS, mean_now)
-    std = np.full(SUB_BUCKETS, std_now)
-    mean[:split], std[:split] = mean_then, std_then
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scrape_latency = np.where(
-            scrape_requests > 0,
-            rng.normal(mean, std / np.sqrt(np.maximum(scrape_requests, 1))),
-            np.nan,
-        )
+    if split:
+        mean_then, std_then = _latency_mean_std(earlier)
+        mean: FloatArray | float = np.full(SUB_BUCKETS, mean_now)
+        std: FloatArray | float = np.full(SUB_BUCKETS, std_now)
+        mean[:split], std[:split] = mean_then, std_then  # type: ignore[index]
+    else:
+        mean, std = mean_now, std_now
+    # loc + scale·z with z standard normal: what ``rng.normal(loc, scale)`` computes, per
+    # element, from the same draws
+    scale = std / np.sqrt(np.maximum(scrape_requests, 1))
+    scrape_latency = mean + scale * rng.standard_normal(SUB_BUCKETS)
+    scrape_latency[scrape_requests == 0] = np.nan
     return VersionInterval(
         requests=int(requests),
         errors=int(scrape_errors.sum()),
@@ -177,16 +183,15 @@ def sample_version(
     )
 
 
-def _dispersed(rates: FloatArray, rho: float, rng: np.random.Generator) -> FloatArray:
+def _dispersed(rates: list[float], rho: float, rng: np.random.Generator) -> list[float]:
     """Each scrape's error rate drawn from Beta(mean = rate, intra-scrape correlation ``rho``).
 
     Beta(a, b) with a = rate·k, b = (1 − rate)·k and k = 1/ρ − 1 has mean ``rate`` and makes the
     scrape's error count beta-binomial, with variance n·p·(1−p)·(1 + (n−1)·ρ)."""
     k = 1.0 / rho - 1.0
-    inside = (rates > 0.0) & (rates < 1.0)
-    out = rates.copy()
-    out[inside] = rng.beta(rates[inside] * k, (1.0 - rates[inside]) * k)
-    return out
+    return [
+        float(rng.beta(rate * k, (1.0 - rate) * k)) if 0.0 < rate < 1.0 else rate for rate in rates
+    ]
 
 
 class _Totals:
@@ -225,7 +230,7 @@ def shield_window(version: VersionInterval) -> VersionWindow:
     return VersionWindow(
         float(version.requests),
         float(version.errors),
-        tuple(float(count) for count in version.buckets),
+        tuple(map(float, version.buckets.tolist())),
     )
 
 

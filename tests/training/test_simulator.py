@@ -9,7 +9,7 @@ import yaml
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from scenarios import Scenario, VersionBehaviour, load_scenario
 from tests.conftest import SCENARIOS_DIR
-from training.simulator import SUB_BUCKETS, RolloutSimulator, sample_version
+from training.simulator import SUB_BUCKETS, RolloutSimulator, _bucket_distribution, sample_version
 
 
 def sim(name: str, seed: int = 0) -> RolloutSimulator:
@@ -88,6 +88,39 @@ def test_a_weather_change_inside_an_interval_splits_its_scrapes() -> None:
     assert (v.scrape_mean_latency_ms[:2] > 1000).all() and (v.scrape_mean_latency_ms[2:] < 50).all()
     with pytest.raises(ValueError, match="earlier_scrapes"):
         sample_version(10, after, np.random.default_rng(0), earlier=before, earlier_scrapes=6)
+
+
+def _array_draws(
+    requests: int, behaviour: VersionBehaviour, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scrape errors and mean latencies drawn with one array call each (how the simulator drew
+    them until round 8), for a behaviour without a weather change inside the interval."""
+    scrape_requests = rng.multinomial(requests, np.full(SUB_BUCKETS, 1.0 / SUB_BUCKETS))
+    rates = np.full(SUB_BUCKETS, behaviour.error_rate)
+    if behaviour.error_dispersion > 0:
+        k = 1.0 / behaviour.error_dispersion - 1.0
+        inside = (rates > 0.0) & (rates < 1.0)
+        rates[inside] = rng.beta(rates[inside] * k, (1.0 - rates[inside]) * k)
+    errors = rng.binomial(scrape_requests, rates)
+    rng.multinomial(requests, _bucket_distribution(behaviour))  # the histogram, as drawn
+    sigma = behaviour.latency_spread
+    mean = behaviour.latency_p50_ms * np.exp(sigma * sigma / 2.0)
+    std = mean * np.sqrt(np.expm1(sigma * sigma))
+    latency = rng.normal(np.full(SUB_BUCKETS, mean), std / np.sqrt(np.maximum(scrape_requests, 1)))
+    return errors, np.where(scrape_requests > 0, np.maximum(latency, 0.0), np.nan)
+
+
+@pytest.mark.parametrize("dispersion", [0.0, 0.05])
+@pytest.mark.parametrize("requests", [0, 7, 240, 50_000])
+def test_scalar_draws_are_the_array_draws(requests: int, dispersion: float) -> None:
+    """The simulator draws each scrape's errors (and clump) with a scalar call, in order, and
+    latency as loc + scale·z: the same numbers, from the same stream, as the array calls."""
+    behaviour = VersionBehaviour(0.01, 40.0, 0.5, error_dispersion=dispersion)
+    for seed in range(20):
+        got = sample_version(requests, behaviour, np.random.default_rng(seed))
+        errors, latency = _array_draws(requests, behaviour, np.random.default_rng(seed))
+        assert got.scrape_errors.tolist() == errors.tolist()
+        assert np.array_equal(got.scrape_mean_latency_ms, latency, equal_nan=True)
 
 
 def _spiky(probability: float) -> Scenario:
