@@ -3,7 +3,8 @@
     python -m training.train --config training/configs/dqn.yaml [--total-timesteps N] [--seed S]
 
 Reads top to bottom: config → seeding → environment → model → training with periodic
-evaluation (greedy policy on the scenario library, fixed seeds) → the best model, the config
+evaluation (the greedy policy inside the pipeline, scored as evaluation scores it, on the
+scenario library and randomised scenarios, fixed seeds) → the best model, the config
 it used and the evaluation curve in ``runs/<run_name>/``. Then ``python -m export`` turns the
 best model into the ONNX file the service loads.
 """
@@ -15,6 +16,7 @@ import csv
 import hashlib
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
+from decision_service.features import FEATURE_NAMES
 from decision_service.guardrails import GuardrailConfig
 from decision_service.shield import ShieldConfig
 from decision_service.tolerance import Tolerance
@@ -80,6 +83,15 @@ class ExplorationSection(_Strict):
 class EvaluationSection(_Strict):
     every_steps: int = Field(50_000, ge=1000, description="Steps between evaluations.")
     episodes_per_scenario: int = Field(60, ge=1, description="Episodes per library scenario.")
+    generated_episodes: int = Field(
+        0,
+        ge=0,
+        description="Episodes of randomised scenarios (the generator, fresh seeds); when > 0 "
+        "the validation score is the mean of the library's and theirs.",
+    )
+    keep_checkpoints: bool = Field(
+        False, description="Save every evaluated model as runs/<name>/checkpoints/step_N.zip."
+    )
 
 
 class TrainConfig(_Strict):
@@ -167,24 +179,68 @@ class HoldExploringDQN(DQN):
         return self.policy.predict(observation, state, episode_start, deterministic)
 
 
+class TorchQPolicy:
+    """The DQN's Q-network as the pipeline's :class:`~decision_service.pipeline.Policy`."""
+
+    def __init__(self, q_net: torch.nn.Module) -> None:
+        self.q_net = q_net
+
+    def q_values(self, observations: np.ndarray) -> np.ndarray:
+        rows = np.asarray(observations, dtype=np.float32).reshape(-1, len(FEATURE_NAMES))
+        batch = torch.as_tensor(rows)
+        with torch.no_grad():
+            q: np.ndarray = self.q_net(batch).numpy()
+        return q
+
+
+#: Validation episodes drawn from the randomised scenarios, per library scenario's episodes.
+GENERATED_VALIDATION = "generated"
+
+
 def evaluate_greedy(
-    model: DQN, scenarios: list[Scenario], episodes: int, config: EnvConfig
+    model: DQN,
+    scenarios: list[Scenario],
+    episodes: int,
+    config: EnvConfig,
+    *,
+    generated_episodes: int = 0,
+    good_fraction: float = 0.5,
 ) -> tuple[float, dict[str, float]]:
-    """Mean objective of the greedy policy per scenario (fixed validation seeds)."""
+    """The policy's mean objective as evaluation scores it (fixed validation seeds).
+
+    The same decision as the shipped one: the pipeline takes the policy's best *allowed*
+    action (``step_policy``), and a pause costs the objective's ``COST_PAUSE``, not the
+    training reward's shaped price. The score is the mean of two halves: the library
+    scenarios' mean and, when ``generated_episodes`` > 0, the mean over that many randomised
+    scenarios (the generator's, fresh seeds), so a checkpoint is not chosen on the library
+    alone. The stress suite is never used here.
+    """
+    config = replace(config, pause_cost=COST_PAUSE)
+    policy = TorchQPolicy(model.q_net)
     per_scenario: dict[str, float] = {}
-    for scenario in scenarios:
-        env = CanaryRolloutEnv([scenario], config)
+
+    def run(env: CanaryRolloutEnv, name: str, count: int) -> float:
         total = 0.0
-        for i in range(episodes):
-            obs, info = env.reset(
-                seed=episode_seed(scenario.name, i, "validation"), options={"allow_terminal": True}
+        for i in range(count):
+            _, info = env.reset(
+                seed=episode_seed(name, i, "validation"), options={"allow_terminal": True}
             )
             while "outcome" not in info:
-                q = model.q_net(torch.as_tensor(obs[None, :]))
-                obs, _, _, _, info = env.step(int(q.argmax(dim=1).item()))
+                _, _, _, _, info = env.step_policy(policy)
             total += info["objective"]
-        per_scenario[scenario.name] = total / episodes
-    return float(np.mean(list(per_scenario.values()))), per_scenario
+        return total / count
+
+    for scenario in scenarios:
+        per_scenario[scenario.name] = run(
+            CanaryRolloutEnv([scenario], config), scenario.name, episodes
+        )
+    score = float(np.mean(list(per_scenario.values())))
+    if generated_episodes > 0:
+        source = mixed_source([], 0.0, good_fraction)
+        generated = run(CanaryRolloutEnv(source, config), GENERATED_VALIDATION, generated_episodes)
+        per_scenario[GENERATED_VALIDATION] = generated
+        score = (score + generated) / 2
+    return score, per_scenario
 
 
 class EvalCallback(BaseCallback):
@@ -216,6 +272,8 @@ class EvalCallback(BaseCallback):
                 self.scenarios,
                 self.cfg.evaluation.episodes_per_scenario,
                 self.cfg.env_config(),
+                generated_episodes=self.cfg.evaluation.generated_episodes,
+                good_fraction=self.cfg.generator_good_fraction,
             )
         row = {
             "step": self.num_timesteps,
@@ -229,6 +287,8 @@ class EvalCallback(BaseCallback):
             self.logger.record(f"validation/{name}", value)
         self.logger.dump(self.num_timesteps)
         improved = score > self.best
+        if self.cfg.evaluation.keep_checkpoints:
+            self.model.save(self.out / "checkpoints" / f"step_{self.num_timesteps}.zip")
         if improved:
             self.best = score
             self.model.save(self.out / "best_model.zip")
@@ -253,6 +313,8 @@ def train(
 ) -> Path:
     out = runs_dir / config.run_name
     out.mkdir(parents=True, exist_ok=True)
+    if config.evaluation.keep_checkpoints:
+        (out / "checkpoints").mkdir(exist_ok=True)
     (out / "config.yaml").write_text(dump_config(config))
 
     # Seeding: one block, every generator.

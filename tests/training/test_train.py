@@ -54,7 +54,12 @@ def test_tiny_training_run_writes_its_outputs(tmp_path: Path) -> None:
         run_name="tiny", total_timesteps=2000, scenarios=str(SHIPPED.parents[2] / "scenarios")
     )
     doc["dqn"].update(learning_starts=500, buffer_size=5000, batch_size=32)
-    doc["evaluation"] = {"every_steps": 1000, "episodes_per_scenario": 2}
+    doc["evaluation"] = {
+        "every_steps": 1000,
+        "episodes_per_scenario": 2,
+        "generated_episodes": 3,
+        "keep_checkpoints": True,
+    }
     best = train(TrainConfig.model_validate(doc), tmp_path)
     run = tmp_path / "tiny"
     assert best == run / "best_model.zip" and best.is_file()
@@ -62,3 +67,39 @@ def test_tiny_training_run_writes_its_outputs(tmp_path: Path) -> None:
     assert yaml.safe_load((run / "config.yaml").read_text())["total_timesteps"] == 2000
     curve = (run / "evaluations.csv").read_text().splitlines()
     assert curve[0].startswith("step,seconds,objective_mean") and len(curve) >= 3
+    assert curve[0].endswith(",generated")  # the randomised scenarios' half of the score
+    assert (run / "checkpoints" / "step_1000.zip").is_file()
+
+
+def test_validation_decides_as_the_service_does() -> None:
+    """The validation policy answers a batch (the pipeline's step-count check asks one), and
+    the validation episodes are scored as evaluation scores them: a pause at the objective's
+    price, not the training reward's, and the shield's best allowed action."""
+    import numpy as np
+    import torch
+
+    from decision_service.features import FEATURE_NAMES
+    from decision_service.pipeline import ACTION_NAMES
+    from scenarios import load_scenarios
+    from training.env import COST_PAUSE
+    from training.train import TorchQPolicy, evaluate_greedy
+
+    net = torch.nn.Linear(len(FEATURE_NAMES), len(ACTION_NAMES))
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.copy_(torch.tensor([1.0, 0.0, 0.0]))  # always hold
+    policy = TorchQPolicy(net)
+    batch = np.zeros((9, len(FEATURE_NAMES)), dtype=np.float32)
+    assert policy.q_values(batch).shape == (9, len(ACTION_NAMES))
+    assert policy.q_values(batch[0]).shape == (1, len(ACTION_NAMES))
+
+    class _Model:  # what evaluate_greedy reads of an SB3 DQN
+        q_net = net
+
+    config = load_config(SHIPPED)
+    healthy = [s for s in load_scenarios(SHIPPED.parents[2] / "scenarios") if s.name == "healthy"]
+    score, per = evaluate_greedy(_Model(), healthy, 2, config.env_config())  # type: ignore[arg-type]
+    assert config.env.pause_cost != COST_PAUSE  # the shaped price is not what is scored
+    # always holding pauses every episode at the first step: the pause at the objective's price
+    assert -COST_PAUSE - 0.5 < per["healthy"] < -COST_PAUSE
+    assert score == per["healthy"]
