@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from decision_service.features import FEATURE_NAMES
 from decision_service.guardrails import GuardrailConfig
+from decision_service.pipeline import Policy
 from decision_service.shield import ShieldConfig
 from decision_service.tolerance import Tolerance
 from scenarios import Scenario, load_scenarios
@@ -206,6 +207,26 @@ def evaluate_greedy(
     generated_episodes: int = 0,
     good_fraction: float = 0.5,
 ) -> tuple[float, dict[str, float]]:
+    """:func:`validate` the model's Q-network (greedy, inside the pipeline)."""
+    return validate(
+        TorchQPolicy(model.q_net),
+        scenarios,
+        episodes,
+        config,
+        generated_episodes=generated_episodes,
+        good_fraction=good_fraction,
+    )
+
+
+def validate(
+    policy: Policy,
+    scenarios: list[Scenario],
+    episodes: int,
+    config: EnvConfig,
+    *,
+    generated_episodes: int = 0,
+    good_fraction: float = 0.5,
+) -> tuple[float, dict[str, float]]:
     """The policy's mean objective as evaluation scores it (fixed validation seeds).
 
     The same decision as the shipped one: the pipeline takes the policy's best *allowed*
@@ -216,7 +237,6 @@ def evaluate_greedy(
     alone. The stress suite is never used here.
     """
     config = replace(config, pause_cost=COST_PAUSE)
-    policy = TorchQPolicy(model.q_net)
     per_scenario: dict[str, float] = {}
 
     def run(env: CanaryRolloutEnv, name: str, count: int) -> float:
@@ -303,7 +323,8 @@ class EvalCallback(BaseCallback):
             writer.writerows(self.rows)
 
     def _on_training_end(self) -> None:
-        self._evaluate()
+        if not self.rows or self.rows[-1]["step"] != self.num_timesteps:
+            self._evaluate()  # the last steps, unless the last evaluation was at the end
         if self.bar is not None:
             self.bar.close()
 
@@ -387,8 +408,31 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override the config's dqn section (rl-zoo style), e.g. learning_rate=1e-4",
     )
+    parser.add_argument(
+        "--validate",
+        type=Path,
+        metavar="MODEL.onnx",
+        help="do not train: print this exported model's validation score (the config's "
+        "evaluation section: the library and randomised scenarios, never the stress suite), "
+        "the score that chooses checkpoints, to compare models on it",
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    if args.validate is not None:
+        from decision_service.policy import OnnxPolicy
+
+        score, per = validate(
+            OnnxPolicy(args.validate),
+            load_scenarios(config.scenarios),
+            config.evaluation.episodes_per_scenario,
+            config.env_config(),
+            generated_episodes=config.evaluation.generated_episodes,
+            good_fraction=config.generator_good_fraction,
+        )
+        for name, value in per.items():
+            print(f"{name:28s} {value:+.3f}")
+        print(f"validation score {score:+.4f}")
+        return 0
     overrides = {
         k: v
         for k, v in {

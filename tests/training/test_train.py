@@ -103,3 +103,22 @@ def test_validation_decides_as_the_service_does() -> None:
     # always holding pauses every episode at the first step: the pause at the objective's price
     assert -COST_PAUSE - 0.5 < per["healthy"] < -COST_PAUSE
     assert score == per["healthy"]
+
+
+def test_validate_scores_an_exported_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--validate MODEL.onnx`` scores a model as checkpoints are chosen, without training."""
+    from decision_service.policy import DEFAULT_MODEL_PATH
+    from training.train import main
+
+    doc = yaml.safe_load(SHIPPED.read_text())
+    doc["scenarios"] = str(SHIPPED.parents[2] / "scenarios" / "healthy.yaml")
+    doc["evaluation"] = {"episodes_per_scenario": 2, "generated_episodes": 2}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    assert main(["--config", str(config), "--validate", str(DEFAULT_MODEL_PATH)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["healthy", "generated"]
+    healthy, generated = (float(line.split()[1]) for line in lines[:2])
+    assert lines[-1].startswith("validation score ")
+    # the score is the mean of the two halves (printed rounded)
+    assert abs(float(lines[-1].split()[-1]) - (healthy + generated) / 2) < 1e-3
