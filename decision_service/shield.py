@@ -88,7 +88,7 @@ from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 from statistics import NormalDist
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,6 +113,11 @@ ALPHA_LIGHT: Final = 0.2
 #: slope must clear to count as growth (one-sided, about 97.7 %).
 TREND_MIN_WINDOWS: Final = 6
 TREND_Z: Final = 2.0
+#: Stable's windows its baseline and dispersion are taken from: the most recent this many (an
+#: hour of 30-s windows). Bounded, so a window's cost does not grow with a canary's age and the
+#: baseline follows stable as it is now; longer than any simulated episode (10 baseline windows
+#: and 7 steps of 10), so training and the evaluation never reach it.
+STABLE_HISTORY_WINDOWS: Final = 120
 _CHI2_UPPER_QUARTILE: Final = 1.3233036969314669  # of chi-square, one degree of freedom
 
 
@@ -458,6 +463,21 @@ class _StableCounts:
         bisect.insort(self.sorted_requests, requests)
         self.most_requests = max(self.most_requests, requests)
 
+    def drop_oldest(self) -> None:
+        """Forget the oldest window (the history is bounded: :data:`STABLE_HISTORY_WINDOWS`)."""
+        requests = self.requests.pop(0)
+        self.errors.pop(0)
+        _remove_sorted(self.sorted_requests, requests)
+        self.most_requests = self.sorted_requests[-1] if self.sorted_requests else 0.0
+
+
+def _remove_sorted(values: list[Any], value: Any) -> None:
+    """Remove one entry equal to ``value`` from the sorted list ``values``."""
+    index = bisect.bisect_left(values, value)
+    if index == len(values) or values[index] != value:
+        raise ValueError(f"{value!r} is not in the history")
+    del values[index]
+
 
 def _copied(value: object) -> object:
     """``value`` copied for :meth:`Evidence.copy`: lists anew, stable's counts and the sums by
@@ -496,6 +516,10 @@ class Evidence:
     _stable_quantiles: dict[Metric, list[tuple[float, float]]] = field(default_factory=dict)
     # stable's windows for the dispersion estimate
     _stable_counts: _StableCounts = field(default_factory=lambda: _StableCounts())
+    # what each stable window added to the two above, oldest first (to forget it again)
+    _stable_order: list[
+        tuple[tuple[float, float], tuple[tuple[Metric, tuple[float, float]], ...]]
+    ] = field(default_factory=list)
     _canary_requests: float = 0.0
     _last_canary: float = 0.0
     _share: float = 0.0
@@ -567,13 +591,22 @@ class Evidence:
             return
         self._kappa = None
         self._baselines.clear()
-        bisect.insort(self._stable_rates, (stable.errors / stable.requests, stable.requests))
+        rate = (stable.errors / stable.requests, stable.requests)
+        bisect.insort(self._stable_rates, rate)
         self._stable_counts.append(stable.requests, stable.errors)
+        added = []
         for metric, value in (quantiles or {}).items():  # None only when stable served nothing
             if value is not None:
-                bisect.insort(
-                    self._stable_quantiles.setdefault(metric, []), (value, stable.requests)
-                )
+                entry = (value, stable.requests)
+                bisect.insort(self._stable_quantiles.setdefault(metric, []), entry)
+                added.append((metric, entry))
+        self._stable_order.append((rate, tuple(added)))
+        if len(self._stable_order) > STABLE_HISTORY_WINDOWS:
+            oldest_rate, oldest_quantiles = self._stable_order.pop(0)
+            _remove_sorted(self._stable_rates, oldest_rate)
+            self._stable_counts.drop_oldest()
+            for metric, entry in oldest_quantiles:
+                _remove_sorted(self._stable_quantiles[metric], entry)
 
     def dispersion(self) -> float:
         """κ: the extra error variance per request of a window (0 = binomial), from stable.

@@ -9,6 +9,7 @@ import pytest
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from decision_service.shield import (
+    STABLE_HISTORY_WINDOWS,
     Evidence,
     ShieldConfig,
     VersionWindow,
@@ -201,6 +202,33 @@ def test_dispersion_is_estimated_from_stable_and_widens_the_bounds() -> None:
         )
     assert plain.dispersion() < 2e-4
     assert clumped.dispersion() > 5e-3
+
+
+def test_stable_history_is_bounded_to_its_recent_windows() -> None:
+    """Stable's baseline and dispersion come from its last STABLE_HISTORY_WINDOWS windows: a
+    long-lived canary's evidence equals that of one that saw only those windows, and a window
+    costs the same at any age (the history it re-reads stops growing)."""
+    rng = np.random.default_rng(21)
+    old = [_window(rng, 3000, 0.03, p50=200.0) for _ in range(60)]  # stable as it was
+    recent = [_window(rng, 3000, 0.005) for _ in range(STABLE_HISTORY_WINDOWS)]
+    long_lived, fresh = Evidence(DEFAULT_TOLERANCE), Evidence(DEFAULT_TOLERANCE)
+    for window in old + recent:
+        long_lived.add_baseline(window)
+    for window in recent:
+        fresh.add_baseline(window)
+    assert long_lived.dispersion() == fresh.dispersion()
+    for _ in range(30):  # canary windows: each moves the oldest stable window out of both
+        canary, stable = _window(rng, 1000, 0.012), _window(rng, 2000, 0.005)
+        long_lived.add(canary, stable)
+        fresh.add(canary, stable)
+        assert long_lived.summary() == fresh.summary()
+    verdicts = [
+        shield_verdict(e.summary(), ShieldConfig(), last_step=False) for e in (long_lived, fresh)
+    ]
+    assert verdicts[0] == verdicts[1] and verdicts[0].abort_allowed  # 2.4x stable's errors
+    # with the old windows kept, stable's baseline would be 3 % and the canary look better
+    assert len(long_lived._stable_rates) == STABLE_HISTORY_WINDOWS
+    assert all(len(v) == STABLE_HISTORY_WINDOWS for v in long_lived._stable_quantiles.values())
 
 
 def test_e_value_and_bound_agree() -> None:
