@@ -523,7 +523,7 @@ def test_over_dispersed_errors_vary_per_scrape_period_as_simulated(tmp_path: Pat
         # The simulator's scrapes: a Beta draw per scrape (none at rho 0), then binomial.
         rates = np.full((20_000, len(requests)), rate)
         if version_rho > 0:
-            rates = _dispersed(rates, version_rho, rng)
+            rates = np.asarray([_dispersed(row, version_rho, rng) for row in rates.tolist()])
         simulated = _dispersion_statistic(rng.binomial(requests, rates), requests, rate)
         low, high = np.quantile(simulated, [0.001, 0.999])
         bands[track] = (low, high)
