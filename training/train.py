@@ -198,26 +198,6 @@ class TorchQPolicy:
 GENERATED_VALIDATION = "generated"
 
 
-def evaluate_greedy(
-    model: DQN,
-    scenarios: list[Scenario],
-    episodes: int,
-    config: EnvConfig,
-    *,
-    generated_episodes: int = 0,
-    good_fraction: float = 0.5,
-) -> tuple[float, dict[str, float]]:
-    """:func:`validate` the model's Q-network (greedy, inside the pipeline)."""
-    return validate(
-        TorchQPolicy(model.q_net),
-        scenarios,
-        episodes,
-        config,
-        generated_episodes=generated_episodes,
-        good_fraction=good_fraction,
-    )
-
-
 def validate(
     policy: Policy,
     scenarios: list[Scenario],
@@ -287,8 +267,8 @@ class EvalCallback(BaseCallback):
     def _evaluate(self) -> None:
         with torch.no_grad():
             assert isinstance(self.model, DQN)
-            score, per = evaluate_greedy(
-                self.model,
+            score, per = validate(
+                TorchQPolicy(self.model.q_net),  # greedy, inside the pipeline
                 self.scenarios,
                 self.cfg.evaluation.episodes_per_scenario,
                 self.cfg.env_config(),

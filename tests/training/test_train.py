@@ -82,7 +82,7 @@ def test_validation_decides_as_the_service_does() -> None:
     from decision_service.pipeline import ACTION_NAMES
     from scenarios import load_scenarios
     from training.env import COST_PAUSE
-    from training.train import TorchQPolicy, evaluate_greedy
+    from training.train import TorchQPolicy, validate
 
     net = torch.nn.Linear(len(FEATURE_NAMES), len(ACTION_NAMES))
     with torch.no_grad():
@@ -93,12 +93,9 @@ def test_validation_decides_as_the_service_does() -> None:
     assert policy.q_values(batch).shape == (9, len(ACTION_NAMES))
     assert policy.q_values(batch[0]).shape == (1, len(ACTION_NAMES))
 
-    class _Model:  # what evaluate_greedy reads of an SB3 DQN
-        q_net = net
-
     config = load_config(SHIPPED)
     healthy = [s for s in load_scenarios(SHIPPED.parents[2] / "scenarios") if s.name == "healthy"]
-    score, per = evaluate_greedy(_Model(), healthy, 2, config.env_config())  # type: ignore[arg-type]
+    score, per = validate(policy, healthy, 2, config.env_config())
     assert config.env.pause_cost != COST_PAUSE  # the shaped price is not what is scored
     # always holding pauses every episode at the first step: the pause at the objective's price
     assert -COST_PAUSE - 0.5 < per["healthy"] < -COST_PAUSE
