@@ -194,7 +194,7 @@ class TorchQPolicy:
         return q
 
 
-#: Validation episodes drawn from the randomised scenarios, per library scenario's episodes.
+#: The randomised scenarios' half of the validation: its name among the scores and seed salt.
 GENERATED_VALIDATION = "generated"
 
 
@@ -265,16 +265,15 @@ class EvalCallback(BaseCallback):
         return True
 
     def _evaluate(self) -> None:
-        with torch.no_grad():
-            assert isinstance(self.model, DQN)
-            score, per = validate(
-                TorchQPolicy(self.model.q_net),  # greedy, inside the pipeline
-                self.scenarios,
-                self.cfg.evaluation.episodes_per_scenario,
-                self.cfg.env_config(),
-                generated_episodes=self.cfg.evaluation.generated_episodes,
-                good_fraction=self.cfg.generator_good_fraction,
-            )
+        assert isinstance(self.model, DQN)
+        score, per = validate(
+            TorchQPolicy(self.model.q_net),  # greedy, inside the pipeline (no gradients)
+            self.scenarios,
+            self.cfg.evaluation.episodes_per_scenario,
+            self.cfg.env_config(),
+            generated_episodes=self.cfg.evaluation.generated_episodes,
+            good_fraction=self.cfg.generator_good_fraction,
+        )
         row = {
             "step": self.num_timesteps,
             "seconds": round(time.perf_counter() - self.started),
