@@ -102,10 +102,37 @@ class PolicyAgent:
 def run_episode(
     agent: Agent, suite: Suite | Scenario, seed: int, config: EnvConfig
 ) -> EpisodeRecord:
+    return run_episode_agents([(agent, config)], suite, seed)[0]
+
+
+def run_episode_agents(
+    agents: Sequence[tuple[Agent, EnvConfig]], suite: Suite | Scenario, seed: int
+) -> list[EpisodeRecord]:
+    """Each agent, with its config, on the episode ``seed`` of ``suite``: one record each.
+
+    The episode is drawn and measured up to the first decision once; every agent then goes on
+    from its own copy of that start (:meth:`~training.env.CanaryRolloutEnv.forks`), exactly
+    as if it had reset the environment itself."""
     suite = suite if isinstance(suite, Suite) else Suite.of(suite)
-    env = CanaryRolloutEnv(suite.source(), config)
-    agent.reset()
+    env = CanaryRolloutEnv(suite.source(), agents[0][1])
     observation, info = env.reset(seed=seed, options={"allow_terminal": True})
+    envs = [env, *env.forks([config for _, config in agents[1:]])]
+    return [
+        _finish(agent, suite, seed, fork, observation, info)
+        for (agent, _), fork in zip(agents, envs, strict=True)
+    ]
+
+
+def _finish(
+    agent: Agent,
+    suite: Suite,
+    seed: int,
+    env: CanaryRolloutEnv,
+    observation: np.ndarray,
+    info: dict[str, Any],
+) -> EpisodeRecord:
+    """Run ``agent`` from the episode's start (``env`` just reset) to its outcome."""
+    agent.reset()
     while "outcome" not in info:
         if isinstance(agent, PolicyAgent):
             observation, _, _, _, info = env.step_policy(agent.policy)
@@ -145,12 +172,19 @@ class AgentSpec:
 
 
 def _run_batch(
-    args: tuple[AgentSpec, Suite, list[int], EnvConfig],
-) -> list[EpisodeRecord]:
-    spec, suite, seeds, config = args
-    agent = spec.build()
-    env_config = replace(config, guardrails=spec.guardrails, shield=spec.shield)
-    return [run_episode(agent, suite, seed, env_config) for seed in seeds]
+    args: tuple[Sequence[AgentSpec], Suite, list[int], EnvConfig],
+) -> list[list[EpisodeRecord]]:
+    """Every agent on the ``seeds`` of ``suite``: one list of records per agent."""
+    specs, suite, seeds, config = args
+    agents = [
+        (spec.build(), replace(config, guardrails=spec.guardrails, shield=spec.shield))
+        for spec in specs
+    ]
+    per_agent: list[list[EpisodeRecord]] = [[] for _ in specs]
+    for seed in seeds:
+        for records, record in zip(per_agent, run_episode_agents(agents, suite, seed), strict=True):
+            records.append(record)
+    return per_agent
 
 
 def run_agents(
@@ -167,7 +201,8 @@ def run_agents(
     """Every agent on ``episodes`` seeded episodes of every suite (same seeds for all);
     ``stress_episodes`` (default ``episodes``) for stress families.
 
-    A bare scenario is a library suite whose seeds use ``salt``."""
+    A bare scenario is a library suite whose seeds use ``salt``. The records come suite by
+    suite, agent by agent (in ``specs`` order), seed by seed."""
     chunk = 250
     tasks = []
     for item in suites:
@@ -176,21 +211,32 @@ def run_agents(
         if suite.stress_family is not None and stress_episodes is not None:
             count = stress_episodes
         seeds = [suite.seed(i) for i in range(count)]
-        for spec in specs:
-            for start in range(0, count, chunk):
-                tasks.append((spec, suite, seeds[start : start + chunk], config))
-    records: list[EpisodeRecord] = []
+        tasks += [
+            (specs, suite, seeds[start : start + chunk], config) for start in range(0, count, chunk)
+        ]
+    batches: list[list[list[EpisodeRecord]]] = []
     if workers <= 1:
         for i, task in enumerate(tasks):
-            records.extend(_run_batch(task))
+            batches.append(_run_batch(task))
             if progress:
                 progress(i + 1, len(tasks))
-        return records
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for i, batch in enumerate(pool.map(_run_batch, tasks)):
-            records.extend(batch)
-            if progress:
-                progress(i + 1, len(tasks))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, batch in enumerate(pool.map(_run_batch, tasks)):
+                batches.append(batch)
+                if progress:
+                    progress(i + 1, len(tasks))
+    records: list[EpisodeRecord] = []
+    start = 0
+    while start < len(tasks):
+        suite = tasks[start][1]
+        end = start
+        while end < len(tasks) and tasks[end][1] is suite:
+            end += 1
+        for agent in range(len(specs)):
+            for batch in batches[start:end]:
+                records.extend(batch[agent])
+        start = end
     return records
 
 

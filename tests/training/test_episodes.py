@@ -6,12 +6,17 @@ import csv
 import gzip
 from pathlib import Path
 
+import pytest
+
+from decision_service.guardrails import GuardrailConfig
 from decision_service.policy import OnnxPolicy
+from decision_service.shield import ShieldConfig
 from scenarios import load_scenarios
 from tests.conftest import REPO_ROOT, SCENARIOS_DIR
 from tests.support.onnx_models import build_model
 from training import evaluate
 from training.env import CanaryRolloutEnv, EnvConfig
+from training.episodes import Suite
 
 SHIPPED_CSV = REPO_ROOT / "models" / "evaluation" / "episodes.csv.gz"
 EPISODES = 12
@@ -76,3 +81,49 @@ def test_the_evaluated_policy_is_held_by_the_step_count_rule(tmp_path: Path) -> 
     env.reset(seed=3)
     _, _, _, _, info = env.step_policy(steady)
     assert info["decision"] == "promote" and env.weight == 10
+
+
+def _trajectory(env: CanaryRolloutEnv, observation, info, actions) -> list:
+    """Observations, rewards and infos of ``env`` (just reset) under a fixed action cycle."""
+    steps = [(observation.tolist(), info)]
+    i = 0
+    while "outcome" not in info:
+        observation, reward, _, _, info = env.step(actions[i % len(actions)])
+        steps.append((observation.tolist(), reward, info))
+        i += 1
+    return steps
+
+
+def test_a_fork_runs_the_episode_a_fresh_reset_runs() -> None:
+    """Every agent of an evaluation starts from a copy of one reset: each copy, whatever it
+    then does, lives exactly the episode a fresh ``reset(seed)`` would have given it, and the
+    copies do not share what an episode changes (the original runs on after them)."""
+    shielded = EnvConfig(shield=ShieldConfig(), guardrails=GuardrailConfig())
+    configs = [EnvConfig(), EnvConfig(guardrails=GuardrailConfig()), shielded, shielded]
+    plans = [[0, 0, 1], [1], [0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0, 1, 2]]
+    for family in ("everything", "incident_regression", "load_dependent"):
+        suite = Suite.stress(family)
+        for index in range(3):
+            seed = suite.seed(index)
+            fresh = []
+            for config, plan in zip(configs, plans, strict=True):
+                env = CanaryRolloutEnv(suite.source(), config)
+                observation, info = env.reset(seed=seed, options={"allow_terminal": True})
+                fresh.append(_trajectory(env, observation, info, plan))
+            env = CanaryRolloutEnv(suite.source(), configs[-1])
+            observation, info = env.reset(seed=seed, options={"allow_terminal": True})
+            forks = env.forks(configs[:-1])
+            forked = [
+                _trajectory(copy, observation, info, plan)
+                for copy, plan in zip([*forks, env], plans, strict=True)
+            ]
+            assert forked == fresh
+
+
+def test_a_fork_refuses_a_config_that_changes_the_episode() -> None:
+    env = CanaryRolloutEnv(Suite.stress("everything").source(), EnvConfig())
+    env.reset(seed=1)
+    with pytest.raises(ValueError, match="may differ only"):
+        env.forks([EnvConfig(patience=3)])
+    with pytest.raises(ValueError, match="may differ only"):
+        env.forks([EnvConfig(shield=ShieldConfig(alpha_promote=0.2))])
