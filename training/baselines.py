@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from scipy.special import ndtr
 from scipy.stats import mannwhitneyu
 
 from decision_service.actions import ABORT, HOLD, PROMOTE
@@ -115,6 +116,42 @@ class StaticThreshold:
         return PROMOTE if self._successes >= self.consecutive_successes else HOLD
 
 
+def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
+    """The two-sided Mann–Whitney U test's p-value, as ``scipy.stats.mannwhitneyu(x, y,
+    alternative="two-sided")`` gives it for 1-D samples without NaN: the same numbers, the
+    same floating-point operations in the same order (tests compare them bit for bit).
+
+    Its normal approximation (with the tie and continuity corrections) is computed here
+    directly: scipy's array-API and NaN handling cost about 0.4 ms a call, a tenth of an
+    evaluated episode. Where scipy would use the exact distribution (either sample of 8 or
+    fewer, and no ties) it is asked."""
+    n1, n2 = len(x), len(y)
+    pooled = np.concatenate((x, y))
+    order = np.argsort(pooled, kind="stable")
+    ordered = pooled[order]
+    first = np.empty(len(ordered), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(starts, append=len(ordered))
+    if (n1 <= 8 or n2 <= 8) and counts.max() == 1:
+        return float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
+    ranks = np.empty(len(ordered))
+    # average rank of each run of ties: its first ordinal rank + (length − 1)/2
+    ranks[order] = np.repeat((starts + 1).astype(np.float64) + (counts - 1.0) / 2, counts)
+    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    u = max(u1, n1 * n2 - u1)
+    n = n1 + n2
+    ties = counts.astype(np.float64)
+    tie_term = (ties**3 - ties).sum()
+    sd = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))
+    numerator = u - n1 * n2 / 2
+    numerator -= 0.5  # continuity correction
+    with np.errstate(divide="ignore", invalid="ignore"):  # all tied: sd 0, as scipy allows
+        p = 2 * ndtr(-(numerator / sd))
+    return float(min(max(p, 0.0), 1.0))
+
+
 @dataclass
 class MannWhitneyJudge:
     effect_floor: float = 1.2
@@ -165,7 +202,7 @@ class MannWhitneyJudge:
         ratio = float(np.mean(canary)) / stable_mean if stable_mean > 0 else math.inf
         if not ratio >= self.effect_floor:
             return False
-        p_value = mannwhitneyu(canary, stable, alternative="two-sided").pvalue
+        p_value = mann_whitney_p(canary, stable)
         if not p_value < 1.0 - self.confidence:
             return False
         shift = float(np.median(np.subtract.outer(canary, stable)))  # Hodges–Lehmann
