@@ -41,7 +41,7 @@ baseline). A fixed action is the same at every count, so the step-count rule nev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import numpy as np
@@ -107,7 +107,15 @@ class Evaluation:
     guarded: Guarded
     proposed: Action | None
     q_values: dict[str, float] | None
-    observation: dict[str, float] | None
+    #: The observation the policy saw, as :func:`~decision_service.features.build_observation`
+    #: built it (compared as an array would be: not at all, so not part of ``==``).
+    features: npt.NDArray[np.float32] | None = field(compare=False)
+
+    @property
+    def observation(self) -> dict[str, float] | None:
+        """The observation as ``{feature name: value}`` (answers and logs), named on demand:
+        the simulator makes millions of decisions that nobody reads."""
+        return None if self.features is None else named(self.features)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +174,7 @@ def decide(
             )
     reason = guarded.reason + _context(snapshot, config.tolerance)
     guarded = Guarded(guarded.decision, guarded.guardrail, reason)
-    return Evaluation(guarded, proposed, q_values, named(observation))
+    return Evaluation(guarded, proposed, q_values, observation)
 
 
 #: How far (percentage points) the canary's measured share of the window's requests may be from

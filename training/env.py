@@ -88,6 +88,7 @@ import io
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Final
 
 import gymnasium as gym
@@ -179,7 +180,7 @@ class EnvConfig:
         """The nominal rollout the truth is computed for."""
         return Schedule(self.weights, self.interval_seconds, self.truth_horizon_minutes)
 
-    @property
+    @cached_property
     def decision(self) -> DecisionConfig:
         """The decision pipeline's configuration (the service's, for the same settings)."""
         return DecisionConfig(
@@ -309,7 +310,7 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             pair = (shield_window(interval.canary), shield_window(interval.stable))
             self._life.append(pair)
             self._evidence.add(*pair)
-            snapshot = replace(self._sim.snapshot(), evidence=self._evidence.summary())
+            snapshot = self._sim.snapshot(self._evidence.summary())
             self._snapshot = snapshot
             try:
                 self._observed = observe(snapshot, self._measurements, self.config.decision)

@@ -43,7 +43,7 @@ import numpy.typing as npt
 from scipy.special import ndtr
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
-from decision_service.shield import VersionWindow
+from decision_service.shield import EvidenceSummary, VersionWindow
 from decision_service.snapshot import MetricsSnapshot, VersionMetrics
 from scenarios import Conditions, EpisodeParameters, Scenario, VersionBehaviour
 from scenarios.sampling import ScaleUp
@@ -236,7 +236,7 @@ def shield_window(version: VersionInterval) -> VersionWindow:
 
 def version_metrics(requests: int, errors: int, buckets: IntArray) -> VersionMetrics:
     """What Prometheus reports for a span, latency quantiles via ``histogram_quantile``."""
-    cumulative = np.cumsum(buckets).tolist()
+    cumulative = buckets.cumsum().tolist()
     return VersionMetrics(
         requests=float(requests),
         errors=float(errors),
@@ -353,8 +353,9 @@ class RolloutSimulator:
         self.last = interval
         return interval
 
-    def snapshot(self) -> MetricsSnapshot:
-        """The metrics snapshot after the last interval (what the live service would read)."""
+    def snapshot(self, evidence: EvidenceSummary | None = None) -> MetricsSnapshot:
+        """The metrics snapshot after the last interval (what the live service would read),
+        with the shield's ``evidence`` if given."""
         if self.last is None:
             raise RuntimeError("no interval simulated yet")
         c, s = self._canary_total, self._stable_total
@@ -364,4 +365,5 @@ class RolloutSimulator:
             stable=_window(self.last.stable),
             canary_cumulative=version_metrics(c.requests, c.errors, c.buckets),
             stable_cumulative=version_metrics(s.requests, s.errors, s.buckets),
+            evidence=evidence,
         )
