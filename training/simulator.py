@@ -149,9 +149,7 @@ def sample_version(
     # One scalar draw per scrape, in order: the same numbers as one call with arrays (the
     # same generator function per element), without its broadcasting, which cost more.
     counts = scrape_requests.tolist()
-    scrape_errors = np.array(
-        [rng.binomial(n, rate) for n, rate in zip(counts, rates, strict=True)], dtype=np.int64
-    )
+    errors = [int(rng.binomial(n, rate)) for n, rate in zip(counts, rates, strict=True)]
     probs = _bucket_distribution(behaviour)
     if split:
         early = sum(counts[:split])
@@ -159,26 +157,26 @@ def sample_version(
         buckets = rng.multinomial(early, early_probs) + rng.multinomial(requests - early, probs)
     else:
         buckets = rng.multinomial(requests, probs)
-    mean_now, std_now = _latency_mean_std(behaviour)
-    if split:
-        mean_then, std_then = _latency_mean_std(earlier)
-        mean: FloatArray | float = np.full(SUB_BUCKETS, mean_now)
-        std: FloatArray | float = np.full(SUB_BUCKETS, std_now)
-        mean[:split], std[:split] = mean_then, std_then  # type: ignore[index]
-    else:
-        mean, std = mean_now, std_now
+    now = _latency_mean_std(behaviour)
+    then = _latency_mean_std(earlier) if split else now
     # loc + scale·z with z standard normal: what ``rng.normal(loc, scale)`` computes, per
-    # element, from the same draws
-    scale = std / np.sqrt(np.maximum(scrape_requests, 1))
-    scrape_latency = mean + scale * rng.standard_normal(SUB_BUCKETS)
-    scrape_latency[scrape_requests == 0] = np.nan
+    # element, from the same draws (in Python floats: the same operations, without numpy's
+    # per-call cost on six values)
+    latency = []
+    for i, (n, z) in enumerate(zip(counts, rng.standard_normal(SUB_BUCKETS).tolist(), strict=True)):
+        if n == 0:
+            latency.append(math.nan)  # no request, no mean
+            continue
+        mean, std = then if i < split else now
+        value = mean + std / math.sqrt(n) * z
+        latency.append(value if value >= 0.0 else 0.0)  # np.maximum(value, 0.0)
     return VersionInterval(
         requests=int(requests),
-        errors=int(scrape_errors.sum()),
+        errors=sum(errors),
         buckets=buckets,
         scrape_requests=scrape_requests,
-        scrape_errors=scrape_errors,
-        scrape_mean_latency_ms=np.maximum(scrape_latency, 0.0),
+        scrape_errors=np.array(errors, dtype=np.int64),
+        scrape_mean_latency_ms=np.array(latency),
         behaviour=behaviour,
     )
 

@@ -9,7 +9,13 @@ import yaml
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from scenarios import Scenario, VersionBehaviour, load_scenario
 from tests.conftest import SCENARIOS_DIR
-from training.simulator import SUB_BUCKETS, RolloutSimulator, _bucket_distribution, sample_version
+from training.simulator import (
+    SUB_BUCKETS,
+    RolloutSimulator,
+    _bucket_distribution,
+    _latency_mean_std,
+    sample_version,
+)
 
 
 def sim(name: str, seed: int = 0) -> RolloutSimulator:
@@ -91,22 +97,33 @@ def test_a_weather_change_inside_an_interval_splits_its_scrapes() -> None:
 
 
 def _array_draws(
-    requests: int, behaviour: VersionBehaviour, rng: np.random.Generator
+    requests: int,
+    behaviour: VersionBehaviour,
+    rng: np.random.Generator,
+    earlier: VersionBehaviour | None = None,
+    split: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scrape errors and mean latencies drawn with one array call each (how the simulator drew
-    them until round 8), for a behaviour without a weather change inside the interval."""
+    them until round 8); the first ``split`` scrapes under ``earlier``."""
+    before = earlier or behaviour
     scrape_requests = rng.multinomial(requests, np.full(SUB_BUCKETS, 1.0 / SUB_BUCKETS))
     rates = np.full(SUB_BUCKETS, behaviour.error_rate)
+    rates[:split] = before.error_rate
     if behaviour.error_dispersion > 0:
         k = 1.0 / behaviour.error_dispersion - 1.0
         inside = (rates > 0.0) & (rates < 1.0)
         rates[inside] = rng.beta(rates[inside] * k, (1.0 - rates[inside]) * k)
     errors = rng.binomial(scrape_requests, rates)
-    rng.multinomial(requests, _bucket_distribution(behaviour))  # the histogram, as drawn
-    sigma = behaviour.latency_spread
-    mean = behaviour.latency_p50_ms * np.exp(sigma * sigma / 2.0)
-    std = mean * np.sqrt(np.expm1(sigma * sigma))
-    latency = rng.normal(np.full(SUB_BUCKETS, mean), std / np.sqrt(np.maximum(scrape_requests, 1)))
+    if split:  # the histogram, as drawn
+        early = int(scrape_requests[:split].sum())
+        rng.multinomial(early, _bucket_distribution(before))
+        rng.multinomial(requests - early, _bucket_distribution(behaviour))
+    else:
+        rng.multinomial(requests, _bucket_distribution(behaviour))
+    # each period's log-normal mean and sd (scalars: numpy's vectorised exp may differ by an ulp)
+    mean, std = (np.full(SUB_BUCKETS, v) for v in _latency_mean_std(behaviour))
+    mean[:split], std[:split] = _latency_mean_std(before)
+    latency = rng.normal(mean, std / np.sqrt(np.maximum(scrape_requests, 1)))
     return errors, np.where(scrape_requests > 0, np.maximum(latency, 0.0), np.nan)
 
 
@@ -114,12 +131,20 @@ def _array_draws(
 @pytest.mark.parametrize("requests", [0, 7, 240, 50_000])
 def test_scalar_draws_are_the_array_draws(requests: int, dispersion: float) -> None:
     """The simulator draws each scrape's errors (and clump) with a scalar call, in order, and
-    latency as loc + scale·z: the same numbers, from the same stream, as the array calls."""
+    latency as loc + scale·z in Python floats: the same numbers, from the same stream, as the
+    array calls, with or without a change of weather inside the interval."""
     behaviour = VersionBehaviour(0.01, 40.0, 0.5, error_dispersion=dispersion)
+    storm = VersionBehaviour(0.2, 400.0, 0.9, error_dispersion=dispersion)
     for seed in range(20):
-        got = sample_version(requests, behaviour, np.random.default_rng(seed))
-        errors, latency = _array_draws(requests, behaviour, np.random.default_rng(seed))
+        split = seed % SUB_BUCKETS
+        got = sample_version(
+            requests, behaviour, np.random.default_rng(seed), earlier=storm, earlier_scrapes=split
+        )
+        errors, latency = _array_draws(
+            requests, behaviour, np.random.default_rng(seed), storm, split
+        )
         assert got.scrape_errors.tolist() == errors.tolist()
+        assert got.errors == int(errors.sum())
         assert np.array_equal(got.scrape_mean_latency_ms, latency, equal_nan=True)
 
 
