@@ -204,6 +204,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
         dry_run=shown.dry_run,
         seconds=elapsed,
     )
+    observation = evaluation.observation  # named once, for the log and the answer
     decision_log.info(
         "decision",
         extra={
@@ -219,7 +220,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
                 "slo_latency_ms": slo,
                 "model": policy.info.label,
                 "q_values": evaluation.q_values,
-                "observation": evaluation.observation,
+                "observation": observation,
                 "duration_ms": round(elapsed * 1000, 3),
             }
         },
@@ -229,7 +230,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
         reason=shown.reason,
         guardrail=shown.guardrail,
         policy=PolicyV1(model=policy.info.label, q_values=evaluation.q_values),
-        observation=evaluation.observation,
+        observation=observation,
         dry_run=shown.dry_run,
     )
 
