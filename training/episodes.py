@@ -214,15 +214,16 @@ def run_agents(
     suite, agent by agent (in ``specs`` order), seed by seed."""
     chunk = 250
     tasks = []
+    per_suite = []  # how many tasks each suite's seeds made
     for item in suites:
         suite = item if isinstance(item, Suite) else replace(Suite.of(item), salt=salt)
         count = episodes
         if suite.stress_family is not None and stress_episodes is not None:
             count = stress_episodes
         seeds = [suite.seed(i) for i in range(count)]
-        tasks += [
-            (specs, suite, seeds[start : start + chunk], config) for start in range(0, count, chunk)
-        ]
+        starts = range(0, count, chunk)
+        tasks += [(specs, suite, seeds[start : start + chunk], config) for start in starts]
+        per_suite.append(len(starts))
     batches: list[list[list[EpisodeRecord]]] = []
     if workers <= 1:
         for i, task in enumerate(tasks):
@@ -236,16 +237,12 @@ def run_agents(
                 if progress:
                     progress(i + 1, len(tasks))
     records: list[EpisodeRecord] = []
-    start = 0
-    while start < len(tasks):
-        suite = tasks[start][1]
-        end = start
-        while end < len(tasks) and tasks[end][1] is suite:
-            end += 1
+    done = iter(batches)
+    for count in per_suite:
+        suite_batches = [next(done) for _ in range(count)]
         for agent in range(len(specs)):
-            for batch in batches[start:end]:
+            for batch in suite_batches:
                 records.extend(batch[agent])
-        start = end
     return records
 
 
