@@ -6,7 +6,11 @@ All in one process, on the same observations:
 * ``features``: :func:`decision_service.features.build_observation` alone;
 * ``features + policy``: ``build_observation`` then :meth:`OnnxPolicy.decide` (the target:
   p99 ≤ 0.05 ms);
-* ``evaluate``: the whole pure decision (features, policy, guardrails, step-count check).
+* ``evaluate``: the whole pure decision (features, policy, guardrails, step-count check);
+* ``machine``: how often this machine stops a running thread, and for how long (the gaps a tight
+  loop of ``perf_counter`` reads sees above 5 µs: timer ticks, interrupts, a virtual machine's
+  exits). A call of ``d`` µs includes such a stop in about ``d × rate / 10⁶`` of calls; once
+  that share nears 1 %, the stops, not the code, set the p99.
 
 Usage: ``python benchmarks/bench_features.py [--model PATH] [--n 20000]``. Figures only.
 """
@@ -56,7 +60,9 @@ def snapshots(n: int, seed: int = 0) -> list[MetricsSnapshot]:
     return out
 
 
-def timed(label: str, fn: Callable[[int], object], n: int) -> tuple[float, float]:
+def timed(
+    label: str, fn: Callable[[int], object], n: int, stops: float = 0.0
+) -> tuple[float, float]:
     for i in range(min(n, 2000)):  # warm-up
         fn(i)
     gc.disable()
@@ -67,8 +73,33 @@ def timed(label: str, fn: Callable[[int], object], n: int) -> tuple[float, float
         timings[i] = time.perf_counter() - started
     gc.enable()
     p50, p99 = np.percentile(timings * 1e6, [50, 99])
-    print(f"{label:<22} p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({p99 / 1000:.4f} ms)")
+    hit = p50 * 1e-6 * stops
+    print(
+        f"{label:<22} p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({p99 / 1000:.4f} ms)"
+        f"   a stop in ~{100 * hit:.1f} % of calls"
+    )
     return float(p50), float(p99)
+
+
+def machine_stops(seconds: float = 1.0) -> tuple[float, float]:
+    """Stops per second a running thread sees here, and their median length (µs)."""
+    clock = time.perf_counter
+    gaps: list[float] = []
+    gc.disable()
+    started = previous = clock()
+    while previous - started < seconds:
+        now = clock()
+        if now - previous > 5e-6:
+            gaps.append(now - previous)
+        previous = now
+    gc.enable()
+    rate = len(gaps) / (previous - started)
+    median = float(np.median(gaps)) * 1e6 if gaps else 0.0
+    print(
+        f"machine: {rate:,.0f} stops/s of a running thread, median {median:.0f} µs "
+        f"(gaps > 5 µs in a tight loop)"
+    )
+    return rate, median
 
 
 def main() -> int:
@@ -93,21 +124,30 @@ def main() -> int:
     k = len(snaps)
 
     print(f"model {policy.info.label}, {args.n} calls each, one thread")
+    stops, _ = machine_stops()
     timed(
         "baseline (bare run)",
         lambda i: bare.run(["q_values"], {"observation": ready[i % k]}),
         args.n,
+        stops,
     )
-    timed("features", lambda i: build_observation(snaps[i % k], counts[i % k], 200.0), args.n)
+    timed(
+        "features",
+        lambda i: build_observation(snaps[i % k], counts[i % k], 200.0),
+        args.n,
+        stops,
+    )
     timed(
         "features + policy",
         lambda i: policy.decide(build_observation(snaps[i % k], counts[i % k], 200.0)),
         args.n,
+        stops,
     )
     timed(
         "pipeline.decide (whole)",
         lambda i: decide(snaps[i % k], counts[i % k], policy, config),
         args.n,
+        stops,
     )
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -67,6 +68,27 @@ def _metadata_list(meta: dict[str, str], key: str, path: Path) -> tuple[str, ...
     return tuple(value)
 
 
+class _Bound:
+    """One thread's input row and output buffer, bound to the session once.
+
+    A decision asks for one row of Q-values. ``InferenceSession.run`` converts the input and
+    allocates the output at every call; through an IO binding onnxruntime reads the observation
+    from, and writes the Q-values into, these two arrays (``OrtValue.ortvalue_from_numpy`` wraps
+    CPU memory without copying). ``benchmarks/bench_features.py`` measures both. A binding is
+    not safe to share between threads, so each thread has its own."""
+
+    __slots__ = ("binding", "output", "row")
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.row = np.zeros((1, N_FEATURES), dtype=np.float32)
+        self.output = np.zeros((1, len(ACTION_NAMES)), dtype=np.float32)
+        self.binding = session.io_binding()
+        self.binding.bind_ortvalue_input(INPUT_NAME, ort.OrtValue.ortvalue_from_numpy(self.row))
+        self.binding.bind_ortvalue_output(
+            OUTPUT_NAME, ort.OrtValue.ortvalue_from_numpy(self.output)
+        )
+
+
 class OnnxPolicy:
     """A loaded, validated ONNX Q-network (one onnxruntime session, reused for every call)."""
 
@@ -122,12 +144,20 @@ class OnnxPolicy:
             feature_spec_version=version,
             training_config_sha256=meta.get(META_TRAINING_CONFIG_SHA256, ""),
         )
+        self._threads = threading.local()
 
     def q_values(self, observations: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Q-values, shape ``(batch, 3)``, for observations of shape ``(batch, N)`` or ``(N,)``."""
         batch = np.asarray(observations, dtype=np.float32).reshape(-1, N_FEATURES)
-        result = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-        return np.asarray(result, dtype=np.float32)
+        if batch.shape[0] != 1:
+            result = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+            return np.asarray(result, dtype=np.float32)
+        bound: _Bound | None = getattr(self._threads, "bound", None)
+        if bound is None:
+            bound = self._threads.bound = _Bound(self._session)
+        bound.row[...] = batch
+        self._session.run_with_iobinding(bound.binding)
+        return bound.output.copy()
 
     def decide(self, observation: npt.NDArray[np.float32]) -> tuple[Action, dict[str, float]]:
         """The greedy action for one observation and its Q-values by action name."""
