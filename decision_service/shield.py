@@ -19,12 +19,19 @@ with a stable window from another time), for each metric:
 
 ``D_k ≤ 0`` is "within tolerance". The windows are averaged with the canary's requests as
 weights, so windows at high weight count most. The **reference** is chosen against the action
-the bound licenses. For the promote bound it is stable's **baseline**, the request-weighted
-median of stable's windows (including the windows before the canary started, when the source
-has them): a stable-only incident never flatters the canary into a promote, and a shared
-incident only delays one. For the abort bound it is the *higher* of stable's value in the same
-window and its baseline: a shared incident never blames the canary. A window where stable
-served nothing (the canary at 100 %) is compared with the baseline.
+the bound licenses. For the promote bound it is stable's **baseline**, its normal level: the
+request-weighted median of stable's windows (including the windows before the canary started,
+when the source has them) once the windows above a *ceiling* are set aside. Incidents only
+raise errors and latency, so the ceiling is taken from the low side: the windows' weighted
+lower quartile plus the calm test's own width (errors: three standard deviations, dispersion
+included, plus a quarter; latency: a factor 1.25²). Without it, a stable that spends half its
+windows in incidents moves the plain median to the incidents' level, and a canary twice as
+bad as the normal stable was proven "within tolerance" of it: with 90 measurements per step
+the shield alone promoted 71 % of such canaries. A stable-only incident never flatters the
+canary into a promote, and a shared incident only delays one. For the abort bound it is the
+*higher* of stable's value in the same window and its baseline: a shared incident never
+blames the canary. A window where stable served nothing (the canary at 100 %) is compared
+with the baseline.
 
 **Variance.** Errors come in clumps (one bad pod, a retry burst): a window's error count varies
 more than a binomial one. The shield estimates the extra variance from stable's windows
@@ -118,6 +125,12 @@ TREND_Z: Final = 2.0
 #: baseline follows stable as it is now; longer than any simulated episode (10 baseline windows
 #: and 7 steps of 10), so training and the evaluation never reach it.
 STABLE_HISTORY_WINDOWS: Final = 120
+#: A stable window's latency quantile is calm within this factor of its baseline, either way.
+CALM_LATENCY_FACTOR: Final = 1.25
+#: The low quantile of stable's windows (by requests) its normal level's ceiling starts from:
+#: incidents only raise errors and latency, and may fill most of stable's windows (a stress
+#: family's stable spends up to about three quarters of them in incidents).
+STABLE_LOW_SHARE: Final = 0.1
 _CHI2_UPPER_QUARTILE: Final = 1.3233036969314669  # of chi-square, one degree of freedom
 
 
@@ -420,14 +433,25 @@ class EvidenceSummary:
     last_window_canary_requests: float
 
 
-def _weighted_median(values: list[tuple[float, float]]) -> float:
-    """The first value (in ``values``' sorted order) at which the running weight reaches half
-    the total. The running sums come from ``accumulate`` and the search from ``bisect``, both in
-    C (the same left-to-right sums as a loop): stable's history grows by a window at a time, and
-    the median is taken again after each of its windows."""
+def _weighted_median(values: list[tuple[float, float]], share: float = 0.5) -> float:
+    """The first value (in ``values``' sorted order) at which the running weight reaches
+    ``share`` (default half) of the total. The running sums come from ``accumulate`` and the
+    search from ``bisect``, both in C (the same left-to-right sums as a loop): stable's history
+    grows by a window at a time, and the median is taken again after each of its windows."""
     running = list(accumulate(map(itemgetter(1), values)))
-    index = bisect.bisect_left(running, running[-1] / 2)
+    index = bisect.bisect_left(running, running[-1] * share)
     return values[min(index, len(values) - 1)][0]
+
+
+def _weighted_share(
+    values: list[tuple[float, float]], running: list[float], start: int, end: int, share: float
+) -> float:
+    """:func:`_weighted_median` of ``values[start:end]`` (``end > start``), from the running
+    weights of the whole list (``running[i]``: the weights of ``values[: i + 1]``), without
+    copying the slice or summing it again."""
+    before = running[start - 1] if start > 0 else 0.0
+    index = bisect.bisect_left(running, before + (running[end - 1] - before) * share, start, end)
+    return values[min(index, end - 1)][0]
 
 
 def _stable_quantiles(stable: VersionWindow) -> dict[Metric, float | None] | None:
@@ -637,8 +661,39 @@ class Evidence:
     def _baseline(self, metric: str, history: list[tuple[float, float]]) -> float:
         cached = self._baselines.get(metric)
         if cached is None:
-            cached = self._baselines[metric] = _weighted_median(history)
+            cached = self._baselines[metric] = self._normal_level(metric, history)
         return cached
+
+    def _normal_level(self, metric: str, history: list[tuple[float, float]]) -> float:
+        """Stable's normal level of a metric: the weighted median of its calm windows (module
+        docstring, "What is compared"). ``history``: ``(value, requests)`` sorted by value.
+
+        Two passes. A first level is the median of the windows below the calm band's upper
+        edge drawn around the low quantile :data:`STABLE_LOW_SHARE` (incidents only raise a
+        metric, so the low side is normal). The level is then the median of the windows inside
+        the calm band drawn around that first level, on both sides, so that noise in a stable
+        without incidents is trimmed evenly and its median stays where it was."""
+        running = list(accumulate(map(itemgetter(1), history)))  # once for the three
+        low = _weighted_share(history, running, 0, len(history), STABLE_LOW_SHARE)
+        below = bisect.bisect_right(history, (self._band(metric, low)[1], math.inf))
+        first = _weighted_share(history, running, 0, below, 0.5)
+        lower, upper = self._band(metric, first)
+        start = bisect.bisect_left(history, (lower, -math.inf))
+        end = bisect.bisect_right(history, (upper, math.inf))
+        return _weighted_share(history, running, start, end, 0.5) if end > start else first
+
+    def _band(self, metric: str, level: float) -> tuple[float, float]:
+        """The calm band around a level: the values a calm stable window takes (errors: three
+        standard deviations at the median window's requests, dispersion included, and a
+        quarter of the level; latency: a factor :data:`CALM_LATENCY_FACTOR` either way)."""
+        if metric != "error_rate":
+            return level / CALM_LATENCY_FACTOR, level * CALM_LATENCY_FACTOR
+        counts = self._stable_counts.sorted_requests
+        requests = counts[len(counts) // 2]
+        p = max(level, 0.5 / requests)
+        sd = math.sqrt(p * (1.0 - p) / requests * (1.0 + requests * self.dispersion()))
+        width = 3.0 * sd + 0.25 * level
+        return level - width, level + width
 
     def _calm(self, rate_s: float | None, requests_s: float, kappa: float) -> bool:
         """Whether stable's window is within noise of its baseline (no incident moving it)."""
@@ -703,7 +758,10 @@ class Evidence:
             return
         ref_promote, ref_abort = references
         # calm: stable's quantile within a factor 1.25 of its baseline (no incident moving it)
-        calm = value_s is None or ref_promote / 1.25 <= value_s <= ref_promote * 1.25
+        calm = (
+            value_s is None
+            or ref_promote / CALM_LATENCY_FACTOR <= value_s <= ref_promote * CALM_LATENCY_FACTOR
+        )
         null = self.abort_null
         limit_promote = self.zone.latency_factor * ref_promote + self.zone.latency_floor_ms
         limit_abort = null.latency_factor * ref_abort + null.latency_floor_ms

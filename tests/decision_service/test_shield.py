@@ -176,6 +176,51 @@ def test_a_stable_only_incident_does_not_flatter_a_bad_canary_into_a_promote() -
     assert not verdict.promote_allowed
 
 
+def _stable_mostly_in_incidents(rng: np.random.Generator, requests: int) -> VersionWindow:
+    """Stable at 1 % errors, in an incident at 10 % in 70 % of its windows."""
+    return _window(rng, requests, 0.10 if rng.random() < 0.7 else 0.01)
+
+
+def test_a_stable_mostly_in_incidents_keeps_its_normal_level_as_the_reference() -> None:
+    """Incidents in most of stable's windows: the plain median of its windows is an incident's
+    level, and a canary at 2.5x stable's normal 1 % (beyond the zone) looked well within
+    tolerance of it (proven, promoted). The baseline is the median of the calm windows."""
+    rng = np.random.default_rng(11)
+    evidence = Evidence(DEFAULT_TOLERANCE)
+    for _ in range(10):
+        evidence.add_baseline(_stable_mostly_in_incidents(rng, 12000))
+    for _ in range(110):
+        evidence.add(_window(rng, 9600, 0.025), _stable_mostly_in_incidents(rng, 2400))
+    rates = evidence._stable_rates
+    plain = sorted(rate for rate, _ in rates)[len(rates) // 2]
+    assert plain > 0.05  # the plain median: an incident's level
+    calm = [(rate, w) for rate, w in rates if rate < 0.04]
+    running = np.cumsum([w for _, w in calm])
+    calm_median = calm[int(np.searchsorted(running, running[-1] / 2))][0]
+    level = evidence._baseline("error_rate", rates)
+    assert level == calm_median and level == pytest.approx(0.01, rel=0.25)
+    verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
+    assert not verdict.promote_allowed, verdict.promote_reason
+
+
+def test_without_incidents_the_normal_level_is_the_median_of_stables_windows() -> None:
+    """The calm band trims stable's windows evenly around their median: without incidents the
+    baseline is the plain request-weighted median, clumped errors or not."""
+    for seed, dispersion in ((1, 0.0), (2, 0.002)):
+        rng = np.random.default_rng(seed)
+        evidence = Evidence(DEFAULT_TOLERANCE)
+        for _ in range(100):
+            requests = int(rng.integers(2000, 4000))
+            rate = rng.beta(1 / dispersion * 0.005, 1 / dispersion * 0.995) if dispersion else 0.005
+            evidence.add_baseline(_window(rng, requests, rate))
+        rates = evidence._stable_rates
+        running = np.cumsum([w for _, w in rates])
+        median = rates[int(np.searchsorted(running, running[-1] / 2))][0]
+        spread = np.std([r for r, _ in rates])
+        level = evidence._baseline("error_rate", rates)
+        assert abs(level - median) <= 0.1 * spread, (dispersion, level, median, spread)
+
+
 def test_a_window_without_stable_counts_for_the_proof_only() -> None:
     """At 100 % stable serves nothing: a shared incident there cannot be told from a canary
     fault, so such windows never license an abort."""

@@ -17,6 +17,7 @@ import math
 import pytest
 
 from decision_service.shield import ShieldConfig
+from scenarios import Scenario
 from training.baselines import ShieldAlone
 from training.env import EnvConfig
 from training.episodes import Suite, run_episode
@@ -44,3 +45,36 @@ def test_g1_and_g2_hold_for_random_stationary_canaries(family: str) -> None:
     assert aborted <= _bound(ShieldConfig().alpha_abort, len(equal)), (family, aborted, len(equal))
     # the families hold both kinds of canary, so the checks are not vacuous
     assert beyond and equal, (family, len(beyond), len(equal))
+
+
+def _stable_mostly_in_incidents(multiplier: float) -> Scenario:
+    """Stable at 0.8 % errors, in a stable-only incident at +10 % about two windows in three
+    (a new one starts in 36 % of intervals and lasts 1–4); the canary has no incident."""
+    return Scenario.model_validate(
+        {
+            "name": f"stable-mostly-in-incidents-x{multiplier:g}".replace(".", "_"),
+            "truth": "bad" if multiplier > 1.0 else "good",
+            "traffic": {"requests_per_second": 200.0},
+            "stable": {"error_rate": 0.008, "latency_p50_ms": 80.0, "latency_spread": 0.5},
+            "stable_incidents": {
+                "probability": 0.36,
+                "duration_intervals": [1.0, 4.0],
+                "error_rate": 0.1,
+                "latency_multiplier": 2.0,
+            },
+            "canary": {"error_multiplier": multiplier},
+        }
+    )
+
+
+def test_g1_holds_with_many_measurements_per_step_while_stable_is_mostly_in_incidents() -> None:
+    """A Rollout may ask for 90 measurements per step (a quiet service waiting for evidence).
+    With stable in incidents in most windows, the plain median of its windows was an
+    incident's level, and the shield alone completed 71 of 100 canaries at 2.2x stable's
+    normal errors (beyond the zone) this way; the baseline is now stable's calm level."""
+    config = EnvConfig(patience=90, shield=ShieldConfig())
+    suite = Suite.of(_stable_mostly_in_incidents(2.2), "stress")
+    records = [run_episode(ShieldAlone(), suite, 1000 + i, config) for i in range(EPISODES // 5)]
+    assert all(r.zone == "beyond_zone" for r in records)
+    promoted = sum(r.outcome == "promoted" for r in records) / len(records)
+    assert promoted <= _bound(ShieldConfig().alpha_promote, len(records)), promoted
