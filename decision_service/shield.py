@@ -99,7 +99,11 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
+from decision_service.histogram import (
+    LATENCY_BUCKETS_SECONDS,
+    histogram_quantile,
+    histogram_quantiles,
+)
 from decision_service.tolerance import Metric, Tolerance
 
 _BOUNDS_MS: Final = tuple(b * 1000.0 for b in LATENCY_BUCKETS_SECONDS)
@@ -108,6 +112,7 @@ QUANTILES: Final[tuple[tuple[Metric, float], ...]] = (
     ("latency_p95_ms", 0.95),
     ("latency_p50_ms", 0.50),
 )
+_QS_INCREASING: Final = tuple(sorted(q for _, q in QUANTILES))
 METRICS: Final[tuple[Metric, ...]] = ("error_rate", "latency_p95_ms", "latency_p50_ms")
 #: Canary requests at which the normal-mixture boundary is tightest (its mixing scale).
 MIXTURE_REQUESTS: Final = 2000.0
@@ -458,7 +463,20 @@ def _stable_quantiles(stable: VersionWindow) -> dict[Metric, float | None] | Non
     """Stable's quantiles in one window (None: stable served nothing in it)."""
     if not stable.requests > 0:
         return None
-    return {metric: _quantile_ms(stable, q) for metric, q in QUANTILES}
+    if not stable.has_latency:
+        return {metric: None for metric, _ in QUANTILES}
+    cumulative, total = [], 0.0
+    for count in stable.buckets:
+        total += count
+        cumulative.append(total)
+    values = dict(
+        zip(
+            _QS_INCREASING,
+            histogram_quantiles(_QS_INCREASING, stable.bounds_ms, cumulative),
+            strict=True,
+        )
+    )
+    return {metric: values[q] for metric, q in QUANTILES}
 
 
 class _StableCounts:
