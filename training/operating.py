@@ -18,6 +18,10 @@ what the service would do on *its* service with ``--rps`` (one panel per level),
     python -m training.operating --out my-service.png --rps 20,50 --error-rate 0.002 \
         --weights 25,50,100 --patience 30
 
+or reads the weights and the count from the Rollout itself (``--rollout rollout.yaml``: the
+weight in force at each step that runs the ``rl-canary-analysis`` template, and its ``count``
+arg, else the template's default when the file holds it, else 10).
+
 The same policy, guardrails and shield decide (the policy was trained on the default schedule;
 a schedule of its own is measured, not promised). Besides the three probabilities, each point
 gives the median minutes a completed rollout took.
@@ -184,6 +188,101 @@ def plot(points: list[dict[str, Any]], path: Path, setting: Setting | None = Non
     plt.close(fig)
 
 
+#: The AnalysisTemplate (or ClusterAnalysisTemplate) that asks the decision service.
+TEMPLATE_NAME: Final = "rl-canary-analysis"
+#: Its ``count`` arg's default in ``rollouts/`` (measurements per step).
+TEMPLATE_COUNT: Final = 10
+#: The analysis interval the simulator plays (the template's ``interval`` default).
+INTERVAL: Final = "30s"
+
+
+class RolloutError(ValueError):
+    """A Rollout file whose schedule cannot be read (the message says what and where)."""
+
+
+def _args(entries: Any, where: str) -> dict[str, str]:
+    """An args list's literal values by name (``valueFrom`` ones are left out)."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise RolloutError(f"{where}: args must be a list of {{name, value}}")
+    return {str(e["name"]): str(e["value"]) for e in entries if "name" in e and "value" in e}
+
+
+def schedule_of_rollout(
+    text: str, where: str, name: str | None = None
+) -> tuple[tuple[float, ...], int, list[str]]:
+    """The weights at which a Rollout's canary steps run :data:`TEMPLATE_NAME`, the count they
+    run it with, and notes for the reader (an interval the simulator does not play)."""
+    from decision_service.replay_input import PlanError, load_documents
+
+    try:
+        objects = load_documents(text, where)
+    except PlanError as exc:
+        raise RolloutError(str(exc)) from None
+    rollouts = [o for o in objects if o.get("kind") == "Rollout"]
+    if name is not None:
+        rollouts = [r for r in rollouts if (r.get("metadata") or {}).get("name") == name]
+    if len(rollouts) != 1:
+        found = "no Rollout" if not rollouts else f"{len(rollouts)} Rollouts"
+        raise RolloutError(
+            f"{where}: {found}" + ("" if name else " (pick one with --rollout-name)")
+        )
+    defaults: dict[str, str] = {}
+    for o in objects:
+        meta = o.get("metadata") or {}
+        if o.get("kind") in ("AnalysisTemplate", "ClusterAnalysisTemplate") and (
+            meta.get("name") == TEMPLATE_NAME
+        ):
+            defaults = _args((o.get("spec") or {}).get("args"), f"{where}: {TEMPLATE_NAME}")
+    steps = (((rollouts[0].get("spec") or {}).get("strategy") or {}).get("canary") or {}).get(
+        "steps"
+    ) or []
+    weights: list[float] = []
+    counts: set[str] = set()
+    intervals: set[str] = set()
+    weight: float | None = None
+    for i, step in enumerate(steps):
+        here = f"{where}: spec.strategy.canary.steps[{i}]"
+        if not isinstance(step, dict):
+            raise RolloutError(f"{here} is not a mapping")
+        if "setWeight" in step:
+            weight = float(step["setWeight"])
+        analysis = step.get("analysis")
+        if not isinstance(analysis, dict):
+            continue
+        names = [
+            t.get("templateName") for t in analysis.get("templates") or [] if isinstance(t, dict)
+        ]
+        if TEMPLATE_NAME not in names:
+            continue
+        if weight is None or weight <= 0:
+            raise RolloutError(f"{here}: the analysis runs before any setWeight above 0")
+        args = _args(analysis.get("args"), f"{here}.analysis.args")
+        weights.append(weight)
+        counts.add(args.get("count", defaults.get("count", str(TEMPLATE_COUNT))))
+        intervals.add(args.get("interval", defaults.get("interval", INTERVAL)))
+    if not weights:
+        raise RolloutError(f"{where}: no canary step runs the {TEMPLATE_NAME} analysis")
+    if len(counts) != 1:
+        raise RolloutError(
+            f"{where}: the steps run the analysis with different counts "
+            f"({', '.join(sorted(counts))}); the chart plays one count for every step: pass "
+            "--weights and --patience"
+        )
+    (count,) = counts
+    try:
+        patience = int(count)
+    except ValueError:
+        raise RolloutError(f"{where}: count {count!r} is not a whole number") from None
+    notes = [
+        f"the Rollout measures every {i}; the simulator plays {INTERVAL} windows"
+        for i in sorted(intervals)
+        if i != INTERVAL
+    ]
+    return tuple(weights), patience, notes
+
+
 def zone_ratios(error_rate: float) -> tuple[float, float]:
     """The tolerance's limit and the indifference zone's edge, as ratios to stable's rate."""
     tolerance = DEFAULT_TOLERANCE
@@ -256,24 +355,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--weights",
         type=_numbers,
-        default=DEFAULT_WEIGHTS,
-        help="the Rollout's canary weights, comma-separated",
+        default=None,
+        help=f"the Rollout's canary weights, comma-separated (default {DEFAULT_WEIGHTS})",
     )
     parser.add_argument(
         "--patience",
         type=int,
-        default=EnvConfig().patience,
-        help="measurements per step before a pause (the AnalysisTemplate's count)",
+        default=None,
+        help="measurements per step before a pause (the AnalysisTemplate's count; default "
+        f"{EnvConfig().patience})",
     )
+    parser.add_argument(
+        "--rollout",
+        type=Path,
+        default=None,
+        help="read the weights and the count from this Rollout manifest instead",
+    )
+    parser.add_argument("--rollout-name", default=None, help="the Rollout, if the file has several")
     args = parser.parse_args(argv)
+    weights = DEFAULT_WEIGHTS if args.weights is None else args.weights
+    patience = EnvConfig().patience if args.patience is None else args.patience
+    if args.rollout is not None:
+        if args.weights is not None or args.patience is not None:
+            parser.error("--rollout reads the weights and the count: drop --weights/--patience")
+        try:
+            weights, patience, notes = schedule_of_rollout(
+                args.rollout.read_text(), str(args.rollout), args.rollout_name
+            )
+        except (OSError, RolloutError) as exc:
+            parser.error(str(exc))
+        steps = ", ".join(f"{w:g}" for w in weights)
+        print(f"{args.rollout}: weights {steps} %, count {patience}")
+        for note in notes:
+            print(f"note: {note}")
     try:
         setting = Setting(
             traffic=args.rps,
             ratios=args.ratios,
             error_rate=args.error_rate,
             latency_p50_ms=args.latency_p50_ms,
-            weights=args.weights,
-            patience=args.patience,
+            weights=weights,
+            patience=patience,
         )
     except ValueError as exc:
         parser.error(str(exc))

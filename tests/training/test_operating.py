@@ -10,9 +10,18 @@ import pytest
 
 from decision_service.policy import DEFAULT_MODEL_PATH
 from training.env import DEFAULT_WEIGHTS
-from training.operating import Setting, _point, main, scenario, summary
+from training.operating import (
+    RolloutError,
+    Setting,
+    _point,
+    main,
+    scenario,
+    schedule_of_rollout,
+    summary,
+)
 
 SHIPPED = DEFAULT_MODEL_PATH.parent / "evaluation" / "operating.json"
+ROLLOUTS = Path(__file__).resolve().parents[2] / "rollouts"
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL_PATH.is_file(), reason="no shipped model")
 
 
@@ -81,3 +90,80 @@ def test_the_cli_writes_the_chart_and_its_setting(
     printed = capsys.readouterr().out
     assert "2,000 req/s: a canary at x1 completes" in printed
     assert "at x3 (beyond the zone's edge, x1.80)" in printed
+
+
+def _quiet_rollout(count_50: str = "30", interval: str | None = None) -> str:
+    interval_arg = (
+        f"\n              - name: interval\n                value: {interval}" if interval else ""
+    )
+
+    def analysis(weight: int, count: str) -> str:
+        return f"""
+        - setWeight: {weight}
+        - analysis:
+            templates:
+              - templateName: rl-canary-analysis
+            args:
+              - name: step-weight
+                value: "{weight}"
+              - name: count
+                value: "{count}"{interval_arg}
+              - name: canary-hash
+                valueFrom:
+                  podTemplateHashValue: Latest"""
+
+    return f"""apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: quiet
+spec:
+  strategy:
+    canary:
+      steps:{analysis(25, "30")}
+        - pause: {{duration: 1m}}{analysis(50, count_50)}{analysis(100, "30")}
+"""
+
+
+def test_a_rollouts_schedule_is_read_from_its_manifest() -> None:
+    shipped = (ROLLOUTS / "base" / "rollout.yaml").read_text()
+    assert schedule_of_rollout(shipped, "rollout.yaml") == (DEFAULT_WEIGHTS, 10, [])
+    # with the template in the same file, its default count is the one
+    template = (ROLLOUTS / "base" / "analysis-template.yaml").read_text()
+    changed = template.replace('value: "10"', 'value: "12"')
+    assert changed != template
+    assert schedule_of_rollout(shipped + "\n---\n" + changed, "both")[1] == 12
+    assert schedule_of_rollout(_quiet_rollout(), "quiet.yaml") == ((25.0, 50.0, 100.0), 30, [])
+    _, _, notes = schedule_of_rollout(_quiet_rollout(interval="1m"), "quiet.yaml")
+    assert notes == ["the Rollout measures every 1m; the simulator plays 30s windows"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_quiet_rollout(count_50="60"), "different counts (30, 60)"),
+        (
+            "kind: Rollout\nmetadata: {name: x}\nspec: {strategy: {canary: {steps: []}}}",
+            "no canary step",
+        ),
+        ("kind: AnalysisTemplate\nmetadata: {name: x}", "no Rollout"),
+    ],
+)
+def test_a_schedule_the_chart_cannot_play_is_refused(text: str, message: str) -> None:
+    with pytest.raises(RolloutError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        schedule_of_rollout(text, "file.yaml")
+
+
+def test_the_cli_plays_the_rollouts_schedule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rollout = tmp_path / "quiet.yaml"
+    rollout.write_text(_quiet_rollout())
+    out = tmp_path / "oc.png"
+    tiny = ["--rps", "2000", "--ratios", "1", "--episodes", "2", "--workers", "1"]
+    assert main(["--out", str(out), "--rollout", str(rollout), *tiny]) == 0
+    setting = json.loads(out.with_suffix(".json").read_text())["setting"]
+    assert (setting["weights"], setting["patience"]) == ([25.0, 50.0, 100.0], 30)
+    assert f"{rollout}: weights 25, 50, 100 %, count 30" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--rollout", str(rollout), "--patience", "5", *tiny])
+    assert "drop --weights/--patience" in capsys.readouterr().err
