@@ -355,15 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--weights",
         type=_numbers,
-        default=None,
-        help=f"the Rollout's canary weights, comma-separated (default {DEFAULT_WEIGHTS})",
+        default=DEFAULT_WEIGHTS,
+        help="the Rollout's canary weights, comma-separated",
     )
     parser.add_argument(
         "--patience",
         type=int,
-        default=None,
-        help="measurements per step before a pause (the AnalysisTemplate's count; default "
-        f"{EnvConfig().patience})",
+        default=EnvConfig().patience,
+        help="measurements per step before a pause (the AnalysisTemplate's count)",
     )
     parser.add_argument(
         "--rollout",
@@ -373,10 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rollout-name", default=None, help="the Rollout, if the file has several")
     args = parser.parse_args(argv)
-    weights = DEFAULT_WEIGHTS if args.weights is None else args.weights
-    patience = EnvConfig().patience if args.patience is None else args.patience
+    weights, patience = args.weights, args.patience
     if args.rollout is not None:
-        if args.weights is not None or args.patience is not None:
+        if weights != DEFAULT_WEIGHTS or patience != EnvConfig().patience:
             parser.error("--rollout reads the weights and the count: drop --weights/--patience")
         try:
             weights, patience, notes = schedule_of_rollout(
