@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Final
 
 LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]] = (
@@ -43,39 +42,3 @@ def histogram_quantile(
             return previous_bound + (bound - previous_bound) * (rank - previous_count) / in_bucket
         previous_bound, previous_count = bound, count
     return upper_bounds[-1]
-
-
-def histogram_quantiles(
-    qs: Sequence[float], upper_bounds: Sequence[float], cumulative_counts: Sequence[float]
-) -> tuple[float | None, ...]:
-    """:func:`histogram_quantile` for several ``qs`` in increasing order, in one pass over the
-    buckets: each answer is the one :func:`histogram_quantile` gives, bit for bit (the same
-    bucket, the same arithmetic; also when the counts are not monotonic, since a larger rank's
-    bucket is never before a smaller one's)."""
-    if len(cumulative_counts) != len(upper_bounds) + 1:
-        raise ValueError("cumulative_counts needs one entry per bound plus the +Inf bucket")
-    if any(math.isnan(q) for q in qs) or any(b < a for a, b in pairwise(qs)):
-        raise ValueError("qs must be numbers in increasing order")
-    total = cumulative_counts[-1]
-    if not total > 0:
-        return tuple(None for _ in qs)
-    out: list[float | None] = []
-    ranks = [q * total for q in qs]
-    previous_bound, previous_count = 0.0, 0.0
-    pending = 0
-    for bound, count in zip(upper_bounds, cumulative_counts, strict=False):
-        while pending < len(ranks) and count >= ranks[pending]:
-            rank = ranks[pending]
-            in_bucket = count - previous_count
-            if in_bucket <= 0:
-                out.append(bound)
-            else:
-                out.append(
-                    previous_bound + (bound - previous_bound) * (rank - previous_count) / in_bucket
-                )
-            pending += 1
-        if pending == len(ranks):
-            break
-        previous_bound, previous_count = bound, count
-    out += [upper_bounds[-1]] * (len(ranks) - pending)
-    return tuple(out)

@@ -99,11 +99,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from decision_service.histogram import (
-    LATENCY_BUCKETS_SECONDS,
-    histogram_quantile,
-    histogram_quantiles,
-)
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
 from decision_service.tolerance import Metric, Tolerance
 
 _BOUNDS_MS: Final = tuple(b * 1000.0 for b in LATENCY_BUCKETS_SECONDS)
@@ -112,7 +108,6 @@ QUANTILES: Final[tuple[tuple[Metric, float], ...]] = (
     ("latency_p95_ms", 0.95),
     ("latency_p50_ms", 0.50),
 )
-_QS_INCREASING: Final = tuple(sorted(q for _, q in QUANTILES))
 METRICS: Final[tuple[Metric, ...]] = ("error_rate", "latency_p95_ms", "latency_p50_ms")
 #: Canary requests at which the normal-mixture boundary is tightest (its mixing scale).
 MIXTURE_REQUESTS: Final = 2000.0
@@ -241,16 +236,6 @@ class Windows:
 
     baseline: tuple[VersionWindow, ...]
     life: tuple[tuple[VersionWindow, VersionWindow], ...]
-
-
-def _quantile_ms(window: VersionWindow, q: float) -> float | None:
-    if not window.has_latency:
-        return None
-    cumulative, total = [], 0.0
-    for count in window.buckets:
-        total += count
-        cumulative.append(total)
-    return histogram_quantile(q, window.bounds_ms, cumulative)
 
 
 def _share_above(window: VersionWindow, threshold_ms: float, *, unresolved_slower: bool) -> float:
@@ -469,14 +454,8 @@ def _stable_quantiles(stable: VersionWindow) -> dict[Metric, float | None] | Non
     for count in stable.buckets:
         total += count
         cumulative.append(total)
-    values = dict(
-        zip(
-            _QS_INCREASING,
-            histogram_quantiles(_QS_INCREASING, stable.bounds_ms, cumulative),
-            strict=True,
-        )
-    )
-    return {metric: values[q] for metric, q in QUANTILES}
+    # the cumulative counts built once for both quantiles
+    return {metric: histogram_quantile(q, stable.bounds_ms, cumulative) for metric, q in QUANTILES}
 
 
 class _StableCounts:

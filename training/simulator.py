@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
-from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantiles
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS, histogram_quantile
 from decision_service.shield import EvidenceSummary, VersionWindow
 from decision_service.snapshot import MetricsSnapshot, VersionMetrics
 from scenarios import Conditions, EpisodeParameters, Scenario, VersionBehaviour
@@ -234,12 +234,12 @@ def shield_window(version: VersionInterval) -> VersionWindow:
 
 def version_metrics(requests: int, errors: int, buckets: IntArray) -> VersionMetrics:
     """What Prometheus reports for a span, latency quantiles via ``histogram_quantile``."""
-    p50, p95 = histogram_quantiles((0.50, 0.95), _BOUNDS_LIST, buckets.cumsum().tolist())
+    cumulative = buckets.cumsum().tolist()
     return VersionMetrics(
         requests=float(requests),
         errors=float(errors),
-        latency_p50_ms=p50,
-        latency_p95_ms=p95,
+        latency_p50_ms=histogram_quantile(0.50, _BOUNDS_LIST, cumulative),
+        latency_p95_ms=histogram_quantile(0.95, _BOUNDS_LIST, cumulative),
     )
 
 
