@@ -347,7 +347,7 @@ def _run(obj: Mapping[str, Any], where: str) -> _Run:
     )
 
 
-def _step_weights(rollout: Mapping[str, Any], where: str) -> list[float | None]:
+def step_weights(rollout: Mapping[str, Any], where: str) -> list[float | None]:
     """The weight in force at each step index of a Rollout's canary steps."""
     spec = _mapping(rollout.get("spec"), f"{where}: spec")
     strategy = _mapping(spec.get("strategy"), f"{where}: spec.strategy")
@@ -468,7 +468,7 @@ def plan_from_documents(
         )
     if stable is None:
         raise PlanError(f"{where}: the stable hash is unknown: pass --stable-hash")
-    step_weights = _step_weights(the_rollout, where) if the_rollout is not None else []
+    in_force = step_weights(the_rollout, where) if the_rollout is not None else []
     instants: list[Instant] = []
     intervals = set()
     counts = set()
@@ -476,10 +476,10 @@ def plan_from_documents(
         weight: float | None = None
         if weight_arg in run.args:
             weight = _weight(run.args[weight_arg], f"AnalysisRun {run.name}: {weight_arg}")
-        elif "step-index" in run.labels and step_weights:
+        elif "step-index" in run.labels and in_force:
             index = int(run.labels["step-index"])
-            if 0 <= index < len(step_weights):
-                weight = step_weights[index]
+            if 0 <= index < len(in_force):
+                weight = in_force[index]
         if weight is None:
             raise PlanError(
                 f"AnalysisRun {run.name}: its step weight is unknown: it has no {weight_arg!r} "

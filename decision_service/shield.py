@@ -20,14 +20,16 @@ with a stable window from another time), for each metric:
 ``D_k ≤ 0`` is "within tolerance". The windows are averaged with the canary's requests as
 weights, so windows at high weight count most. The **reference** is chosen against the action
 the bound licenses. For the promote bound it is stable's **baseline**, its normal level: the
-request-weighted median of stable's windows (including the windows before the canary started,
-when the source has them) once the windows above a *ceiling* are set aside. Incidents only
-raise errors and latency, so the ceiling is taken from the low side: the windows' weighted
-lower quartile plus the calm test's own width (errors: three standard deviations, dispersion
-included, plus a quarter; latency: a factor 1.25²). Without it, a stable that spends half its
-windows in incidents moves the plain median to the incidents' level, and a canary twice as
-bad as the normal stable was proven "within tolerance" of it: with 90 measurements per step
-the shield alone promoted 71 % of such canaries. A stable-only incident never flatters the
+request-weighted median of stable's *calm* windows (including the windows before the canary
+started, when the source has them). Incidents only raise errors and latency, so the calm band
+is found from the low side: a first level is the median of the windows under the band's upper
+edge drawn around their 10 % quantile, the baseline the median of the windows inside the band
+drawn around that first level, on both sides (the band is the calm test's own: errors, three
+standard deviations with the dispersion plus a quarter of the level; latency, a factor 1.25
+either way). With the plain median of all its windows, a stable that spends most windows in
+incidents had an incident's level as its baseline, and a canary twice as bad as the normal
+stable was proven "within tolerance" of it: with 90 measurements per step the shield alone
+promoted 71 % of such canaries. A stable-only incident never flatters the
 canary into a promote, and a shared incident only delays one. For the abort bound it is the
 *higher* of stable's value in the same window and its baseline: a shared incident never
 blames the canary. A window where stable served nothing (the canary at 100 %) is compared
@@ -423,22 +425,21 @@ class EvidenceSummary:
     last_window_canary_requests: float
 
 
-def _weighted_median(values: list[tuple[float, float]], share: float = 0.5) -> float:
-    """The first value (in ``values``' sorted order) at which the running weight reaches
-    ``share`` (default half) of the total. The running sums come from ``accumulate`` and the
-    search from ``bisect``, both in C (the same left-to-right sums as a loop): stable's history
-    grows by a window at a time, and the median is taken again after each of its windows."""
+def _weighted_median(values: list[tuple[float, float]]) -> float:
+    """The first value (in ``values``' sorted order) at which the running weight reaches half
+    the total (:func:`_weighted_share` of the whole list)."""
     running = list(accumulate(map(itemgetter(1), values)))
-    index = bisect.bisect_left(running, running[-1] * share)
-    return values[min(index, len(values) - 1)][0]
+    return _weighted_share(values, running, 0, len(values), 0.5)
 
 
 def _weighted_share(
     values: list[tuple[float, float]], running: list[float], start: int, end: int, share: float
 ) -> float:
-    """:func:`_weighted_median` of ``values[start:end]`` (``end > start``), from the running
-    weights of the whole list (``running[i]``: the weights of ``values[: i + 1]``), without
-    copying the slice or summing it again."""
+    """The first value of ``values[start:end]`` (``end > start``) at which the running weight
+    within the slice reaches ``share`` of the slice's total, from the running weights of the
+    whole list (``running[i]``: the weights of ``values[: i + 1]``). The running sums come from
+    ``accumulate`` and the search from ``bisect``, both in C: stable's history grows by a
+    window at a time, and its levels are taken again after each of its windows."""
     before = running[start - 1] if start > 0 else 0.0
     index = bisect.bisect_left(running, before + (running[end - 1] - before) * share, start, end)
     return values[min(index, end - 1)][0]

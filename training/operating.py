@@ -214,20 +214,21 @@ def schedule_of_rollout(
 ) -> tuple[tuple[float, ...], int, list[str]]:
     """The weights at which a Rollout's canary steps run :data:`TEMPLATE_NAME`, the count they
     run it with, and notes for the reader (an interval the simulator does not play)."""
-    from decision_service.replay_input import PlanError, load_documents
+    from decision_service.replay_input import PlanError, load_documents, step_weights
 
     try:
         objects = load_documents(text, where)
+        rollouts = [o for o in objects if o.get("kind") == "Rollout"]
+        if name is not None:
+            rollouts = [r for r in rollouts if (r.get("metadata") or {}).get("name") == name]
+        if len(rollouts) != 1:
+            found = "no Rollout" if not rollouts else f"{len(rollouts)} Rollouts"
+            raise RolloutError(
+                f"{where}: {found}" + ("" if name else " (pick one with --rollout-name)")
+            )
+        in_force = step_weights(rollouts[0], where)  # checks the steps and their weights
     except PlanError as exc:
         raise RolloutError(str(exc)) from None
-    rollouts = [o for o in objects if o.get("kind") == "Rollout"]
-    if name is not None:
-        rollouts = [r for r in rollouts if (r.get("metadata") or {}).get("name") == name]
-    if len(rollouts) != 1:
-        found = "no Rollout" if not rollouts else f"{len(rollouts)} Rollouts"
-        raise RolloutError(
-            f"{where}: {found}" + ("" if name else " (pick one with --rollout-name)")
-        )
     defaults: dict[str, str] = {}
     for o in objects:
         meta = o.get("metadata") or {}
@@ -235,19 +236,11 @@ def schedule_of_rollout(
             meta.get("name") == TEMPLATE_NAME
         ):
             defaults = _args((o.get("spec") or {}).get("args"), f"{where}: {TEMPLATE_NAME}")
-    steps = (((rollouts[0].get("spec") or {}).get("strategy") or {}).get("canary") or {}).get(
-        "steps"
-    ) or []
+    steps = rollouts[0]["spec"]["strategy"]["canary"]["steps"] if in_force else []
     weights: list[float] = []
     counts: set[str] = set()
     intervals: set[str] = set()
-    weight: float | None = None
-    for i, step in enumerate(steps):
-        here = f"{where}: spec.strategy.canary.steps[{i}]"
-        if not isinstance(step, dict):
-            raise RolloutError(f"{here} is not a mapping")
-        if "setWeight" in step:
-            weight = float(step["setWeight"])
+    for i, (step, weight) in enumerate(zip(steps, in_force, strict=True)):
         analysis = step.get("analysis")
         if not isinstance(analysis, dict):
             continue
@@ -256,6 +249,7 @@ def schedule_of_rollout(
         ]
         if TEMPLATE_NAME not in names:
             continue
+        here = f"{where}: spec.strategy.canary.steps[{i}]"
         if weight is None or weight <= 0:
             raise RolloutError(f"{here}: the analysis runs before any setWeight above 0")
         args = _args(analysis.get("args"), f"{here}.analysis.args")
