@@ -92,6 +92,7 @@ bench: install prometheus
 	$(PYTHON) benchmarks/bench_canary_age.py
 	$(PYTHON) benchmarks/bench_aged_canary.py
 	$(PYTHON) benchmarks/bench_loadgen.py
+	$(PYTHON) benchmarks/bench_app.py --scenario healthy --concurrency 256
 
 # Longer load (~3 min): concurrency 64 and 256 for 30 s each, then Prometheus stalled for 10 s;
 # errors, p99, RSS before and after, recovery. Figures only (README, "Hardening and soak").

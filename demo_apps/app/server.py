@@ -50,12 +50,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from demo_apps.app.behaviour import DEFAULT_INTERVAL_SECONDS, LiveBehaviour, Track
 from scenarios import resolve_scenario
 
 VERSIONS: dict[Track, str] = {"stable": "1.0", "canary": "2.0"}
+#: HTTP status code of an answer, by whether it is an error.
+CODES: dict[bool, str] = {False: "200", True: "500"}
 
 
 class AppSettings(BaseSettings):
@@ -96,6 +99,9 @@ class AppState:
     registry: CollectorRegistry
     requests_total: Counter
     duration: Histogram
+    #: This process' labelled children: ``served[error]`` counts 500s (True) and 200s (False).
+    served: dict[bool, Counter]
+    duration_series: Histogram
     totals: Totals = field(default_factory=Totals)
 
     @property
@@ -131,13 +137,19 @@ def build_state(settings: AppSettings) -> AppState:
     version, track = VERSIONS[settings.app_type], settings.app_type
     # Declare the label values up front so every series exists (at 0) from the first scrape:
     # `increase()` then counts the first error instead of losing it to a series' birth.
-    for code in ("200", "500"):
-        requests_total.labels(code, version, track)
-    duration.labels(version, track)
-    return AppState(settings, behaviour, registry, requests_total, duration)
+    served = {error: requests_total.labels(code, version, track) for error, code in CODES.items()}
+    return AppState(
+        settings,
+        behaviour,
+        registry,
+        requests_total,
+        duration,
+        served,
+        duration.labels(version, track),
+    )
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
     state: AppState = request.app.state.demo
     return state
 
@@ -145,8 +157,12 @@ def _state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(_state)]
 
 
-def create_app(settings: AppSettings | None = None) -> FastAPI:
-    """The app factory; ``settings`` default to the environment."""
+def create_app(settings: AppSettings | None = None) -> ASGIApp:
+    """The app factory; ``settings`` default to the environment.
+
+    ``GET /`` is served by :class:`ServeRoot` in front of the FastAPI app, which keeps every
+    other route.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -154,27 +170,6 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="k8s-rollout-agent demo app", lifespan=lifespan)
-
-    @app.get("/")
-    async def serve(state: State) -> Response:
-        started = time.perf_counter()
-        outcome = state.behaviour.outcome(time.time())
-        await asyncio.sleep(outcome.latency_seconds)
-        track, version = state.settings.app_type, state.version
-        code = "500" if outcome.error else "200"
-        elapsed = time.perf_counter() - started
-        state.requests_total.labels(code, version, track).inc()
-        state.duration.labels(version, track).observe(elapsed)
-        totals = state.totals
-        totals.requests += 1
-        totals.errors += outcome.error
-        totals.latency_seconds += elapsed
-        if outcome.error:
-            return JSONResponse(
-                {"error": f"{track} v{version} failed (scenario {state.behaviour.scenario.name})"},
-                status_code=500,
-            )
-        return JSONResponse({"version": version, "track": track})
 
     @app.get("/metrics")
     async def metrics(request: Request, state: State) -> Response:
@@ -215,4 +210,63 @@ def create_app(settings: AppSettings | None = None) -> FastAPI:
             "pod_template_hash": state.settings.pod_template_hash,
         }
 
-    return app
+    return ServeRoot(app)
+
+
+def _json_answer(status: int, payload: dict[str, str]) -> tuple[Message, Message]:
+    """The two ASGI messages of a JSON answer, encoded once."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+    return start, {"type": "http.response.body", "body": body}
+
+
+class ServeRoot:
+    """``GET /``, the work every simulated user asks for, as plain ASGI; the rest to ``app``.
+
+    The demo sends up to 1,500 requests a second, nearly all to one app at the first steps, on
+    a machine the other app, Prometheus, the decision service and the load generator share.
+    Through FastAPI (routing, middleware, a dependency run in a worker thread, a JSON
+    serialisation per answer) one app served at most about 1,530 requests a second with the
+    demo's latencies and 256 in flight, at 630 µs of CPU each: the demo's own rate. On a slow
+    day it fell behind, its answers queued, the load generator hit its in-flight limit and
+    dropped arrivals (CI: 5-9 % of a healthy run), and the canary saw less traffic than the
+    run claimed. The answer needs none of that (the scenario's draw, two labelled counters, two
+    messages encoded once): 5,360 requests a second at 101 µs each, 3.5x the rate at 0.16x the
+    CPU (``python benchmarks/bench_app.py --scenario healthy --concurrency 256``, medians of 3
+    rounds, this 2-core machine; with no drawn latency 65 against 520 µs).
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._answers: dict[bool, tuple[Message, Message]] | None = None
+
+    def _encoded(self, state: AppState) -> dict[bool, tuple[Message, Message]]:
+        if self._answers is None:
+            track, version = state.settings.app_type, state.version
+            error = f"{track} v{version} failed (scenario {state.behaviour.scenario.name})"
+            self._answers = {
+                False: _json_answer(200, {"version": version, "track": track}),
+                True: _json_answer(500, {"error": error}),
+            }
+        return self._answers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        state: AppState = self.app.state.demo
+        started = time.perf_counter()
+        outcome = state.behaviour.outcome(time.time())
+        await asyncio.sleep(outcome.latency_seconds)
+        elapsed = time.perf_counter() - started
+        error = bool(outcome.error)
+        state.served[error].inc()
+        state.duration_series.observe(elapsed)
+        totals = state.totals
+        totals.requests += 1
+        totals.errors += error
+        totals.latency_seconds += elapsed
+        start, body = self._encoded(state)[error]
+        await send(start)
+        await send(body)

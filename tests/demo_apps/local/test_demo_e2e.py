@@ -108,6 +108,8 @@ def test_healthy_reaches_100_percent_without_an_abort(tmp_path: Path) -> None:
     # shared CI machine can stall the apps for a moment; the generator then drops arrivals
     # beyond its in-flight limit instead of queueing them (CI once dropped 296 of 91,600, 0.3 %).
     # A few hundred lost requests over a minute do not change the evidence; a starved canary does.
+    # It caught the apps at their limit once: through a FastAPI route, one app served at most
+    # ~1,530 req/s, the demo's own rate, and CI dropped 5-9 % (demo_apps.app.server.ServeRoot).
     dropped = result.requests["dropped"]["requests"]
     served = result.requests["stable"]["requests"] + result.requests["canary"]["requests"]
     assert dropped <= 0.02 * (served + dropped), (dropped, served)
