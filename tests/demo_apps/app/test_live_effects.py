@@ -41,6 +41,7 @@ from tests.support.live_apps import (
     live_apps,
     put_weight,
     read_counts,
+    timed_reader,
 )
 from training.simulator import SUB_BUCKETS, _dispersed, _latency_bucket_probabilities
 
@@ -262,18 +263,19 @@ def test_stable_only_incidents_hit_stable_and_spare_the_canary(tmp_path: Path) -
 
 
 def _windows(
-    url: str, ends: Sequence[float], concurrency: int = 8
+    url: str, ends: Sequence[float], reader: httpx.Client, concurrency: int = 8
 ) -> list[tuple[Counts, list[Sent]]]:
-    """Requests back to back until each wall time in ``ends``; ``/metrics`` after each."""
+    """Requests back to back until each wall time in ``ends``; ``/metrics`` after each, read
+    with ``reader`` (from :func:`timed_reader`)."""
 
     async def drive() -> list[tuple[Counts, list[Sent]]]:
         pool = Pool(url, concurrency)
         out = []
         try:
-            before = read_counts(url)
+            before = read_counts(url, reader)
             for end in ends:
                 sent = await pool.until(end)
-                after = read_counts(url)
+                after = read_counts(url, reader)
                 out.append((after - before, sent))
                 before = after
         finally:
@@ -318,14 +320,14 @@ def test_a_cold_start_fades_and_returns_after_a_scale_up(tmp_path: Path) -> None
     _, params = _params(document)
     time_scale = 60.0  # a scenario minute per wall second
     canary_only = {"tracks": ("canary",), "seed": SEED, "time_scale": time_scale}
-    with live_apps(tmp_path, document, **canary_only) as apps:
+    with live_apps(tmp_path, document, **canary_only) as apps, timed_reader() as reader:
         url = apps["canary"].url
         put_weight(url, 0)
         t0 = put_weight(url, 50).at  # the canary starts: age 0
-        first = _windows(url, [t0 + 0.5, t0 + 1.0, t0 + 1.4])
+        first = _windows(url, [t0 + 0.5, t0 + 1.0, t0 + 1.4], reader)
         scale = put_weight(url, 100)  # half of the canary's pods are new
         t1 = scale.at
-        second = _windows(url, [t1 + 0.5, t1 + 1.0, t1 + 1.4])
+        second = _windows(url, [t1 + 0.5, t1 + 1.0, t1 + 1.4], reader)
         assert scale.state["scale_ups"] == [
             {"age_minutes": pytest.approx(t1 - t0, abs=0.05), "new_share": 0.5}
         ]
@@ -433,12 +435,15 @@ def test_a_load_dependent_regression_grows_with_the_weight(tmp_path: Path) -> No
         canary={"load_dependent": {"from_weight": 40, "error_rate": 0.2}},
     )
     _, params = _params(document)
-    with live_apps(tmp_path, document, tracks=("canary",), seed=SEED, time_scale=10.0) as apps:
+    with (
+        live_apps(tmp_path, document, tracks=("canary",), seed=SEED, time_scale=10.0) as apps,
+        timed_reader() as reader,
+    ):
         url = apps["canary"].url
         windows = []
         for weight in (20, 70, 100):
             put_weight(url, weight)
-            windows.append((weight, _windows(url, [time.time() + 0.7])[0]))
+            windows.append((weight, _windows(url, [time.time() + 0.7], reader)[0]))
     bands = []
     for weight, window in windows:
 
