@@ -22,15 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+
+from paired_rounds import Run, alternate, print_medians, scenario_path  # noqa: E402
 
 from demo_apps.local.loadgen import KeepAliveClient  # noqa: E402
 from demo_apps.local.processes import (  # noqa: E402
@@ -40,14 +40,6 @@ from demo_apps.local.processes import (  # noqa: E402
     loopback_env,
     wait_ready,
 )
-
-INSTANT_SCENARIO = """\
-name: instant
-truth: good
-description: Answers at once, without errors, so that the app sets the pace.
-traffic: {requests_per_second: 100}
-stable: {error_rate: 0.0, latency_p50_ms: 0.001, latency_spread: 0.001}
-"""
 
 #: The baseline: the shipped app's FastAPI routes, ``GET /`` added back as a FastAPI route.
 FASTAPI_ROOT = """
@@ -82,22 +74,6 @@ async def serve(state: Annotated[AppState, Depends(state_of)]) -> JSONResponse:
 
 uvicorn.run(app, host=sys.argv[1], port=int(sys.argv[2]), log_level="warning", access_log=False)
 """
-
-
-@dataclass
-class Run:
-    app: str
-    requests: int
-    seconds: float
-    cpu_seconds: float
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return 1e6 * self.cpu_seconds / max(self.requests, 1)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -153,39 +129,18 @@ def main() -> int:
     parser.add_argument("--scenario", default="instant", help="instant, a shipped name or a file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-app-"))
-    scenario = args.scenario
-    if scenario == "instant":
-        scenario = str(folder / "instant.yaml")
-        Path(scenario).write_text(INSTANT_SCENARIO)
-    runs: dict[str, list[Run]] = {"asgi": [], "fastapi": []}
-    for round_number in range(args.rounds):
-        order = ["asgi", "fastapi"] if round_number % 2 == 0 else ["fastapi", "asgi"]
-        for app in order:
-            run = measure(app, scenario, folder, args.concurrency, args.seconds)
-            runs[app].append(run)
-            print(
-                f"round {round_number + 1} {app:<8s} {run.per_second:7.0f} req/s, "
-                f"{run.cpu_us_per_request:6.0f} µs app CPU/request",
-                flush=True,
-            )
-    print(
+    scenario = scenario_path(args.scenario, folder)
+    runs = alternate(
+        ("asgi", "fastapi"),
+        args.rounds,
+        lambda app: measure(app, scenario, folder, args.concurrency, args.seconds),
+        "app CPU",
+    )
+    heading = (
         f"scenario {args.scenario}, {args.concurrency} in flight, {args.seconds:g} s x "
-        f"{args.rounds} rounds (medians):"
+        f"{args.rounds} rounds"
     )
-    median = {
-        app: (
-            statistics.median(r.per_second for r in rs),
-            statistics.median(r.cpu_us_per_request for r in rs),
-        )
-        for app, rs in runs.items()
-    }
-    for app, (rps, cpu) in median.items():
-        print(f"  {app:<8s} {rps:7.0f} req/s, {cpu:6.0f} µs app CPU/request")
-    (a_rps, a_cpu), (f_rps, f_cpu) = median["asgi"], median["fastapi"]
-    print(
-        f"  asgi / fastapi: {a_rps / f_rps:.2f}x the requests/s, "
-        f"{a_cpu / f_cpu:.2f}x the CPU per request"
-    )
+    print_medians(runs, heading, "app CPU")
     return 0
 
 

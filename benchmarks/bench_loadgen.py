@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+
+from paired_rounds import Run, alternate, print_medians, scenario_path  # noqa: E402
 
 from demo_apps.local.loadgen import KeepAliveClient  # noqa: E402
 from demo_apps.local.processes import (  # noqa: E402
@@ -46,32 +46,7 @@ from demo_apps.local.processes import (  # noqa: E402
     wait_ready,
 )
 
-INSTANT_SCENARIO = """\
-name: instant
-truth: good
-description: Answers at once, without errors, so that the load generator's client sets the pace.
-traffic: {requests_per_second: 100}
-stable: {error_rate: 0.0, latency_p50_ms: 0.001, latency_spread: 0.001}
-"""
-
 Get = Callable[[str], Awaitable[int]]
-
-
-@dataclass
-class Run:
-    client: str
-    requests: int
-    errors: int
-    seconds: float
-    cpu_seconds: float
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return 1e6 * self.cpu_seconds / max(self.requests, 1)
 
 
 async def drive(name: str, get: Get, urls: list[str], concurrency: int, seconds: float) -> Run:
@@ -92,7 +67,7 @@ async def drive(name: str, get: Get, urls: list[str], concurrency: int, seconds:
     deadline = started + seconds
     await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(concurrency)))
     elapsed = time.monotonic() - started
-    return Run(name, requests, errors, elapsed, time.process_time() - cpu)
+    return Run(name, requests, elapsed, time.process_time() - cpu, errors)
 
 
 async def with_keepalive(urls: list[str], concurrency: int, seconds: float) -> Run:
@@ -138,44 +113,23 @@ def main() -> int:
     parser.add_argument("--scenario", default="instant", help="instant, a shipped name or a file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-loadgen-"))
-    scenario = args.scenario
-    if scenario == "instant":
-        scenario = str(folder / "instant.yaml")
-        Path(scenario).write_text(INSTANT_SCENARIO)
-    processes, urls = start_apps(scenario, folder)
-    runs: dict[str, list[Run]] = {"keepalive": [], "aiohttp": []}
+    processes, urls = start_apps(scenario_path(args.scenario, folder), folder)
+    clients = {"keepalive": with_keepalive, "aiohttp": with_aiohttp}
     try:
-        for round_number in range(args.rounds):
-            order = [with_keepalive, with_aiohttp]
-            for measure in order if round_number % 2 == 0 else order[::-1]:
-                run = asyncio.run(measure(urls, args.concurrency, args.seconds))
-                runs[run.client].append(run)
-                print(
-                    f"round {round_number + 1} {run.client:<9s} {run.per_second:7.0f} req/s, "
-                    f"{run.cpu_us_per_request:6.0f} µs CPU/request, {run.errors} errors",
-                    flush=True,
-                )
+        runs = alternate(
+            ("keepalive", "aiohttp"),
+            args.rounds,
+            lambda name: asyncio.run(clients[name](urls, args.concurrency, args.seconds)),
+            "CPU",
+        )
     finally:
         for process in reversed(processes):
             process.stop()
-    print(
+    heading = (
         f"scenario {args.scenario}, {args.concurrency} in flight, {args.seconds:g} s x "
-        f"{args.rounds} rounds (medians):"
+        f"{args.rounds} rounds"
     )
-    median = {
-        name: (
-            statistics.median(r.per_second for r in rs),
-            statistics.median(r.cpu_us_per_request for r in rs),
-        )
-        for name, rs in runs.items()
-    }
-    for name, (rps, cpu) in median.items():
-        print(f"  {name:<9s} {rps:7.0f} req/s, {cpu:6.0f} µs CPU/request")
-    (k_rps, k_cpu), (a_rps, a_cpu) = median["keepalive"], median["aiohttp"]
-    print(
-        f"  keepalive / aiohttp: {k_rps / a_rps:.2f}x the requests/s, "
-        f"{k_cpu / a_cpu:.2f}x the CPU per request"
-    )
+    print_medians(runs, heading, "CPU")
     return 0
 
 
