@@ -55,6 +55,8 @@ MANIFESTS = REPO_ROOT / "rollouts" / "base"
 TOKEN_SECRET = ("k8s-rollout-agent-token", "token")
 #: Argo's DefaultErrorRetryInterval, scaled like every other interval.
 ARGO_ERROR_RETRY_SECONDS = 10.0
+#: Above this share of dropped arrivals the demo says its evidence was thinner than asked.
+DROPPED_WARNING_SHARE = 0.02
 
 
 @dataclass
@@ -105,6 +107,28 @@ def live_request_rate(
     if peak_factor <= 0:
         raise ValueError(f"peak_factor must be positive, got {peak_factor}")
     return min(scenario_rps * time_scale, max_rps / peak_factor)
+
+
+def load_warning(served: int, dropped: int, rps: float, served_rps: float) -> str | None:
+    """A warning when the load generator dropped more than :data:`DROPPED_WARNING_SHARE` of
+    its arrivals at its in-flight limit, else ``None``.
+
+    Dropped arrivals mean the apps fell behind the asked rate on this machine, so every window
+    held fewer requests than the scenario gives the simulator, and a live run is not the run
+    its figures claim (the e2e tests hold the same 2 % bound). The way out is a lower
+    ``--max-rps``: about four fifths of what was served, rounded down to a hundred.
+    """
+    arrivals = served + dropped
+    if arrivals <= 0 or dropped <= DROPPED_WARNING_SHARE * arrivals:
+        return None
+    lower = max(100, int(0.8 * served_rps) // 100 * 100)
+    return (
+        f"warning: the load generator dropped {dropped / arrivals:.1%} of its arrivals "
+        f"({dropped} of {arrivals}): this machine did not serve {rps:.0f} req/s beside "
+        "Prometheus and the decision service, so the canary saw less evidence than the "
+        f"scenario gives the simulator; run again with --max-rps {lower} to compare live "
+        "with simulated"
+    )
 
 
 def template_interval_seconds(manifests: Manifests) -> float:
@@ -288,6 +312,9 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
             f"load: {served} requests in {load_seconds:.0f} s ({served_rps:.0f} req/s "
             f"of {rps:.0f} asked), {load.dropped} dropped at the in-flight limit"
         )
+        warning = load_warning(served, load.dropped, rps, served_rps)
+        if warning:
+            say(warning)
         title = (
             f"{scenario.name}: {verdict.outcome} at {decided_at(verdict, events)} % "
             f"({sum(1 for e in events if e.kind == 'measurement')} measurements)"

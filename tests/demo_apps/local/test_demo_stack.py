@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fake_decision import FakeDecisionService, Reply, decision, serve
 
-from demo_apps.local.demo import DemoOptions, run_demo
+from demo_apps.local.demo import DemoOptions, load_warning, run_demo
 from demo_apps.local.stack import LocalStack, StackConfig
 from tests.conftest import REPO_ROOT, prometheus_binary
 
@@ -169,3 +169,18 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     assert demo.returncode == 130, output
     assert "every process the demo started has been stopped" in output
     assert all(_gone(pid) for pid in pids.values()), pids
+
+
+def test_the_demo_warns_when_the_load_generator_dropped_arrivals() -> None:
+    """Up to 2 % dropped is quiet (the e2e tests' bound); above it the demo says that the
+    canary saw less evidence than asked, and which --max-rps this machine would serve."""
+    assert load_warning(served=98_000, dropped=2_000, rps=1500, served_rps=1470) is None
+    assert load_warning(served=0, dropped=0, rps=1500, served_rps=0) is None
+    warning = load_warning(served=153_745, dropped=11_838, rps=1500, served_rps=1398)
+    assert warning is not None
+    assert "dropped 7.1% of its arrivals (11838 of 165583)" in warning
+    assert "did not serve 1500 req/s" in warning
+    assert warning.endswith("run again with --max-rps 1100 to compare live with simulated")
+    # Never below 100 req/s, however little was served.
+    starved = load_warning(served=500, dropped=9_500, rps=1500, served_rps=50)
+    assert starved is not None and "--max-rps 100 " in starved
