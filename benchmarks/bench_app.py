@@ -30,15 +30,19 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from paired_rounds import Run, alternate, print_medians, scenario_path  # noqa: E402
+from paired_rounds import (  # noqa: E402
+    Run,
+    add_round_arguments,
+    alternate,
+    heading,
+    print_medians,
+    scenario_path,
+    start_app,
+)
 
 from demo_apps.local.loadgen import KeepAliveClient  # noqa: E402
 from demo_apps.local.processes import (  # noqa: E402
     LOOPBACK,
-    ManagedProcess,
-    free_port,
-    loopback_env,
-    wait_ready,
 )
 
 #: The baseline: the shipped app's FastAPI routes, ``GET /`` added back as a FastAPI route.
@@ -104,16 +108,11 @@ async def drive(url: str, pid: int, concurrency: int, seconds: float) -> tuple[i
 
 
 def measure(app: str, scenario: str, folder: Path, concurrency: int, seconds: float) -> Run:
-    port = free_port()
-    if app == "asgi":
-        argv = [sys.executable, "-m", "demo_apps.app", "--host", LOOPBACK, "--port", str(port)]
-    else:
-        argv = [sys.executable, "-c", FASTAPI_ROOT, LOOPBACK, str(port)]
-    env = {"APP_TYPE": "stable", "SCENARIO": scenario, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess(f"app-{app}", argv, loopback_env(env), folder / f"{app}.log").start()
+    def baseline(port: int) -> list[str]:
+        return [sys.executable, "-c", FASTAPI_ROOT, LOOPBACK, str(port)]
+
+    process, url = start_app(app, "stable", scenario, folder, None if app == "asgi" else baseline)
     try:
-        url = f"http://{LOOPBACK}:{port}/"
-        wait_ready(process, f"{url}healthz", 30)
         assert process.pid is not None
         requests, elapsed, cpu = asyncio.run(drive(url, process.pid, concurrency, seconds))
         return Run(app, requests, elapsed, cpu)
@@ -123,10 +122,7 @@ def measure(app: str, scenario: str, folder: Path, concurrency: int, seconds: fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per app and round")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenario", default="instant", help="instant, a shipped name or a file")
+    add_round_arguments(parser, "app")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-app-"))
     scenario = scenario_path(args.scenario, folder)
@@ -136,11 +132,7 @@ def main() -> int:
         lambda app: measure(app, scenario, folder, args.concurrency, args.seconds),
         "app CPU",
     )
-    heading = (
-        f"scenario {args.scenario}, {args.concurrency} in flight, {args.seconds:g} s x "
-        f"{args.rounds} rounds"
-    )
-    print_medians(runs, heading, "app CPU")
+    print_medians(runs, heading(args), "app CPU")
     return 0
 
 

@@ -35,15 +35,19 @@ import aiohttp
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from paired_rounds import Run, alternate, print_medians, scenario_path  # noqa: E402
+from paired_rounds import (  # noqa: E402
+    Run,
+    add_round_arguments,
+    alternate,
+    heading,
+    print_medians,
+    scenario_path,
+    start_app,
+)
 
 from demo_apps.local.loadgen import KeepAliveClient  # noqa: E402
 from demo_apps.local.processes import (  # noqa: E402
-    LOOPBACK,
     ManagedProcess,
-    free_port,
-    loopback_env,
-    wait_ready,
 )
 
 Get = Callable[[str], Awaitable[int]]
@@ -93,24 +97,21 @@ async def with_aiohttp(urls: list[str], concurrency: int, seconds: float) -> Run
 
 def start_apps(scenario: str, folder: Path) -> tuple[list[ManagedProcess], list[str]]:
     processes, urls = [], []
-    for track in ("stable", "canary"):
-        port = free_port()
-        argv = [sys.executable, "-m", "demo_apps.app", "--host", LOOPBACK, "--port", str(port)]
-        env = {"APP_TYPE": track, "SCENARIO": scenario, "PYTHONPATH": str(REPO_ROOT)}
-        process = ManagedProcess(f"app-{track}", argv, loopback_env(env), folder / f"{track}.log")
-        processes.append(process.start())
-        urls.append(f"http://{LOOPBACK}:{port}/")
-    for process, url in zip(processes, urls, strict=True):
-        wait_ready(process, f"{url}healthz", 30)
+    try:
+        for track in ("stable", "canary"):
+            process, url = start_app(track, track, scenario, folder)
+            processes.append(process)
+            urls.append(url)
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
     return processes, urls
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per client and round")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--scenario", default="instant", help="instant, a shipped name or a file")
+    add_round_arguments(parser, "client")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-loadgen-"))
     processes, urls = start_apps(scenario_path(args.scenario, folder), folder)
@@ -125,11 +126,7 @@ def main() -> int:
     finally:
         for process in reversed(processes):
             process.stop()
-    heading = (
-        f"scenario {args.scenario}, {args.concurrency} in flight, {args.seconds:g} s x "
-        f"{args.rounds} rounds"
-    )
-    print_medians(runs, heading, "CPU")
+    print_medians(runs, heading(args), "CPU")
     return 0
 
 

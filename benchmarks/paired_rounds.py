@@ -1,17 +1,30 @@
 """Two ways of serving or sending the same requests, measured in alternating rounds.
 
 Shared by ``bench_loadgen.py`` (two HTTP clients against the demo apps) and ``bench_app.py``
-(two ways of answering ``GET /`` in the demo app): the ``instant`` scenario, a round's
-:class:`Run`, the rounds with the order alternating (so a machine that slows down during the
-benchmark weighs on both sides alike) and the medians with their ratio.
+(two ways of answering ``GET /`` in the demo app): their command-line arguments, the
+``instant`` scenario, starting a demo app, a round's :class:`Run`, the rounds with the order
+alternating (so a machine that slows down during the benchmark weighs on both sides alike) and
+the medians with their ratio. The scripts put the repository on ``sys.path`` first.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from demo_apps.local.processes import (
+    LOOPBACK,
+    ManagedProcess,
+    free_port,
+    loopback_env,
+    wait_ready,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: The demo app answering at once, without errors: the other side, not the scenario, sets the
 #: pace.
@@ -22,6 +35,49 @@ description: Answers at once, without errors, so that what is measured sets the 
 traffic: {requests_per_second: 100}
 stable: {error_rate: 0.0, latency_p50_ms: 0.001, latency_spread: 0.001}
 """
+
+
+def add_round_arguments(parser: argparse.ArgumentParser, side: str) -> None:
+    """``--seconds`` (per ``side`` and round), ``--concurrency``, ``--rounds``, ``--scenario``."""
+    parser.add_argument("--seconds", type=float, default=5.0, help=f"per {side} and round")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scenario", default="instant", help="instant, a shipped name or a file")
+
+
+def heading(args: argparse.Namespace) -> str:
+    """What the medians were measured on, from :func:`add_round_arguments`' arguments."""
+    return (
+        f"scenario {args.scenario}, {args.concurrency} in flight, {args.seconds:g} s x "
+        f"{args.rounds} rounds"
+    )
+
+
+def start_app(
+    name: str,
+    track: str,
+    scenario: str,
+    folder: Path,
+    argv: Callable[[int], Sequence[str]] | None = None,
+) -> tuple[ManagedProcess, str]:
+    """A demo app on loopback, ready: its process and its ``GET /`` URL. ``argv(port)``
+    replaces ``python -m demo_apps.app`` (a baseline app)."""
+    port = free_port()
+    command = (
+        [sys.executable, "-m", "demo_apps.app", "--host", LOOPBACK, "--port", str(port)]
+        if argv is None
+        else list(argv(port))
+    )
+    env = {"APP_TYPE": track, "SCENARIO": scenario, "PYTHONPATH": str(REPO_ROOT)}
+    process = ManagedProcess(f"app-{name}", command, loopback_env(env), folder / f"{name}.log")
+    process.start()
+    url = f"http://{LOOPBACK}:{port}/"
+    try:
+        wait_ready(process, f"{url}healthz", 30)
+    except BaseException:
+        process.stop()
+        raise
+    return process, url
 
 
 def scenario_path(scenario: str, folder: Path) -> str:
