@@ -298,11 +298,7 @@ def _run(obj: Mapping[str, Any], where: str) -> _Run:
     metadata = _mapping(obj.get("metadata"), f"{where}: metadata")
     spec = _mapping(obj.get("spec"), f"{where}: spec")
     status = _mapping(obj.get("status"), f"{where}: status")
-    args: dict[str, str] = {}
-    for arg in _list(spec.get("args"), f"{where}: spec.args"):
-        arg = _mapping(arg, f"{where}: an arg")
-        if "name" in arg and arg.get("value") is not None:  # secretKeyRef args hold no value
-            args[str(arg["name"])] = str(arg["value"])
+    args = literal_args(spec.get("args"), f"{where}: spec.args")
     owner = None
     for reference in _list(metadata.get("ownerReferences"), f"{where}: ownerReferences"):
         reference = _mapping(reference, f"{where}: an ownerReference")
@@ -345,6 +341,17 @@ def _run(obj: Mapping[str, Any], where: str) -> _Run:
         count=args.get("count"),
         warnings=tuple(warnings),
     )
+
+
+def literal_args(entries: Any, where: str) -> dict[str, str]:
+    """An Argo args list's literal values by name; args without a value (``valueFrom``:
+    ``secretKeyRef``, ``podTemplateHashValue``, ``fieldRef``) are left out."""
+    args: dict[str, str] = {}
+    for arg in _list(entries, where):
+        arg = _mapping(arg, f"{where}: an arg")
+        if "name" in arg and arg.get("value") is not None:
+            args[str(arg["name"])] = str(arg["value"])
+    return args
 
 
 def step_weights(rollout: Mapping[str, Any], where: str) -> list[float | None]:

@@ -200,42 +200,39 @@ class RolloutError(ValueError):
     """A Rollout file whose schedule cannot be read (the message says what and where)."""
 
 
-def _args(entries: Any, where: str) -> dict[str, str]:
-    """An args list's literal values by name (``valueFrom`` ones are left out)."""
-    if entries is None:
-        return {}
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise RolloutError(f"{where}: args must be a list of {{name, value}}")
-    return {str(e["name"]): str(e["value"]) for e in entries if "name" in e and "value" in e}
-
-
 def schedule_of_rollout(
     text: str, where: str, name: str | None = None
 ) -> tuple[tuple[float, ...], int, list[str]]:
     """The weights at which a Rollout's canary steps run :data:`TEMPLATE_NAME`, the count they
     run it with, and notes for the reader (an interval the simulator does not play)."""
-    from decision_service.replay_input import PlanError, load_documents, step_weights
+    from decision_service.replay_input import PlanError
 
     try:
-        objects = load_documents(text, where)
-        rollouts = [o for o in objects if o.get("kind") == "Rollout"]
-        if name is not None:
-            rollouts = [r for r in rollouts if (r.get("metadata") or {}).get("name") == name]
-        if len(rollouts) != 1:
-            found = "no Rollout" if not rollouts else f"{len(rollouts)} Rollouts"
-            raise RolloutError(
-                f"{where}: {found}" + ("" if name else " (pick one with --rollout-name)")
-            )
-        in_force = step_weights(rollouts[0], where)  # checks the steps and their weights
-    except PlanError as exc:
+        return _schedule(text, where, name)
+    except PlanError as exc:  # the manifests' shape, as the replay reads them
         raise RolloutError(str(exc)) from None
+
+
+def _schedule(text: str, where: str, name: str | None) -> tuple[tuple[float, ...], int, list[str]]:
+    from decision_service.replay_input import literal_args, load_documents, step_weights
+
+    objects = load_documents(text, where)
+    rollouts = [o for o in objects if o.get("kind") == "Rollout"]
+    if name is not None:
+        rollouts = [r for r in rollouts if (r.get("metadata") or {}).get("name") == name]
+    if len(rollouts) != 1:
+        found = "no Rollout" if not rollouts else f"{len(rollouts)} Rollouts"
+        raise RolloutError(
+            f"{where}: {found}" + ("" if name else " (pick one with --rollout-name)")
+        )
+    in_force = step_weights(rollouts[0], where)  # checks the steps and their weights
     defaults: dict[str, str] = {}
     for o in objects:
         meta = o.get("metadata") or {}
         if o.get("kind") in ("AnalysisTemplate", "ClusterAnalysisTemplate") and (
             meta.get("name") == TEMPLATE_NAME
         ):
-            defaults = _args((o.get("spec") or {}).get("args"), f"{where}: {TEMPLATE_NAME}")
+            defaults = literal_args((o.get("spec") or {}).get("args"), f"{where}: {TEMPLATE_NAME}")
     steps = rollouts[0]["spec"]["strategy"]["canary"]["steps"] if in_force else []
     weights: list[float] = []
     counts: set[str] = set()
@@ -252,7 +249,7 @@ def schedule_of_rollout(
         here = f"{where}: spec.strategy.canary.steps[{i}]"
         if weight is None or weight <= 0:
             raise RolloutError(f"{here}: the analysis runs before any setWeight above 0")
-        args = _args(analysis.get("args"), f"{here}.analysis.args")
+        args = literal_args(analysis.get("args"), f"{here}.analysis.args")
         weights.append(weight)
         counts.add(args.get("count", defaults.get("count", str(TEMPLATE_COUNT))))
         intervals.add(args.get("interval", defaults.get("interval", INTERVAL)))
