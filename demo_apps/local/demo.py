@@ -89,6 +89,8 @@ class DemoResult:
     rps: float  # the load asked for (at profile factor 1)
     hashes: dict[str, str]
     served_rps: float = 0.0  # the load the apps served (answered requests per second)
+    #: :func:`load_warning`'s text when the load generator did not keep up, else None.
+    load_warning: str | None = None
 
     @property
     def decisions(self) -> list[str | None]:
@@ -334,7 +336,9 @@ def run_demo(options: DemoOptions, printer: Callable[[str], None] | None = print
         f"stopped every process; {seconds:.0f} s in all"
         + (f"; timeline {timeline}" if timeline else "")
     )
-    return DemoResult(verdict, events, seconds, run_dir, timeline, totals, rps, hashes, served_rps)
+    return DemoResult(
+        verdict, events, seconds, run_dir, timeline, totals, rps, hashes, served_rps, warning
+    )
 
 
 def _write_events(path: Path, events: Sequence[Event], origin: float) -> None:

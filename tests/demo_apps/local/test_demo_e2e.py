@@ -111,9 +111,9 @@ def test_healthy_reaches_100_percent_without_an_abort(tmp_path: Path) -> None:
     # A few hundred lost requests over a minute do not change the evidence; a starved canary does.
     # It caught the apps at their limit once: through a FastAPI route, one app served at most
     # ~1,530 req/s, the demo's own rate, and CI dropped 5-9 % (demo_apps.app.server.ServeRoot).
-    dropped = result.requests["dropped"]["requests"]
-    served = result.requests["stable"]["requests"] + result.requests["canary"]["requests"]
-    assert dropped <= 0.02 * (served + dropped), (dropped, served)
+    # The bound is the demo's own (demo.load_warning: at most 2 % of arrivals dropped), so a
+    # user sees a warning exactly where this test fails.
+    assert result.load_warning is None, result.load_warning
     assert result.served_rps >= 0.9 * result.rps, (result.served_rps, result.rps)
     if result.verdict.outcome == "paused":
         pytest.xfail(f"paused at {result.verdict.weight} %: {KNOWN_PAUSE}")

@@ -175,6 +175,7 @@ def test_the_demo_warns_when_the_load_generator_dropped_arrivals() -> None:
     """Up to 2 % dropped is quiet (the e2e tests' bound); above it the demo says that the
     canary saw less evidence than asked, and which --max-rps this machine would serve."""
     assert load_warning(served=98_000, dropped=2_000, rps=1500, served_rps=1470) is None
+    assert load_warning(served=97_990, dropped=2_010, rps=1500, served_rps=1470) is not None
     assert load_warning(served=0, dropped=0, rps=1500, served_rps=0) is None
     warning = load_warning(served=153_745, dropped=11_838, rps=1500, served_rps=1398)
     assert warning is not None
