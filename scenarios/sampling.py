@@ -8,6 +8,7 @@ spikes, shared incidents) from them. The simulator (``training.simulator``) and 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -256,6 +257,12 @@ class Conditions:
         self.spike = False
         self.incident = False
         self.stable_incident = False
+
+    def copy(self, rng: np.random.Generator) -> Conditions:
+        """The same weather state, drawing on from ``rng`` (a copy of this one's generator)."""
+        other = copy.copy(self)
+        other._rng = rng
+        return other
 
     def advance(self) -> None:
         """Draw the next interval's spike and incident state."""

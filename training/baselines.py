@@ -48,13 +48,15 @@ from decision_service.actions import ABORT, HOLD, PROMOTE
 from decision_service.pipeline import is_last_look
 from decision_service.shield import ShieldConfig, ShieldVerdict, verdict_at
 from decision_service.statistics import stable_reference
-from training.env import CanaryRolloutEnv
+from training.env import CanaryRolloutEnv, Reads
 
 
 class Agent(Protocol):
     """Anything that decides a rollout step by step."""
 
     name: ClassVar[str]
+    #: What it reads (the environment computes nothing more for it, ``EnvConfig.reads``).
+    reads: ClassVar[Reads]
 
     def reset(self) -> None: ...
 
@@ -82,6 +84,7 @@ class StaticThreshold:
     consecutive_successes: int = 1
 
     name: ClassVar[str] = "static_threshold"
+    reads: ClassVar[Reads] = "metrics"
     GRID: ClassVar[dict[str, list[Any]]] = {
         "max_error_rate": [0.005, 0.01, 0.02, 0.05],
         "max_p95_slo_factor": [0.75, 1.0, 1.5, 2.0],
@@ -161,6 +164,7 @@ class MannWhitneyJudge:
     confidence: float = 0.98
 
     name: ClassVar[str] = "mann_whitney"
+    reads: ClassVar[Reads] = "metrics"
     GRID: ClassVar[dict[str, list[Any]]] = {
         "effect_floor": [1.05, 1.1, 1.25],
         "min_scrapes": [6, 12, 24],
@@ -239,6 +243,7 @@ class SequentialErrorTest:
     min_guard_requests: int = 20
 
     name: ClassVar[str] = "sequential"
+    reads: ClassVar[Reads] = "metrics"
     GRID: ClassVar[dict[str, list[Any]]] = {
         "ratio": [1.5, 2.0, 3.0],
         "alpha": [0.01, 0.05, 0.1],
@@ -303,6 +308,7 @@ class AnytimeValid:
     min_windows: int = 1
 
     name: ClassVar[str] = "anytime_valid"
+    reads: ClassVar[Reads] = "evidence"
     GRID: ClassVar[dict[str, list[Any]]] = {
         "alpha": [0.01, 0.05, 0.1],
         "promote_rule": ["not_rejected", "proven"],
@@ -343,6 +349,7 @@ class ShieldAlone:
     abort, else hold (the evaluation's row that isolates what learning adds)."""
 
     name: ClassVar[str] = "shield"
+    reads: ClassVar[Reads] = "evidence"
     GRID: ClassVar[dict[str, list[Any]]] = {}
 
     def __post_init__(self) -> None:

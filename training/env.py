@@ -80,23 +80,32 @@ human, counted as the end). There is no truncation: patience bounds every episod
 ``objective``. The properties ``snapshot`` (the metrics behind the observation) and
 ``recent_intervals`` (the intervals simulated since the last decision, for baselines that
 judge raw samples) give the rest.
+
+## What is computed for the agent
+
+``EnvConfig.reads`` says what the agent reads, and nothing else is computed for it: the
+policy reads the observation with the shield's verdict in it (``"observation"``, the
+default); the shield alone and ``anytime_valid`` read the shield's evidence themselves
+(``"evidence"``: the snapshot carries it, the observation has no verdict); the classical
+judges read the snapshot's metrics and the raw intervals (``"metrics"``). The world, the
+evidence accumulated and the no-data holds are the same at every level (the observation is
+built at every level: that is the missing-data check); an evaluation then spends no time on
+verdicts that no one reads.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
 from decision_service.actions import ACTION_NAMES, Action
-from decision_service.features import FEATURE_HIGH, FEATURE_LOW
+from decision_service.features import FEATURE_HIGH, FEATURE_LOW, build_observation
 from decision_service.guardrails import GuardrailConfig
 from decision_service.pipeline import (
     DecisionConfig,
@@ -135,6 +144,11 @@ COST_FALSE_ABORT: Final = 5.0
 #: higher (``EnvConfig.pause_cost``, reward shaping; see :class:`EnvConfig`).
 COST_PAUSE: Final = 1.0
 
+#: What an agent reads (``EnvConfig.reads``).
+Reads = Literal["observation", "evidence", "metrics"]
+#: The levels of :data:`Reads`, from least to most.
+READS: Final[tuple[Reads, ...]] = ("metrics", "evidence", "observation")
+
 #: Draws the scenario of the next episode from the environment's generator.
 ScenarioSource = Callable[[np.random.Generator], Scenario]
 
@@ -165,6 +179,10 @@ class EnvConfig:
     #: shield's own rule completes most); at 2 (the shipped recipe) it completes them; at 3 it
     #: also rolled back canaries with a cold start (``models/evaluation/NOTES.md``).
     pause_cost: float = COST_PAUSE
+    #: What the agent reads (see "What is computed for the agent" above): the shield's
+    #: verdict is computed for ``"observation"`` only, its evidence summary for that and
+    #: ``"evidence"``. A shield in the pipeline needs the verdict: only ``"observation"``.
+    reads: Reads = "observation"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -174,6 +192,10 @@ class EnvConfig:
             raise ValueError("weights must increase")
         if self.patience < 1 or self.interval_seconds <= 0 or self.slo_latency_ms <= 0:
             raise ValueError("patience, interval_seconds and slo_latency_ms must be positive")
+        if self.reads not in READS:
+            raise ValueError(f"reads must be one of {READS}, got {self.reads!r}")
+        if self.shield is not None and self.reads != "observation":
+            raise ValueError("a shield in the pipeline needs its verdict: reads='observation'")
 
     @property
     def schedule(self) -> Schedule:
@@ -310,10 +332,17 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
             pair = (shield_window(interval.canary), shield_window(interval.stable))
             self._life.append(pair)
             self._evidence.add(*pair)
-            snapshot = self._sim.snapshot(self._evidence.summary())
+            reads = self.config.reads
+            snapshot = self._sim.snapshot(None if reads == "metrics" else self._evidence.summary())
             self._snapshot = snapshot
             try:
-                self._observed = observe(snapshot, self._measurements, self.config.decision)
+                if reads == "observation":
+                    self._observed = observe(snapshot, self._measurements, self.config.decision)
+                else:
+                    # observe() without the verdict no one reads (it cannot raise, the
+                    # observation's checks can: they are the no-data hold)
+                    slo = self.config.slo_latency_ms
+                    self._observed = (build_observation(snapshot, self._measurements, slo), None)
                 observation = self._observed[0]
             except MissingMetricError:
                 # The service's `no_data` answer: an automatic hold.
@@ -391,27 +420,28 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         seeded episode then draws and measures its start once, not once per agent (a reset is
         about a fifth of an evaluation's time). A copy's config may differ from this one's only
         in what the pipeline applies to a decision (``guardrails``, and ``shield`` while the
-        evidence it reads is the same): what was simulated so far depends on neither.
+        evidence it reads is the same) and in what its agent reads (no more than this one
+        computed): what was simulated so far depends on none of them.
 
         What changes during an episode (the generator, the simulator, the evidence, the lists
         of windows) is copied; what never changes (the scenario, its draw, frozen records such
         as intervals and windows) is shared.
         """
-        base = replace(self.config, guardrails=None, shield=None)
+        base = replace(self.config, guardrails=None, shield=None, reads="observation")
         for config in configs:
             if (
-                replace(config, guardrails=None, shield=None) != base
+                replace(config, guardrails=None, shield=None, reads="observation") != base
                 or (config.shield or ShieldConfig()) != self._shield_config
             ):
                 raise ValueError(
-                    "a fork may differ only in guardrails and in whether the same shield gates"
+                    "a fork may differ only in guardrails, in what its agent reads and in "
+                    "whether the same shield gates"
                 )
-        shared = [self.config, self._source, self._shield_config]
-        if self._sim is not None:
-            shared += [self._sim.scenario, self._sim.params]
-        buffer = io.BytesIO()
-        _SharingPickler(buffer, shared).dump((self.np_random, self._sim, self._evidence))
-        state = buffer.getvalue()
+            if READS.index(config.reads) > READS.index(self.config.reads):
+                raise ValueError(
+                    f"a fork cannot read more than what was computed: {config.reads!r} from "
+                    f"an environment that reads {self.config.reads!r}"
+                )
         copies = []
         for config in configs:
             clone = object.__new__(type(self))
@@ -421,8 +451,10 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
                     for name, value in self.__dict__.items()
                 }
             )
-            rng, clone._sim, clone._evidence = _SharingUnpickler(io.BytesIO(state), shared).load()
+            rng = _generator_copy(self.np_random)
             clone._np_random = rng  # (gymnasium's setter would also forget the seed)
+            clone._sim = None if self._sim is None else self._sim.copy(rng)
+            clone._evidence = self._evidence.copy()
             clone.config = config
             copies.append(clone)
         return copies
@@ -492,41 +524,13 @@ class CanaryRolloutEnv(gym.Env[npt.NDArray[np.float32], int]):
         return observation, reward, False, False, {"decision": decision, "proposed": proposed}
 
 
-def _frozen(kind: type) -> bool:
-    """Whether instances of ``kind`` are frozen dataclasses (shared by copies, never changed)."""
-    params = getattr(kind, "__dataclass_params__", None)
-    return bool(params is not None and params.frozen)
+#: What a copied generator's bit generator is made from before it takes the original's state
+#: (made once: seeding from a ready sequence costs less than from a number).
+_COPY_SEED: Final = np.random.SeedSequence(0)
 
 
-class _SharingPickler(pickle.Pickler):
-    """Pickles all but the ``shared`` objects and frozen dataclasses, which it names."""
-
-    def __init__(self, file: io.BytesIO, shared: list[object]) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._shared = shared
-        self._ids = {id(o): i for i, o in enumerate(shared)}
-        self._frozen: dict[type, bool] = {}
-
-    def persistent_id(self, obj: object) -> int | None:
-        index = self._ids.get(id(obj))
-        if index is not None:
-            return index
-        kind = type(obj)
-        frozen = self._frozen.get(kind)
-        if frozen is None:
-            frozen = self._frozen[kind] = _frozen(kind)
-        if frozen:
-            self._ids[id(obj)] = index = len(self._shared)
-            self._shared.append(obj)
-        return index
-
-
-class _SharingUnpickler(pickle.Unpickler):
-    """Unpickles what :class:`_SharingPickler` wrote, its named objects by reference."""
-
-    def __init__(self, file: io.BytesIO, shared: list[object]) -> None:
-        super().__init__(file)
-        self._shared = shared
-
-    def persistent_load(self, pid: Any) -> object:
-        return self._shared[pid]
+def _generator_copy(rng: np.random.Generator) -> np.random.Generator:
+    """A generator in ``rng``'s state that draws on independently of it."""
+    bits = type(rng.bit_generator)(_COPY_SEED)
+    bits.state = rng.bit_generator.state
+    return np.random.Generator(bits)

@@ -26,7 +26,7 @@ from decision_service.policy import OnnxPolicy
 from decision_service.shield import ShieldConfig
 from scenarios import Scenario
 from training.baselines import Agent, make_baseline
-from training.env import CanaryRolloutEnv, EnvConfig, ScenarioSource
+from training.env import READS, CanaryRolloutEnv, EnvConfig, Reads, ScenarioSource
 from training.seeds import episode_seed
 from training.stress import STRESS_SALT, family_source
 
@@ -88,6 +88,7 @@ class PolicyAgent:
     service does (:meth:`~training.env.CanaryRolloutEnv.step_policy`)."""
 
     name: ClassVar[str] = POLICY
+    reads: ClassVar[Reads] = "observation"
 
     def __init__(self, model_path: str | Path) -> None:
         self.policy = OnnxPolicy(model_path)
@@ -111,13 +112,16 @@ def run_episode_agents(
 ) -> list[EpisodeRecord]:
     """Each agent, with its config, on the episode ``seed`` of ``suite``: one record each.
 
-    The episode is drawn and measured up to the first decision once; every agent then goes on
-    from its own copy of that start (:meth:`~training.env.CanaryRolloutEnv.forks`), exactly
-    as if it had reset the environment itself."""
+    The episode is drawn and measured up to the first decision once, by the agent that reads
+    most (:data:`~training.env.READS`); every other agent then goes on from its own copy of
+    that start (:meth:`~training.env.CanaryRolloutEnv.forks`), exactly as if it had reset
+    the environment itself."""
     suite = suite if isinstance(suite, Suite) else Suite.of(suite)
-    env = CanaryRolloutEnv(suite.source(), agents[0][1])
+    lead = max(range(len(agents)), key=lambda i: READS.index(agents[i][1].reads))
+    env = CanaryRolloutEnv(suite.source(), agents[lead][1])
     observation, info = env.reset(seed=seed, options={"allow_terminal": True})
-    envs = [env, *env.forks([config for _, config in agents[1:]])]
+    copies = iter(env.forks([config for i, (_, config) in enumerate(agents) if i != lead]))
+    envs = [env if i == lead else next(copies) for i in range(len(agents))]
     return [
         _finish(agent, suite, seed, fork, observation, info)
         for (agent, _), fork in zip(agents, envs, strict=True)
@@ -177,9 +181,10 @@ def _run_batch(
 ) -> list[list[EpisodeRecord]]:
     """Every agent on the ``seeds`` of ``suite``: one list of records per agent."""
     specs, suite, seeds, config = args
+    built = [spec.build() for spec in specs]
     agents = [
-        (spec.build(), replace(config, guardrails=spec.guardrails, shield=spec.shield))
-        for spec in specs
+        (agent, replace(config, guardrails=spec.guardrails, shield=spec.shield, reads=agent.reads))
+        for agent, spec in zip(built, specs, strict=True)
     ]
     per_agent: list[list[EpisodeRecord]] = [[] for _ in specs]
     for seed in seeds:

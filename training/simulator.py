@@ -33,6 +33,7 @@ Nothing here knows the ground truth's *label*; the environment does.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from dataclasses import dataclass
@@ -207,6 +208,12 @@ class _Totals:
         self.errors += version.errors
         self.buckets += version.buckets
 
+    def copy(self) -> _Totals:
+        other = _Totals.__new__(_Totals)
+        other.requests, other.errors = self.requests, self.errors
+        other.buckets = self.buckets.copy()
+        return other
+
 
 def pod_share(weight: float, replicas: int) -> float:
     """The canary's traffic share when Argo approximates ``weight`` with pod counts.
@@ -283,6 +290,21 @@ class RolloutSimulator:
         self.last: Interval | None = None
         #: Weight increases so far (new canary pods: a cold start may follow each).
         self.scale_ups: list[ScaleUp] = []
+
+    def copy(self, rng: np.random.Generator) -> RolloutSimulator:
+        """An independent copy that draws from ``rng`` (a copy of this simulator's generator
+        as it stands): the copy goes on exactly as this simulator would, and neither sees what
+        the other then simulates. What an interval changes is copied (the weather's state, the
+        totals, the scale-ups so far); everything else never changes once made (the scenario,
+        its draw, the frozen intervals) and is shared (a test checks every field is one or the
+        other)."""
+        other = copy.copy(self)
+        other._rng = rng
+        other._conditions = self._conditions.copy(rng)
+        other._canary_total = self._canary_total.copy()
+        other._stable_total = self._stable_total.copy()
+        other.scale_ups = list(self.scale_ups)
+        return other
 
     @property
     def expected_requests(self) -> float:

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from decision_service.guardrails import GuardrailConfig
-from decision_service.policy import OnnxPolicy
+from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy
 from decision_service.shield import ShieldConfig
 from scenarios import load_scenarios
 from tests.conftest import REPO_ROOT, SCENARIOS_DIR
 from tests.support.onnx_models import build_model
 from training import evaluate
 from training.env import CanaryRolloutEnv, EnvConfig
-from training.episodes import Suite
+from training.episodes import POLICY, AgentSpec, Suite, _run_batch, run_episode_agents
 
 SHIPPED_CSV = REPO_ROOT / "models" / "evaluation" / "episodes.csv.gz"
 EPISODES = 12
@@ -127,3 +127,47 @@ def test_a_fork_refuses_a_config_that_changes_the_episode() -> None:
         env.forks([EnvConfig(patience=3)])
     with pytest.raises(ValueError, match="may differ only"):
         env.forks([EnvConfig(shield=ShieldConfig(alpha_promote=0.2))])
+
+
+def test_a_fork_cannot_read_more_than_was_computed() -> None:
+    env = CanaryRolloutEnv(Suite.stress("everything").source(), EnvConfig(reads="evidence"))
+    env.reset(seed=1)
+    assert len(env.forks([EnvConfig(reads="metrics"), EnvConfig(reads="evidence")])) == 2
+    with pytest.raises(ValueError, match="cannot read more"):
+        env.forks([EnvConfig()])
+
+
+def test_a_shield_in_the_pipeline_needs_the_observation() -> None:
+    with pytest.raises(ValueError, match="needs its verdict"):
+        EnvConfig(shield=ShieldConfig(), reads="evidence")
+    with pytest.raises(ValueError, match="reads must be one of"):
+        EnvConfig(reads="everything")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", ["everything", "stable_incidents", "low_traffic"])
+def test_each_agent_decides_the_same_whatever_else_is_computed(family: str) -> None:
+    """An agent is given only what it reads (``EnvConfig.reads``): each baseline lives the
+    same episodes, record for record, as when the environment computes everything (the
+    observation with the shield's verdict) and as when it runs alone, and the policy lives the
+    same ones with the baselines as alone."""
+    tuned = evaluate.load_baseline_params(evaluate.BASELINES_CONFIG)
+    specs = [AgentSpec(name, tuned.get(name)) for name in evaluate.AGENT_ORDER if name != POLICY]
+    policy = AgentSpec(
+        POLICY,
+        model_path=str(DEFAULT_MODEL_PATH),
+        guardrails=GuardrailConfig(),
+        shield=ShieldConfig(),
+    )
+    suite = Suite.stress(family)
+    seeds = [suite.seed(i) for i in range(12)]
+    own = _run_batch(([*specs, policy], suite, seeds, EnvConfig()))
+    for spec, records in zip(specs, own[:-1], strict=True):
+        agent = spec.build()
+        assert agent.reads != "observation"
+        everything = [
+            run_episode_agents([(agent, EnvConfig(reads="observation"))], suite, seed)[0]
+            for seed in seeds
+        ]
+        assert records == everything, spec.name
+        assert records == _run_batch(([spec], suite, seeds, EnvConfig()))[0], spec.name
+    assert own[-1] == _run_batch(([policy], suite, seeds, EnvConfig()))[0]

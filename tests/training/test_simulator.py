@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from scenarios import Scenario, VersionBehaviour, load_scenario
@@ -16,6 +17,7 @@ from training.simulator import (
     _latency_mean_std,
     sample_version,
 )
+from training.stress import family_source
 
 
 def sim(name: str, seed: int = 0) -> RolloutSimulator:
@@ -316,3 +318,47 @@ def test_without_traffic_routing_the_share_is_argos_pod_counts() -> None:
         canary += interval.canary.requests
         total += interval.canary.requests + interval.stable.requests
     assert canary / total == pytest.approx(1 / 6, abs=0.01)
+
+
+def _never_changes(value: object) -> bool:
+    """None, a number, a string, a tuple of such, a frozen dataclass or a frozen model."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, tuple):
+        return all(map(_never_changes, value))
+    params = getattr(type(value), "__dataclass_params__", None)
+    if params is not None:
+        return bool(params.frozen)
+    return isinstance(value, BaseModel) and bool(value.model_config.get("frozen"))
+
+
+def test_a_copy_shares_only_what_never_changes() -> None:
+    """An evaluation's agents go on from copies of one episode's start: a simulator's copy
+    (and its weather's) shares a field only if that field never changes once made, so a field
+    added later without a rule in ``copy`` fails here. Then both draw the same intervals from
+    generators in the same state, and what one adds to its totals the other does not see."""
+    scenario = family_source("everything")(np.random.default_rng(4))
+    original = RolloutSimulator(scenario, np.random.default_rng(4), 30.0)
+    for _ in range(3):
+        original.next_interval(10.0)
+    original.next_interval(20.0)  # a scale-up
+    assert original.scale_ups and original.last is not None
+    generator = np.random.default_rng(99)
+    generator.bit_generator.state = original._rng.bit_generator.state
+    copied = original.copy(generator)
+    for before, after in ((original, copied), (original._conditions, copied._conditions)):
+        for name, value in vars(before).items():
+            shared = vars(after)[name] is value
+            if name == "_rng":
+                assert vars(after)[name] is generator
+            else:
+                assert shared == _never_changes(value), name
+    mine, theirs = original.next_interval(20.0), copied.next_interval(20.0)
+    assert mine.canary.requests == theirs.canary.requests
+    assert mine.canary.scrape_errors.tolist() == theirs.canary.scrape_errors.tolist()
+    original.next_interval(50.0)
+    assert len(copied.scale_ups) == 1 and len(original.scale_ups) == 2
+    assert (
+        copied.snapshot().canary_cumulative.requests
+        < original.snapshot().canary_cumulative.requests
+    )
