@@ -4,9 +4,18 @@ All in one process, on the same observations:
 
 * ``baseline``: ``InferenceSession.run`` on a ready float32 ``(1, 20)`` array (the floor);
 * ``features``: :func:`decision_service.features.build_observation` alone;
-* ``features + policy``: ``build_observation`` then :meth:`OnnxPolicy.decide` (the target:
-  p99 ≤ 0.05 ms);
-* ``evaluate``: the whole pure decision (features, policy, guardrails, step-count check);
+* ``features + policy``: ``build_observation`` then :meth:`OnnxPolicy.decide`, without the
+  shield's verdict (its features read "no evidence");
+* ``features + shield + policy``: :func:`decision_service.pipeline.observe` (the shield's
+  verdict on the snapshot's evidence, then the features with it) then
+  :meth:`OnnxPolicy.decide`: what the service computes for a decision once the metrics are
+  read (the target: p99 ≤ 0.05 ms);
+* ``pipeline.decide (whole)``: the whole pure decision as the service makes it (the shield's
+  verdict, features, policy, guardrails, the shield's gate, the step-count check, the reason).
+
+Every snapshot carries the shield's evidence: 10 windows of stable's baseline and 1–40 windows
+of the canary's life with stable's beside them (counts drawn like the metrics), summarised
+once, as the service's kept life hands it to a decision.
 * ``machine``: how often this machine stops a running thread, and for how long (the gaps a tight
   loop of ``perf_counter`` reads sees above 5 µs: timer ticks, interrupts, a virtual machine's
   exits). A call of ``d`` µs includes such a stop in about ``d × rate / 10⁶`` of calls; once
@@ -26,35 +35,65 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from scipy.special import ndtr
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from decision_service.features import build_observation  # noqa: E402
 from decision_service.guardrails import GuardrailConfig  # noqa: E402
-from decision_service.pipeline import DecisionConfig, decide  # noqa: E402
+from decision_service.histogram import LATENCY_BUCKETS_SECONDS  # noqa: E402
+from decision_service.pipeline import DecisionConfig, decide, observe  # noqa: E402
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
+from decision_service.shield import ShieldConfig, VersionWindow, evidence_from  # noqa: E402
 from decision_service.snapshot import MetricsSnapshot, VersionMetrics  # noqa: E402
+from decision_service.tolerance import DEFAULT_TOLERANCE  # noqa: E402
+
+_BOUNDS_MS = np.asarray(LATENCY_BUCKETS_SECONDS) * 1000.0
+
+
+def _window(
+    rng: np.random.Generator, requests: int, error_rate: float, p50_ms: float
+) -> VersionWindow:
+    """One version's window counts: binomial errors, log-normal latency in the buckets."""
+    z = (np.log(_BOUNDS_MS) - np.log(p50_ms)) / 0.5
+    cdf = np.append(ndtr(z), 1.0)
+    buckets = rng.multinomial(requests, np.diff(cdf, prepend=0.0))
+    errors = rng.binomial(requests, error_rate)
+    return VersionWindow(float(requests), float(errors), tuple(map(float, buckets.tolist())))
 
 
 def snapshots(n: int, seed: int = 0) -> list[MetricsSnapshot]:
     rng = np.random.default_rng(seed)
+    shield = ShieldConfig()
     out = []
     for _ in range(n):
         stable_rate, canary_rate = rng.uniform(0, 0.03), rng.uniform(0, 0.1)
         p50 = rng.uniform(20, 200)
-        n_window = float(rng.integers(50, 2000))
+        canary_p50 = p50 * rng.uniform(0.9, 1.5)
+        n_window = int(rng.integers(50, 2000))
+        weight = float(rng.choice([10, 25, 50, 75]))
+        baseline = [_window(rng, n_window * 4, stable_rate, p50) for _ in range(10)]
+        life = [
+            (
+                _window(rng, n_window, canary_rate, canary_p50),
+                _window(rng, n_window * 4, stable_rate, p50),
+            )
+            for _ in range(int(rng.integers(1, 41)))
+        ]
+        evidence = evidence_from(baseline, life, DEFAULT_TOLERANCE, shield).summary()
 
         def version(requests: float, rate: float, latency: float) -> VersionMetrics:
             return VersionMetrics(requests, float(round(requests * rate)), latency, latency * 2.1)
 
         out.append(
             MetricsSnapshot(
-                step_weight=float(rng.choice([10, 25, 50, 75])),
-                canary=version(n_window, canary_rate, p50 * rng.uniform(0.9, 1.5)),
+                step_weight=weight,
+                canary=version(n_window, canary_rate, canary_p50),
                 stable=version(n_window * 4, stable_rate, p50),
-                canary_cumulative=version(n_window * 10, canary_rate, p50 * 1.1),
-                stable_cumulative=version(n_window * 40, stable_rate, p50),
+                canary_cumulative=version(n_window * len(life), canary_rate, p50 * 1.1),
+                stable_cumulative=version(n_window * 4 * len(life), stable_rate, p50),
+                evidence=evidence,
             )
         )
     return out
@@ -75,7 +114,7 @@ def timed(
     p50, p99 = np.percentile(timings * 1e6, [50, 99])
     hit = p50 * 1e-6 * stops
     print(
-        f"{label:<22} p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({p99 / 1000:.4f} ms)"
+        f"{label:<26} p50 {p50:7.1f} µs   p99 {p99:7.1f} µs   ({p99 / 1000:.4f} ms)"
         f"   a stop in ~{100 * hit:.1f} % of calls"
     )
     return float(p50), float(p99)
@@ -120,7 +159,10 @@ def main() -> int:
     ready = [
         build_observation(s, c, 200.0).reshape(1, -1) for s, c in zip(snaps, counts, strict=True)
     ]
-    config = DecisionConfig(slo_latency_ms=200.0, guardrails=GuardrailConfig())
+    # the service's defaults: guardrails, the shield, the template's count of 10
+    config = DecisionConfig(
+        slo_latency_ms=200.0, guardrails=GuardrailConfig(), shield=ShieldConfig(), count=10
+    )
     k = len(snaps)
 
     print(f"model {policy.info.label}, {args.n} calls each, one thread")
@@ -140,6 +182,12 @@ def main() -> int:
     timed(
         "features + policy",
         lambda i: policy.decide(build_observation(snaps[i % k], counts[i % k], 200.0)),
+        args.n,
+        stops,
+    )
+    timed(
+        "features + shield + policy",
+        lambda i: policy.decide(observe(snaps[i % k], counts[i % k], config)[0]),
         args.n,
         stops,
     )

@@ -23,7 +23,7 @@ good or bad is computed per episode from the draw, against the configured tolera
 
 ## Observation space
 
-``Box(20,)``: :func:`decision_service.features.build_observation` of the snapshot after the
+``Box(28,)``: :func:`decision_service.features.build_observation` of the snapshot after the
 last interval; its docstring has the table. Bounds from ``FEATURE_LOW``/``FEATURE_HIGH``.
 
 ## Missing data
