@@ -17,8 +17,10 @@ the tests' and benchmarks' Prometheus and services — goes through :class:`Mana
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Final, Self
 
 LOOPBACK = "127.0.0.1"
 
@@ -59,11 +61,49 @@ class Lifecycle(ABC):
         self.stop()
 
 
+#: Where :func:`free_port` looks first: below the kernel's ephemeral range (Linux's default
+#: starts at 32768), above the ports services usually take.
+PORTS_FROM: Final = 20000
+_EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: The ports this process handed out lately (not handed out again while a child may still be
+#: starting on one).
+_handed: collections.deque[int] = collections.deque(maxlen=256)
+
+
+def _ephemeral_start() -> int:
+    """The first port of the kernel's ephemeral range (0 where it cannot be read)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
-    """A TCP port that was free on the loopback interface a moment ago."""
+    """A TCP port that was free on the loopback interface a moment ago.
+
+    A child binds it a second or so later, and the port must still be free then. A port from
+    the kernel's ephemeral range is not: every outgoing connection on the machine (a health
+    check, a scrape, a load generator's) takes its source port from that range, and one did take
+    a demo app's port in CI. So the port is drawn at random below that range, and not one this
+    process handed out lately; only where there is no room below it does the kernel choose."""
+    end = _ephemeral_start()
+    rng = random.Random()
+    for _ in range(200 if end > PORTS_FROM else 0):
+        port = rng.randrange(PORTS_FROM, end)
+        if port in _handed:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed.append(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _handed.append(port)
+    return port
 
 
 def loopback_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
