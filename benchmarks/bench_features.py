@@ -2,7 +2,7 @@
 
 All in one process, on the same observations:
 
-* ``baseline``: ``InferenceSession.run`` on a ready float32 ``(1, 20)`` array (the floor);
+* ``baseline``: ``InferenceSession.run`` on a ready float32 ``(1, N_FEATURES)`` array (the floor);
 * ``features``: :func:`decision_service.features.build_observation` alone;
 * ``features + policy``: ``build_observation`` then :meth:`OnnxPolicy.decide`, without the
   shield's verdict (its features read "no evidence");
@@ -13,13 +13,15 @@ All in one process, on the same observations:
 * ``pipeline.decide (whole)``: the whole pure decision as the service makes it (the shield's
   verdict, features, policy, guardrails, the shield's gate, the step-count check, the reason).
 
-Every snapshot carries the shield's evidence: 10 windows of stable's baseline and 1–40 windows
-of the canary's life with stable's beside them (counts drawn like the metrics), summarised
-once, as the service's kept life hands it to a decision.
 * ``machine``: how often this machine stops a running thread, and for how long (the gaps a tight
   loop of ``perf_counter`` reads sees above 5 µs: timer ticks, interrupts, a virtual machine's
   exits). A call of ``d`` µs includes such a stop in about ``d × rate / 10⁶`` of calls; once
   that share nears 1 %, the stops, not the code, set the p99.
+
+Every snapshot carries the shield's evidence: 10 windows of stable's baseline and 1–40 windows
+of the canary's life with stable's beside them (drawn by the simulator's
+:func:`~training.simulator.sample_version`), summarised once, as the service's kept life hands
+it to a decision.
 
 Usage: ``python benchmarks/bench_features.py [--model PATH] [--n 20000]``. Figures only.
 """
@@ -35,32 +37,26 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from scipy.special import ndtr
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from decision_service.features import build_observation  # noqa: E402
 from decision_service.guardrails import GuardrailConfig  # noqa: E402
-from decision_service.histogram import LATENCY_BUCKETS_SECONDS  # noqa: E402
 from decision_service.pipeline import DecisionConfig, decide, observe  # noqa: E402
 from decision_service.policy import DEFAULT_MODEL_PATH, OnnxPolicy  # noqa: E402
 from decision_service.shield import ShieldConfig, VersionWindow, evidence_from  # noqa: E402
 from decision_service.snapshot import MetricsSnapshot, VersionMetrics  # noqa: E402
 from decision_service.tolerance import DEFAULT_TOLERANCE  # noqa: E402
-
-_BOUNDS_MS = np.asarray(LATENCY_BUCKETS_SECONDS) * 1000.0
+from scenarios import VersionBehaviour  # noqa: E402
+from training.simulator import sample_version, shield_window  # noqa: E402
 
 
 def _window(
     rng: np.random.Generator, requests: int, error_rate: float, p50_ms: float
 ) -> VersionWindow:
-    """One version's window counts: binomial errors, log-normal latency in the buckets."""
-    z = (np.log(_BOUNDS_MS) - np.log(p50_ms)) / 0.5
-    cdf = np.append(ndtr(z), 1.0)
-    buckets = rng.multinomial(requests, np.diff(cdf, prepend=0.0))
-    errors = rng.binomial(requests, error_rate)
-    return VersionWindow(float(requests), float(errors), tuple(map(float, buckets.tolist())))
+    """One version's window counts, as the simulator draws them."""
+    return shield_window(sample_version(requests, VersionBehaviour(error_rate, p50_ms, 0.5), rng))
 
 
 def snapshots(n: int, seed: int = 0) -> list[MetricsSnapshot]:
