@@ -231,8 +231,10 @@ def _verdict(promote: bool, abort: bool) -> ShieldVerdict:
         abort_allowed=abort,
         full_proof=promote,
         metrics=(),
-        promote_reason="proven" if promote else "not yet proven",
-        abort_reason="rejected" if abort else "no rejection yet",
+        why=(
+            "proven" if promote else "not yet proven",
+            "rejected" if abort else "no rejection yet",
+        ),
     )
 
 

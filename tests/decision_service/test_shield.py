@@ -610,3 +610,36 @@ def test_the_last_look_keeps_its_level() -> None:
         for _ in range(runs)
     )
     assert looked / runs <= level + 3 * math.sqrt(level / runs), (looked, level)
+
+
+def test_the_reasons_say_what_the_verdict_allows() -> None:
+    """The verdict decides what it allows without writing its reasons, and writes them when
+    they are read: the two must agree, whatever the evidence, weight, setting and look. A grid
+    of canaries (equal, worse, much worse, faster; quiet and busy; few and many windows) under
+    three settings; each reason is read twice (written once, the same text)."""
+    configs = (
+        ShieldConfig(),
+        ShieldConfig(abort_margin=1.0),
+        ShieldConfig(abort_margin=0.5, last_look_share=0.0, partial_proof_weight=100),
+    )
+    seen = {"promote": set(), "abort": set()}
+    rng = np.random.default_rng(17)
+    for rate in (0.0, 0.005, 0.008, 0.03):
+        for p50 in (45.0, 60.0, 90.0):
+            for rps, windows, weight in ((20, 3, 0.05), (400, 12, 0.5), (400, 25, 0.9)):
+                summary = _evidence(
+                    rng, windows, rate, rps=rps, weight=weight, canary_p50=p50
+                ).summary()
+                for config in configs:
+                    for step_weight in (5.0, 100.0):
+                        for last_look in (False, True):
+                            v = verdict_at(summary, config, step_weight, last_look=last_look)
+                            promote, abort = v.promote_reason, v.abort_reason
+                            assert promote.startswith("promote allowed") == v.promote_allowed, (
+                                promote
+                            )
+                            assert abort.startswith("abort allowed") == v.abort_allowed, abort
+                            assert (v.promote_reason, v.abort_reason) == (promote, abort)
+                            seen["promote"].add(v.promote_allowed)
+                            seen["abort"].add(v.abort_allowed)
+    assert seen == {"promote": {False, True}, "abort": {False, True}}
