@@ -166,6 +166,7 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
         tolerance=tolerance,
         shield=shield if shield.enabled else None,
         count=body.count,
+        window_seconds=settings.analysis_window_seconds,
     )
 
     try:

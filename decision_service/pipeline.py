@@ -25,7 +25,10 @@ In order:
    guardrails let it (preemptive shielding: the policy chooses among the allowed actions; a
    ruled-out action's Q-value, learned as "this becomes a hold", never hides a promote or an
    abort the policy ranks above holding). An agent's own action (:class:`FixedAction`) has no
-   second choice: ruled out, it holds.
+   second choice: ruled out, it holds. Whenever the answer is a hold by the policy or the
+   shield and a promote would not be allowed, the reason also gives the shield's promote
+   reason: what blocks a promote and how much more evidence, and time at the current rate, it
+   needs (on a quiet service, whether the step has that long before a hold pauses it).
 5. **Step count.** ``measurements_at_step`` comes from the caller. In the service it is this
    process's memory, which can only be short, never long (a restart, another replica, an
    eviction: see :mod:`decision_service.step_memory`). So a ``promote`` stands only if the policy
@@ -98,6 +101,9 @@ class DecisionConfig:
     #: Measurements per step (the AnalysisTemplate's ``count``: after that many holds the
     #: rollout pauses); ``None``: not known, so the shield's last look never happens.
     count: int | None = None
+    #: How long an analysis window is, seconds: the shield's reasons say how long the evidence
+    #: it lacks takes to come in (``None``: they count windows only).
+    window_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +167,7 @@ def decide(
                 alternative = _shielded(_guarded(second, snapshot, config), verdict)
                 if alternative.decision == second:
                     guarded = _second_choice(alternative, proposed, verdict)
+        guarded = _what_promote_lacks(guarded, proposed, verdict)
     if guarded.decision == "promote":
         doubt = first_count_without_promote(policy, observation, measurements_at_step, allowed)
         if doubt is not None:
@@ -226,6 +233,10 @@ def observe(
             config.shield or ShieldConfig(),
             snapshot.step_weight,
             last_look=is_last_look(measurements_at_step, config.count),
+            window_seconds=config.window_seconds,
+            measurements_left=(
+                None if config.count is None else max(config.count - measurements_at_step - 1, 0)
+            ),
         )
     return (
         build_observation(snapshot, measurements_at_step, config.slo_latency_ms, verdict),
@@ -268,6 +279,26 @@ def _shielded(guarded: Guarded, verdict: ShieldVerdict | None) -> Guarded:
         )
     return Guarded(
         "hold", "shield", f"The decision was abort, but the shield holds: {verdict.abort_reason}."
+    )
+
+
+def _what_promote_lacks(
+    guarded: Guarded, proposed: Action, verdict: ShieldVerdict | None
+) -> Guarded:
+    """A hold of the policy's own (or the shield's, of an abort) where a promote would not be
+    allowed either: the reason adds the shield's promote reason, what a promote still lacks and
+    how long the evidence takes at the current rate (a shield hold of a promote says it
+    already)."""
+    if (
+        guarded.decision != "hold"
+        or guarded.guardrail not in (None, "shield")
+        or verdict is None
+        or verdict.promote_allowed
+        or (guarded.guardrail == "shield" and proposed == "promote")
+    ):
+        return guarded
+    return Guarded(
+        "hold", guarded.guardrail, f"{guarded.reason} For a promote: {verdict.promote_reason}."
     )
 
 

@@ -538,6 +538,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         tolerance=settings.tolerance(),
         shield=shield if shield.enabled else None,
         count=args.count or plan.count,
+        window_seconds=window_seconds,
     )
     source = PrometheusSource(
         prometheus_client(settings.prometheus_url, args.timeout, 1),

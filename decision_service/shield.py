@@ -904,6 +904,11 @@ class Grounds:
     partial: bool
     #: The metric the step's last look allowed the abort on (None: no look allowed it).
     looked: MetricVerdict | None
+    #: How long a window is, seconds (None: not known; the reasons count windows only).
+    window_seconds: float | None = None
+    #: Measurements this step has after the current one before a hold pauses it (None: the
+    #: count is not known).
+    measurements_left: int | None = None
 
     def reasons(self, verdict: ShieldVerdict) -> tuple[str, str]:
         """The promote and the abort reason of ``verdict``."""
@@ -913,13 +918,11 @@ class Grounds:
         if self.last_step:
             blocking = [v for v in verdicts if v.upper_promote >= 0]
             drifting = [v for v in verdicts if v.drift_projected > 0]
-            promote_reason = _proof_reason(
-                verdicts, blocking, complete, config, evidence.tolerance, evidence
-            )
+            promote_reason = _proof_reason(verdicts, blocking, complete, config, evidence, self)
             if complete and not blocking and drifting:
                 promote_reason = _drift_reason(drifting, config)
         else:
-            promote_reason = _climb_reason(verdicts, complete, self.partial, config, evidence)
+            promote_reason = _climb_reason(verdicts, complete, config, evidence, self)
         return promote_reason, _abort_reason(verdicts, config, self.looked)
 
 
@@ -987,17 +990,26 @@ def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
 
 
 def verdict_at(
-    evidence: EvidenceSummary, config: ShieldConfig, step_weight: float, last_look: bool = False
+    evidence: EvidenceSummary,
+    config: ShieldConfig,
+    step_weight: float,
+    last_look: bool = False,
+    *,
+    window_seconds: float | None = None,
+    measurements_left: int | None = None,
 ) -> ShieldVerdict:
     """:func:`shield_verdict` at a step weight: from ``full_proof_weight`` on a promote needs
     the full proof, from ``partial_proof_weight`` on the partial one. ``last_look``: this is
-    the step's last measurement (a hold pauses the rollout)."""
+    the step's last measurement (a hold pauses the rollout). ``window_seconds`` and
+    ``measurements_left`` only word the reasons (:class:`Grounds`)."""
     return shield_verdict(
         evidence,
         config,
         step_weight >= config.full_proof_weight,
         partial=step_weight >= config.partial_proof_weight,
         last_look=last_look,
+        window_seconds=window_seconds,
+        measurements_left=measurements_left,
     )
 
 
@@ -1015,10 +1027,14 @@ def shield_verdict(
     last_step: bool,
     partial: bool = False,
     last_look: bool = False,
+    *,
+    window_seconds: float | None = None,
+    measurements_left: int | None = None,
 ) -> ShieldVerdict:
     """The actions the evidence allows (see the module docstring). ``last_step``: a promote
     now needs the full proof; ``partial``: below it, the partial proof; ``last_look``: the
-    step's last measurement, where a hold pauses the rollout."""
+    step's last measurement, where a hold pauses the rollout. ``window_seconds`` and
+    ``measurements_left`` only word the reasons (:class:`Grounds`)."""
     verdicts = []
     life_level = life_alpha(config)
     for m in evidence.metrics:
@@ -1099,7 +1115,7 @@ def shield_verdict(
         rejecting or looked is not None,
         last_step,
         tuple(verdicts),
-        Grounds(evidence, config, last_step, partial, looked),
+        Grounds(evidence, config, last_step, partial, looked, window_seconds, measurements_left),
     )
 
 
@@ -1197,9 +1213,9 @@ def _climb(verdicts: list[MetricVerdict], complete: bool, partial: bool) -> bool
 def _climb_reason(
     verdicts: list[MetricVerdict],
     complete: bool,
-    partial: bool,
     config: ShieldConfig,
     evidence: EvidenceSummary,
+    grounds: Grounds,
 ) -> str:
     """Why :func:`_climb` allows a promote or not."""
     if not verdicts:
@@ -1209,7 +1225,7 @@ def _climb_reason(
         return "promote blocked: " + "; ".join(
             f"{_label(v.metric)} leans beyond the tolerance" for v in leaning
         )
-    if not partial:
+    if not grounds.partial:
         return "promote allowed: no sign of a regression before the last step"
     confidence = f"{100 * (1 - config.partial_proof_alpha):g} %"
     if not complete:
@@ -1226,11 +1242,13 @@ def _climb_reason(
     if any(n is None for n in needs):
         return reason + "; the canary's estimate is beyond the zone"
     more = max(n for n in needs if n is not None)
-    reason += f"; about {more:,.0f} more canary requests would show it"
-    rate = evidence.last_window_canary_requests
-    if rate > 0:
-        reason += f" ({more / rate:.0f} more windows at the current rate)"
-    return reason
+    return (
+        reason
+        + f"; about {more:,.0f} more canary requests would show it"
+        + _time_to(
+            more, evidence, grounds, "a larger step weight, a longer interval or a larger count"
+        )
+    )
 
 
 def _drift_reason(drifting: list[MetricVerdict], config: ShieldConfig) -> str:
@@ -1270,8 +1288,8 @@ def _proof_reason(
     blocking: list[MetricVerdict],
     complete: bool,
     config: ShieldConfig,
-    tolerance: Tolerance,
     evidence: EvidenceSummary,
+    grounds: Grounds,
 ) -> str:
     confidence = f"{100 * (1 - config.alpha_promote):g} %"
     if not complete:
@@ -1300,11 +1318,44 @@ def _proof_reason(
             f"serving {100 * HIGH_SHARE:.0f} % or more of the traffic, it has {recent}"
         )
     more = max(n for n in needs if n is not None)
+    return (
+        reason
+        + f"; about {more:,.0f} more canary requests would decide it"
+        + _time_to(more, evidence, grounds, "a longer interval or a larger count")
+    )
+
+
+def _time_to(more: float, evidence: EvidenceSummary, grounds: Grounds, remedy: str) -> str:
+    """How long ``more`` canary requests take at the last window's rate: windows, minutes when
+    the window's length is known, and whether this step has that many measurements left (a
+    quiet canary at a low weight often has not: the step would pause before the evidence is
+    in, and the reason says what, the ``remedy``, gives it the traffic)."""
     rate = evidence.last_window_canary_requests
-    reason += f"; about {more:,.0f} more canary requests would decide it"
-    if rate > 0:
-        reason += f" ({more / rate:.0f} more windows at the current rate)"
-    return reason
+    if rate <= 0:
+        return ""
+    windows = math.ceil(more / rate)
+    text = f" ({windows} more window{'' if windows == 1 else 's'}"
+    if grounds.window_seconds is not None:
+        text += f", about {_duration(windows * grounds.window_seconds)},"
+    text += " at the current rate)"
+    left = grounds.measurements_left
+    if left is None or windows <= left:
+        return text
+    if left == 0:
+        text += "; this is the step's last measurement: a hold now pauses the rollout"
+    else:
+        text += (
+            f"; this step has {left} more measurement{'' if left == 1 else 's'} before a hold "
+            "pauses it, so at this rate it pauses first"
+        )
+    return text + f" ({remedy} gives the canary the traffic)"
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60.0
+    if minutes < 90:
+        return f"{minutes:.0f} min" if minutes >= 10 else f"{minutes:.1f} min"
+    return f"{minutes / 60.0:.1f} h"
 
 
 def new_evidence(tolerance: Tolerance, config: ShieldConfig) -> Evidence:

@@ -211,6 +211,7 @@ class EnvConfig:
             tolerance=self.tolerance,
             shield=self.shield,
             count=self.patience,
+            window_seconds=self.interval_seconds,
         )
 
 

@@ -306,3 +306,45 @@ def test_the_step_count_tells_the_shield_its_last_look(policies: dict[str, OnnxP
     assert evaluation.guarded.decision == "abort", evaluation.guarded.reason
     held = decide(state, 8, policies["abort"], shielded)
     assert held.guarded.decision == "hold" and held.guarded.guardrail == "shield"
+
+
+def test_a_hold_says_what_a_promote_still_lacks() -> None:
+    """A hold by the policy, or by the shield of an abort, where a promote would not be allowed
+    either: the reason adds the shield's promote reason. Not where a promote would be allowed,
+    and not twice where the shield held a promote (that reason is already the promote's)."""
+    own = _shielded_decision(_Ranked(1.0, 0.5, 0.0), _verdict(False, False))
+    assert (own.guarded.decision, own.guarded.guardrail) == ("hold", None)
+    assert "For a promote: not yet proven." in own.guarded.reason
+    allowed = _shielded_decision(_Ranked(1.0, 0.5, 0.0), _verdict(True, False))
+    assert "For a promote" not in allowed.guarded.reason
+    abort = _shielded_decision(_Ranked(0.7, 0.5, 1.0), _verdict(False, False))
+    assert (abort.guarded.decision, abort.guarded.guardrail) == ("hold", "shield")
+    assert "no rejection yet" in abort.guarded.reason
+    assert "For a promote: not yet proven." in abort.guarded.reason
+    promote = _shielded_decision(_Ranked(0.0, 1.0, 0.5), _verdict(False, False))
+    assert (promote.guarded.decision, promote.guarded.guardrail) == ("hold", "shield")
+    assert promote.guarded.reason.count("not yet proven") == 1
+    assert "For a promote" not in promote.guarded.reason
+
+
+def test_a_quiet_canarys_hold_says_its_step_will_pause_before_the_evidence_is_in() -> None:
+    """The service's path: the template's count and the window's length reach the shield's
+    reason, so a quiet canary at 5 % is told how long the evidence takes and that this step has
+    no time for it (at its last measurement, that a hold now pauses the rollout)."""
+    from dataclasses import replace
+
+    from tests.decision_service.test_shield import _evidence
+
+    summary = _evidence(
+        np.random.default_rng(4), windows=3, canary_rate=0.004, rps=20, weight=0.05
+    ).summary()
+    state = replace(snapshot(), step_weight=5, evidence=summary)
+    config = DecisionConfig(200.0, CONFIG, shield=ShieldConfig(), count=10, window_seconds=30.0)
+    hold = _Ranked(1.0, 0.0, 0.0)
+    first = decide(state, 0, hold, config).guarded
+    assert first.decision == "hold" and " min, at the current rate)" in first.reason
+    assert "this step has 9 more measurements before a hold pauses it" in first.reason
+    last = decide(state, 9, hold, config).guarded
+    assert "this is the step's last measurement: a hold now pauses the rollout" in last.reason
+    unknown = decide(state, 9, hold, replace(config, count=None, window_seconds=None)).guarded
+    assert " min," not in unknown.reason and "pauses" not in unknown.reason

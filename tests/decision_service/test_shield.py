@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,32 @@ def test_thin_evidence_says_how_much_more_it_needs() -> None:
     verdict = shield_verdict(evidence.summary(), ShieldConfig(), last_step=True)
     assert not verdict.promote_allowed and not verdict.abort_allowed
     assert "more canary requests would decide it" in verdict.promote_reason
+    assert " min" not in verdict.promote_reason and "pauses first" not in verdict.promote_reason
+
+
+def test_thin_evidence_says_how_long_it_takes_and_whether_the_step_has_that_long() -> None:
+    """A quiet canary at 5 %: the reason gives the time the missing requests take at the
+    current rate, and says the step will pause first when it has fewer measurements left than
+    the windows needed (what a team on a quiet service needs to see to change its schedule)."""
+    rng = np.random.default_rng(4)
+    summary = _evidence(rng, windows=3, canary_rate=0.004, rps=20, weight=0.05).summary()
+    rate = summary.last_window_canary_requests
+    short = verdict_at(summary, ShieldConfig(), 5.0, window_seconds=30.0, measurements_left=7)
+    assert not short.promote_allowed
+    match = re.search(
+        r"about ([\d,]+) more canary requests would show it \((\d+) more windows, "
+        r"about ([\d.]+) min, at the current rate\)",
+        short.promote_reason,
+    )
+    assert match, short.promote_reason
+    more, windows, minutes = int(match[1].replace(",", "")), int(match[2]), float(match[3])
+    assert abs(windows - more / rate) < 1.01
+    assert minutes == pytest.approx(windows * 0.5, abs=0.5)
+    assert windows > 7 and "this step has 7 more measurements" in short.promote_reason
+    assert "pauses first (a larger step weight" in short.promote_reason
+    roomy = verdict_at(summary, ShieldConfig(), 5.0, window_seconds=30.0, measurements_left=windows)
+    assert "pauses first" not in roomy.promote_reason
+    assert roomy.promote_reason == short.promote_reason.split("; this step has")[0]
 
 
 def test_the_final_proof_needs_windows_at_high_weight() -> None:

@@ -73,7 +73,8 @@ def model() -> Path:
 
 @pytest.fixture(scope="module")
 def service(model: Path) -> Iterator[tuple[TestClient, SnapshotSource]]:
-    app = create_app(settings_for(model, "http://127.0.0.1:9"))
+    # the simulator's window (30 s): the shield's reasons give the evidence's time in minutes
+    app = create_app(settings_for(model, "http://127.0.0.1:9", analysis_window="30s"))
     with TestClient(app) as client:
         real_source = app.state.service.source
         stub = SnapshotSource()
