@@ -914,15 +914,15 @@ class Grounds:
         """The promote and the abort reason of ``verdict``."""
         verdicts = list(verdict.metrics)
         complete = {v.metric for v in verdicts} == set(METRICS)
-        config, evidence = self.config, self.evidence
+        config = self.config
         if self.last_step:
             blocking = [v for v in verdicts if v.upper_promote >= 0]
             drifting = [v for v in verdicts if v.drift_projected > 0]
-            promote_reason = _proof_reason(verdicts, blocking, complete, config, evidence, self)
+            promote_reason = _proof_reason(verdicts, blocking, complete, self)
             if complete and not blocking and drifting:
                 promote_reason = _drift_reason(drifting, config)
         else:
-            promote_reason = _climb_reason(verdicts, complete, config, evidence, self)
+            promote_reason = _climb_reason(verdicts, complete, self)
         return promote_reason, _abort_reason(verdicts, config, self.looked)
 
 
@@ -1210,14 +1210,9 @@ def _climb(verdicts: list[MetricVerdict], complete: bool, partial: bool) -> bool
     return complete and not any(v.partial_upper >= 0 for v in verdicts)
 
 
-def _climb_reason(
-    verdicts: list[MetricVerdict],
-    complete: bool,
-    config: ShieldConfig,
-    evidence: EvidenceSummary,
-    grounds: Grounds,
-) -> str:
+def _climb_reason(verdicts: list[MetricVerdict], complete: bool, grounds: Grounds) -> str:
     """Why :func:`_climb` allows a promote or not."""
+    config = grounds.config
     if not verdicts:
         return "promote blocked: no comparable window yet"
     leaning = [v for v in verdicts if v.lower_light > 0]
@@ -1245,9 +1240,7 @@ def _climb_reason(
     return (
         reason
         + f"; about {more:,.0f} more canary requests would show it"
-        + _time_to(
-            more, evidence, grounds, "a larger step weight, a longer interval or a larger count"
-        )
+        + _time_to(more, grounds, "a larger step weight, a longer interval or a larger count")
     )
 
 
@@ -1284,13 +1277,10 @@ def _excess_text(metric: Metric, upper: float) -> str:
 
 
 def _proof_reason(
-    verdicts: list[MetricVerdict],
-    blocking: list[MetricVerdict],
-    complete: bool,
-    config: ShieldConfig,
-    evidence: EvidenceSummary,
-    grounds: Grounds,
+    verdicts: list[MetricVerdict], blocking: list[MetricVerdict], complete: bool, grounds: Grounds
 ) -> str:
+    """Why the final proof allows a promote or not (drift aside: :func:`_drift_reason`)."""
+    config, evidence = grounds.config, grounds.evidence
     confidence = f"{100 * (1 - config.alpha_promote):g} %"
     if not complete:
         missing = sorted(set(METRICS) - {v.metric for v in verdicts})
@@ -1321,16 +1311,16 @@ def _proof_reason(
     return (
         reason
         + f"; about {more:,.0f} more canary requests would decide it"
-        + _time_to(more, evidence, grounds, "a longer interval or a larger count")
+        + _time_to(more, grounds, "a longer interval or a larger count")
     )
 
 
-def _time_to(more: float, evidence: EvidenceSummary, grounds: Grounds, remedy: str) -> str:
+def _time_to(more: float, grounds: Grounds, remedy: str) -> str:
     """How long ``more`` canary requests take at the last window's rate: windows, minutes when
     the window's length is known, and whether this step has that many measurements left (a
     quiet canary at a low weight often has not: the step would pause before the evidence is
     in, and the reason says what, the ``remedy``, gives it the traffic)."""
-    rate = evidence.last_window_canary_requests
+    rate = grounds.evidence.last_window_canary_requests
     if rate <= 0:
         return ""
     windows = math.ceil(more / rate)
