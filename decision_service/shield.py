@@ -882,13 +882,11 @@ class MetricVerdict:
     lower_abort: float  # the larger of life_lower and step_lower: > 0 rejects the abort null
     lower_light: float  # lower bound of D̄ (abort reference) at 1 − ALPHA_LIGHT
     e_value: float  # over the life
-    requests_to_prove: float | None  # more canary requests the proof needs (None: unreachable)
     life_lower: float = -math.inf  # lower bound of D̄ over the life at 1 − life_alpha(config)
     step: int = 0
     step_lower: float = -math.inf  # lower bound of this step's D̄ at 1 − step_alpha(config, j)
     step_e_value: float = 1.0
     partial_upper: float = math.inf  # upper bound of D̄ (promote reference) at 1 − α_partial
-    partial_needed: float | None = None  # more canary requests the partial proof needs
     drift_projected: float = -math.inf  # D projected over the drift horizon (> 0: leaves the zone)
     drift_growth: float = 0.0  # the growth per window it is projected with (the slope's bound)
     step_z: float = -math.inf  # this step's z-score against the abort null (the last look's)
@@ -909,6 +907,14 @@ class Grounds:
     #: Measurements this step has after the current one before a hold pauses it (None: the
     #: count is not known).
     measurements_left: int | None = None
+
+    def requests_to(self, metric: Metric, alpha: float) -> float | None:
+        """About how many more canary requests until ``metric``'s promote bound at ``alpha``
+        is below 0, if its mean stays (None: the mean is not below 0, or no calm window)."""
+        m = next(m for m in self.evidence.metrics if m.metric == metric)
+        if m.proof_weight <= 0 or m.mean_promote >= 0:
+            return None
+        return _requests_to(m.mean_promote, m.variance_promote, m.proof_weight, alpha)
 
     def reasons(self, verdict: ShieldVerdict) -> tuple[str, str]:
         """The promote and the abort reason of ``verdict``."""
@@ -1040,24 +1046,14 @@ def shield_verdict(
     for m in evidence.metrics:
         w, wp = m.weight, m.proof_weight
         upper = partial_upper = math.inf
-        needed: float | None = None
-        partial_needed: float | None = None
         if wp > 0:
             a = config.partial_proof_alpha
             partial_upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, a) / wp
-            if partial_upper < 0:
-                partial_needed = 0.0
-            elif m.mean_promote < 0:
-                partial_needed = _requests_to(m.mean_promote, m.variance_promote, wp, a)
             alpha = config.alpha_promote
             upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, alpha) / wp
             # the proof must also hold on the windows at high weight alone: a canary that
             # drifts, or only fails under load, shows there first
             upper = max(upper, _recent_upper(m, alpha, config.proof_windows))
-            if upper < 0:
-                needed = 0.0
-            elif m.mean_promote < 0:
-                needed = _requests_to(m.mean_promote, m.variance_promote, wp, alpha)
         growth = m.trend_slope - TREND_Z * m.trend_se
         projected = -math.inf
         if config.drift_horizon_windows > 0 and growth > 0:
@@ -1083,13 +1079,11 @@ def shield_verdict(
                 max(lower, step_lower),
                 light,
                 ev,
-                needed,
                 life_lower=lower,
                 step=m.step,
                 step_lower=step_lower,
                 step_e_value=step_ev,
                 partial_upper=partial_upper,
-                partial_needed=partial_needed,
                 drift_projected=projected,
                 drift_growth=growth if projected > -math.inf else 0.0,
                 step_z=step_z,
@@ -1233,7 +1227,7 @@ def _climb_reason(verdicts: list[MetricVerdict], complete: bool, grounds: Ground
         _excess_text(v.metric, v.partial_upper) for v in blocking
     )
     reason += ")"
-    needs = [v.partial_needed for v in blocking]
+    needs = [grounds.requests_to(v.metric, config.partial_proof_alpha) for v in blocking]
     if any(n is None for n in needs):
         return reason + "; the canary's estimate is beyond the zone"
     more = max(n for n in needs if n is not None)
@@ -1290,7 +1284,7 @@ def _proof_reason(
     parts = []
     needs: list[float | None] = []
     for v in blocking:
-        needs.append(v.requests_to_prove)
+        needs.append(grounds.requests_to(v.metric, config.alpha_promote))
         if not math.isfinite(v.upper_promote):
             continue
         parts.append(_excess_text(v.metric, v.upper_promote))
