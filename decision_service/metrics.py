@@ -57,7 +57,9 @@ class Outcome(NamedTuple):
 #: * too little evidence holds a proposed ``promote`` or ``abort`` (never a ``hold``);
 #: * the regression veto holds a proposed ``promote``;
 #: * otherwise the proposal stands, guardrail ``none``;
-#: * the shield holds a standing ``promote`` or ``abort`` (it leaves a hard breach alone);
+#: * the shield holds a standing ``promote`` or ``abort`` (it leaves a hard breach alone), and
+#:   aborts where it requires an abort, whatever was proposed and whatever a guardrail held
+#:   (a proposed ``abort`` that stood is the policy's own, guardrail ``none``);
 #: * the step-count rule holds a standing ``promote``.
 #:
 #: So ``promote`` comes only with guardrail ``none``, and no guardrail ever answers ``promote``.
@@ -74,6 +76,9 @@ OUTCOMES: Final[tuple[Outcome, ...]] = (
     Outcome("hold", "regression_veto", "promote"),
     Outcome("hold", "shield", "promote"),
     Outcome("hold", "shield", "abort"),
+    Outcome("abort", "shield", "promote"),
+    Outcome("abort", "shield", "hold"),
+    Outcome("abort", "shield", "abort"),
     Outcome("hold", "step_count", "promote"),
 )
 #: The ``guardrail`` label's values: ``none`` (the policy's choice stood) and every name but

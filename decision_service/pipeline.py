@@ -29,6 +29,10 @@ In order:
    shield and a promote would not be allowed, the reason also gives the shield's promote
    reason: what blocks a promote and how much more evidence, and time at the current rate, it
    needs (on a quiet service, whether the step has that long before a hold pauses it).
+   Where the shield *requires* an abort (allowed, and the canary shown beyond the tolerance
+   itself after its warm-up windows: :attr:`~decision_service.shield.ShieldConfig.enforce_abort`),
+   the answer is ``abort`` whatever the policy and the guardrails proposed, with guardrail
+   ``shield``.
 5. **Step count.** ``measurements_at_step`` comes from the caller. In the service it is this
    process's memory, which can only be short, never long (a restart, another replica, an
    eviction: see :mod:`decision_service.step_memory`). So a ``promote`` stands only if the policy
@@ -168,6 +172,7 @@ def decide(
                 if alternative.decision == second:
                     guarded = _second_choice(alternative, proposed, verdict)
         guarded = _what_promote_lacks(guarded, proposed, verdict)
+        guarded = _enforced(guarded, verdict)
     if guarded.decision == "promote":
         doubt = first_count_without_promote(policy, observation, measurements_at_step, allowed)
         if doubt is not None:
@@ -303,6 +308,19 @@ def _what_promote_lacks(
 
 
 _ALL_ALLOWED: Final = np.ones(len(ACTION_NAMES), dtype=bool)
+
+
+def _enforced(guarded: Guarded, verdict: ShieldVerdict | None) -> Guarded:
+    """An abort where the shield requires one (:attr:`ShieldVerdict.abort_required`: allowed,
+    and the canary shown beyond the tolerance itself), whatever was decided before."""
+    if verdict is None or not verdict.abort_required or guarded.decision == "abort":
+        return guarded
+    return Guarded(
+        "abort",
+        "shield",
+        f"The decision was {guarded.decision}, but the shield requires an abort: "
+        f"{verdict.abort_reason}.",
+    )
 
 
 def allowed_actions(verdict: ShieldVerdict | None) -> npt.NDArray[np.bool_]:

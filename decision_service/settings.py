@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     shield_full_proof_weight: float = _shield("full_proof_weight")
     shield_drift_horizon_windows: int = _shield("drift_horizon_windows")
     shield_last_look_share: float = _shield("last_look_share")
+    shield_enforce_abort: bool = _shield("enforce_abort")
+    shield_warmup_windows: int = _shield("warmup_windows")
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 
     _api_token: str | None = PrivateAttr(default=None)

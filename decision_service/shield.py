@@ -214,6 +214,21 @@ class ShieldConfig(BaseModel):
         description="Analysis windows with the canary at 70 % of the traffic or more that the "
         "final proof needs (a soak: drifts and rare faults need time to show).",
     )
+    enforce_abort: bool = Field(
+        True,
+        description="Abort, whatever the policy proposes, once an abort is allowed and the "
+        "canary is also shown beyond the tolerance itself (the anytime-valid abort tests at "
+        "their levels, against the tolerance, over the windows after the warm-up). The policy "
+        "may wait out a canary shown only worse than stable; not one shown beyond the limit.",
+    )
+    warmup_windows: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="The canary's first analysis windows the enforced abort leaves out (pods "
+        "that start cold: empty caches, connection pools not yet filled), as Kayenta's "
+        "warm-up does. The other tests read them.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +428,15 @@ class MetricEvidence:
     trend_slope: float = 0.0  # D per window over the calm windows at high weight
     trend_se: float = math.inf  # its standard error (inf: too few windows)
     trend_last: float = 0.0  # the line's value at the last of them
+    # against the tolerance itself, leaving out the warm-up windows (the enforced abort)
+    beyond_weight: float = 0.0  # over the life
+    mean_beyond: float = -math.inf
+    variance_beyond: float = 0.0
+    beyond_free: int = 0  # its windows less its steps: the windows' own variance's freedom
+    beyond_step_weight: float = 0.0  # over this step's windows
+    mean_beyond_step: float = -math.inf
+    variance_beyond_step: float = 0.0
+    beyond_step_windows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,11 +546,16 @@ class Evidence:
     #: stable itself, G2's "no worse than stable", ShieldConfig's default: build evidence
     #: with :func:`new_evidence` to take a config's).
     abort_margin: float = 1.0
+    #: The canary's first windows the enforced abort's sums leave out (ShieldConfig's).
+    warmup_windows: int = 0
     _sums: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, every window
     _light: dict[Metric, _Sums] = field(default_factory=dict)  # against the tolerance itself
     _proof: dict[Metric, _Sums] = field(default_factory=dict)  # promote side, calm windows
     _recent: dict[Metric, _Sums] = field(default_factory=dict)  # the same, at high weight
     _step: dict[Metric, _Sums] = field(default_factory=dict)  # abort side, this step's windows
+    # against the tolerance, the windows after the warm-up: over the life, and this step's
+    _beyond: dict[Metric, _Sums] = field(default_factory=dict)
+    _beyond_step: dict[Metric, _Sums] = field(default_factory=dict)
     _trend: dict[Metric, _Trend] = field(default_factory=dict)  # promote side, at high weight
     _windows: int = 0  # canary windows so far (the trend's x)
     _step_index: int = 0  # the current step's number (1, 2, ...), 0 before any canary window
@@ -604,6 +633,7 @@ class Evidence:
             return
         self._step_index += 1
         self._step.clear()
+        self._beyond_step.clear()
         self._step_canary, self._step_total = canary, total
 
     def _record_stable(
@@ -799,6 +829,11 @@ class Evidence:
         if compared:
             for sums, d in ((self._sums, d_abort), (self._light, d_light), (self._step, d_abort)):
                 sums.setdefault(metric, _Sums(within_steps=True)).add(w, d, var, dispersion, step)
+            if self._windows > self.warmup_windows:
+                for sums in (self._beyond, self._beyond_step):
+                    sums.setdefault(metric, _Sums(within_steps=True)).add(
+                        w, d_light, var, dispersion, step
+                    )
         if calm:
             self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
             if self._share >= HIGH_SHARE:
@@ -816,6 +851,8 @@ class Evidence:
             recent = self._recent.get(metric) or _Sums()
             step = self._step.get(metric) or _Sums()
             light = self._light.get(metric) or _Sums()
+            beyond = self._beyond.get(metric) or _Sums()
+            beyond_step = self._beyond_step.get(metric) or _Sums()
             if abort.weight <= 0 and proof.weight <= 0:
                 continue
             k = kappa if metric == "error_rate" else 0.0
@@ -844,11 +881,24 @@ class Evidence:
                     trend_slope=slope,
                     trend_se=slope_se,
                     trend_last=last,
+                    beyond_weight=beyond.weight,
+                    mean_beyond=_mean(beyond),
+                    variance_beyond=beyond.variance(k),
+                    beyond_free=beyond.windows - beyond.steps,
+                    beyond_step_weight=beyond_step.weight,
+                    mean_beyond_step=_mean(beyond_step),
+                    variance_beyond_step=beyond_step.variance(k),
+                    beyond_step_windows=beyond_step.windows,
                 )
             )
         return EvidenceSummary(
             self.tolerance, tuple(metrics), self._canary_requests, self._last_canary
         )
+
+
+def _mean(sums: _Sums) -> float:
+    """The weighted mean of the sums' ``D`` (-inf before any window)."""
+    return sums.total / sums.weight if sums.weight > 0 else -math.inf
 
 
 # --------------------------------------------------------------------------- the decision
@@ -890,6 +940,9 @@ class MetricVerdict:
     drift_projected: float = -math.inf  # D projected over the drift horizon (> 0: leaves the zone)
     drift_growth: float = 0.0  # the growth per window it is projected with (the slope's bound)
     step_z: float = -math.inf  # this step's z-score against the abort null (the last look's)
+    #: the larger lower bound of D̄ against the tolerance after the warm-up, over the life at
+    #: 1 − life_alpha or this step at 1 − step_alpha: > 0 shows the canary beyond the tolerance
+    beyond_lower: float = -math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -929,7 +982,36 @@ class Grounds:
                 promote_reason = _drift_reason(drifting, config)
         else:
             promote_reason = _climb_reason(verdicts, complete, self)
-        return promote_reason, _abort_reason(verdicts, config, self.looked)
+        abort_reason = _abort_reason(verdicts, config, self.looked)
+        if verdict.abort_required:
+            abort_reason = f"{abort_reason}; {self._required_reason(verdicts)}"
+        return promote_reason, abort_reason
+
+    def _required_reason(self, verdicts: list[MetricVerdict]) -> str:
+        """Why the abort is required: the first metric shown beyond the tolerance itself."""
+        config = self.config
+        v = next(v for v in verdicts if v.beyond_lower > 0)
+        m = next(m for m in self.evidence.metrics if m.metric == v.metric)
+        warm = config.warmup_windows
+        after = f", leaving out the canary's first {_windows_text(warm)}" if warm else ""
+        level = life_alpha(config)
+        life = m.mean_beyond - radius(m.variance_beyond, m.unit_variance, level) / max(
+            m.beyond_weight, 1e-300
+        )
+        if m.beyond_weight > 0 and life > 0:
+            where = f"over the canary's life{after}"
+            ev = e_value(m.mean_beyond, m.beyond_weight, m.variance_beyond, m.unit_variance)
+        else:
+            level = step_alpha(config, m.step)
+            where = f"at this step (step {m.step}{after})"
+            ev = e_value(
+                m.mean_beyond_step, m.beyond_step_weight, m.variance_beyond_step, m.unit_variance
+            )
+        return (
+            f"abort required: {_label(v.metric)} beyond the tolerance itself {where}, e-value "
+            f"{_fmt_e(ev)} >= {1.0 / level:.3g} (a canary shown beyond the limit is not waited "
+            "out)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -945,6 +1027,9 @@ class ShieldVerdict:
     full_proof: bool
     metrics: tuple[MetricVerdict, ...]
     why: Grounds | tuple[str, str] = field(repr=False, compare=False)
+    #: The abort is allowed and the canary shown beyond the tolerance itself: the answer is an
+    #: abort whatever the policy proposes (:attr:`ShieldConfig.enforce_abort`).
+    abort_required: bool = False
     _written: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -1072,6 +1157,9 @@ def shield_verdict(
             step_ev = e_value(m.mean_step, m.step_weight, m.variance_step, m.unit_variance)
             if m.variance_step > 0:
                 step_z = m.mean_step * m.step_weight / math.sqrt(m.variance_step)
+        beyond = -math.inf
+        if config.enforce_abort:
+            beyond = _beyond_lower(m, config, life_level)
         verdicts.append(
             MetricVerdict(
                 m.metric,
@@ -1087,6 +1175,7 @@ def shield_verdict(
                 drift_projected=projected,
                 drift_growth=growth if projected > -math.inf else 0.0,
                 step_z=step_z,
+                beyond_lower=beyond,
             )
         )
     complete = {v.metric for v in verdicts} == set(METRICS)
@@ -1104,13 +1193,31 @@ def shield_verdict(
         if last_look and config.last_look_share > 0 and not rejecting and not promote_ok
         else None
     )
+    abort_ok = rejecting or looked is not None
     return ShieldVerdict(
         promote_ok,
-        rejecting or looked is not None,
+        abort_ok,
         last_step,
         tuple(verdicts),
         Grounds(evidence, config, last_step, partial, looked, window_seconds, measurements_left),
+        abort_ok and any(v.beyond_lower > 0 for v in verdicts),
     )
+
+
+def _beyond_lower(m: MetricEvidence, config: ShieldConfig, life_level: float) -> float:
+    """The larger lower bound of ``m``'s excess over the tolerance itself, after the warm-up:
+    over the life at ``life_level``, over this step at its :func:`step_alpha`. Each only once
+    the windows can estimate their own variance (a window more than the steps they span): a
+    single window, one clump of errors in a service whose stable shows too few errors to
+    estimate their dispersion, never requires an abort."""
+    lower = -math.inf
+    if m.beyond_free >= 1:
+        r = radius(m.variance_beyond, m.unit_variance, life_level)
+        lower = m.mean_beyond - r / m.beyond_weight
+    if m.beyond_step_windows >= 2:
+        r = radius(m.variance_beyond_step, m.unit_variance, step_alpha(config, m.step))
+        lower = max(lower, m.mean_beyond_step - r / m.beyond_step_weight)
+    return lower
 
 
 def _abort_reason(
@@ -1335,6 +1442,10 @@ def _time_to(more: float, grounds: Grounds, remedy: str) -> str:
     return text + f" ({remedy} gives the canary the traffic)"
 
 
+def _windows_text(windows: int) -> str:
+    return f"{windows} window{'' if windows == 1 else 's'}"
+
+
 def _duration(seconds: float) -> str:
     minutes = seconds / 60.0
     if minutes < 90:
@@ -1345,7 +1456,7 @@ def _duration(seconds: float) -> str:
 def new_evidence(tolerance: Tolerance, config: ShieldConfig) -> Evidence:
     """Empty evidence for a canary, judged against ``tolerance`` with ``config``'s zone and
     abort margin (the simulator's episode and the service's request alike)."""
-    return Evidence(tolerance, config.indifference, config.abort_margin)
+    return Evidence(tolerance, config.indifference, config.abort_margin, config.warmup_windows)
 
 
 def evidence_from(

@@ -168,15 +168,21 @@ def test_the_overrides_smallest_values_are_accepted(client_for: ClientFactory) -
 
 
 def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) -> None:
-    client = client_for(handler=demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03)))
-    # 10 % < 25 %: no hard breach, so no abort; the policy proposes promote, but 10x stable's
-    # errors are a clear regression, which is never promoted
+    handler = demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03))
+    # 10 % < 25 %: no hard breach. With the shield's enforced abort off, the policy's promote
+    # of 10x stable's errors is held by the guardrail (a clear regression is never promoted)
+    client = client_for(handler=handler, shield_enforce_abort=False)
     default = client.post("/v1/decide", json=BODY).json()
     assert (default["decision"], default["guardrail"]) == ("hold", "regression_veto")
     q = default["policy"]["q_values"]
     assert max(q, key=q.get) == "promote" and "proposed promote" in default["reason"]
     strict = client.post("/v1/decide", json=BODY | {"hard_error_rate": "0.05"}).json()
     assert (strict["decision"], strict["guardrail"]) == ("abort", "hard_slo_breach")
+    # by default the shield shows the canary beyond the tolerance and requires the abort
+    enforced = client_for(handler=handler).post("/v1/decide", json=BODY).json()
+    assert (enforced["decision"], enforced["guardrail"]) == ("abort", "shield")
+    assert "the shield requires an abort" in enforced["reason"]
+    assert "abort required: error rate beyond the tolerance itself" in enforced["reason"]
 
 
 def test_the_documented_example_is_a_valid_request(client_for: ClientFactory) -> None:

@@ -225,7 +225,7 @@ class _Ranked:
         return np.repeat(self.q, rows, axis=0)
 
 
-def _verdict(promote: bool, abort: bool) -> ShieldVerdict:
+def _verdict(promote: bool, abort: bool, required: bool = False) -> ShieldVerdict:
     return ShieldVerdict(
         promote_allowed=promote,
         abort_allowed=abort,
@@ -233,8 +233,9 @@ def _verdict(promote: bool, abort: bool) -> ShieldVerdict:
         metrics=(),
         why=(
             "proven" if promote else "not yet proven",
-            "rejected" if abort else "no rejection yet",
+            "required" if required else "rejected" if abort else "no rejection yet",
         ),
+        abort_required=required,
     )
 
 
@@ -242,6 +243,22 @@ def _shielded_decision(policy: _Ranked, verdict: ShieldVerdict) -> Evaluation:
     config = DecisionConfig(200.0, CONFIG, shield=ShieldConfig())
     observation = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     return decide(snapshot(), 0, policy, config, observed=(observation, verdict))
+
+
+def test_a_required_abort_stands_whatever_the_policy_proposes() -> None:
+    """Where the shield requires an abort (the canary shown beyond the tolerance itself), a
+    hold or even an allowed promote becomes an abort, with guardrail ``shield`` and the
+    shield's reason; an abort that is only allowed is the policy's to take."""
+    for ranked in (_Ranked(1.0, 0.5, 0.0), _Ranked(0.0, 1.0, 0.5)):
+        evaluation = _shielded_decision(ranked, _verdict(True, True, required=True))
+        assert evaluation.proposed != "abort"
+        assert (evaluation.guarded.decision, evaluation.guarded.guardrail) == ("abort", "shield")
+        assert (
+            f"The decision was {evaluation.proposed}, but the shield requires an abort: required."
+            in evaluation.guarded.reason
+        )
+    allowed = _shielded_decision(_Ranked(1.0, 0.5, 0.0), _verdict(True, True))
+    assert allowed.guarded.decision == "hold"
 
 
 def test_the_shield_takes_the_policys_best_allowed_action() -> None:

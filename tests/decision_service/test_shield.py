@@ -448,6 +448,82 @@ def test_the_abort_margin_sets_what_an_abort_must_show() -> None:
         assert ("worse than stable" in verdict.abort_reason) is (margin == 0.0)
 
 
+def _margin_evidence(
+    config: ShieldConfig, canary_rates: list[float], seed: int = 32, requests: int = 5000
+) -> Evidence:
+    rng = np.random.default_rng(seed)
+    evidence = new_evidence(DEFAULT_TOLERANCE, config)
+    for _ in range(10):
+        evidence.add_baseline(_window(rng, 2 * requests, 0.02))
+    for rate in canary_rates:
+        evidence.add(_window(rng, requests, rate), _window(rng, requests, 0.02))
+    return evidence
+
+
+def test_an_abort_is_required_only_once_the_canary_is_shown_beyond_the_tolerance() -> None:
+    """Stable at 2 %: the tolerance's limit is 2.5 %. A canary at 2.45 % is shown worse than
+    stable (the abort is allowed: the policy may take it) but not beyond the limit; one at 4 %
+    is shown beyond it, so the abort is required, and the reason says which test showed it.
+    ``enforce_abort`` off: allowed only."""
+    inside = ShieldConfig()
+    verdict = shield_verdict(
+        _margin_evidence(inside, [0.0245] * 30).summary(), inside, last_step=False
+    )
+    assert verdict.abort_allowed and not verdict.abort_required
+    assert "abort required" not in verdict.abort_reason
+    beyond = shield_verdict(
+        _margin_evidence(inside, [0.04] * 30).summary(), inside, last_step=False
+    )
+    assert beyond.abort_allowed and beyond.abort_required
+    error = next(v for v in beyond.metrics if v.metric == "error_rate")
+    assert error.beyond_lower > 0
+    assert beyond.abort_reason.startswith("abort allowed: error rate worse than stable")
+    assert (
+        "; abort required: error rate beyond the tolerance itself over the canary's life, "
+        "leaving out the canary's first 2 windows, e-value "
+    ) in beyond.abort_reason, beyond.abort_reason
+    free = ShieldConfig(enforce_abort=False)
+    off = shield_verdict(_margin_evidence(free, [0.04] * 30).summary(), free, last_step=False)
+    assert off.abort_allowed and not off.abort_required
+    assert "abort required" not in off.abort_reason
+
+
+def test_the_enforced_abort_leaves_out_the_warm_up_windows() -> None:
+    """Two cold windows (10 % errors), then a canary equal to stable: without a warm-up the
+    cold windows alone require the abort; with the default two windows left out nothing
+    requires it (the abort stays allowed: the policy may still take it)."""
+    cold = [0.10, 0.10]
+    for warmup, required in ((0, True), (2, False)):
+        config = ShieldConfig(warmup_windows=warmup)
+        verdict = shield_verdict(_margin_evidence(config, cold).summary(), config, last_step=False)
+        assert verdict.abort_allowed
+        assert verdict.abort_required is required, warmup
+    config = ShieldConfig()
+    later = _margin_evidence(config, [*cold, *[0.02] * 20]).summary()
+    error = next(m for m in later.metrics if m.metric == "error_rate")
+    assert error.beyond_weight == 20 * 5000.0  # the windows after the warm-up only
+    assert not shield_verdict(later, config, last_step=False).abort_required
+
+
+def test_a_required_abort_is_always_an_allowed_one() -> None:
+    """The enforced abort adds no false-abort risk: it is required only where the shield
+    already allows it (so G2's bound is the allowed abort's). Canaries from better than
+    stable to far beyond the tolerance, every window."""
+    config = ShieldConfig(warmup_windows=0)
+    required = 0
+    for seed, rate in enumerate((0.01, 0.02, 0.024, 0.026, 0.03, 0.05)):
+        rng = np.random.default_rng(seed)
+        evidence = new_evidence(DEFAULT_TOLERANCE, config)
+        for _ in range(10):
+            evidence.add_baseline(_window(rng, 2000, 0.02))
+        for _ in range(40):
+            evidence.add(_window(rng, 1000, rate), _window(rng, 1000, 0.02))
+            verdict = shield_verdict(evidence.summary(), config, last_step=False)
+            assert verdict.abort_allowed or not verdict.abort_required
+            required += verdict.abort_required
+    assert required > 0
+
+
 def _drifting(rng: np.random.Generator, windows: int, ms_per_window: float) -> Evidence:
     """A canary at 90 % of 2,000 req/s whose median latency grows by ``ms_per_window`` from a
     stable-like 60 ms, every window (errors as stable's)."""

@@ -76,6 +76,8 @@ SERVICE_ENV_VARS = {
     "SHIELD_FULL_PROOF_WEIGHT",
     "SHIELD_DRIFT_HORIZON_WINDOWS",
     "SHIELD_LAST_LOOK_SHARE",
+    "SHIELD_ENFORCE_ABORT",
+    "SHIELD_WARMUP_WINDOWS",
     "LOG_LEVEL",
 }
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -505,6 +507,8 @@ def test_settings_follow_the_values() -> None:
     assert env["SHIELD_FULL_PROOF_WEIGHT"] == "60"
     assert env["SHIELD_DRIFT_HORIZON_WINDOWS"] == "120"
     assert env["SHIELD_LAST_LOOK_SHARE"] == "0.5"
+    assert env["SHIELD_ENFORCE_ABORT"] == "false"
+    assert env["SHIELD_WARMUP_WINDOWS"] == "4"
     assert "SHIELD_ENABLED" not in env  # unset keys keep the service's defaults
     assert env["LOG_LEVEL"] == "debug"
 

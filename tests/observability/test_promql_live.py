@@ -8,8 +8,8 @@ ONNX models:
 
 * ``enforce``: an always-promote model, a bearer token; aborts for three Rollouts (one of
   them only once, so that only a count that does not lose a Rollout's first decision sees it),
-  a promote, a shield hold (a canary leaning beyond the tolerance), Prometheus errors, one 401
-  and one 413;
+  a promote, an abort the shield requires (a canary shown beyond the tolerance), Prometheus
+  errors, one 401 and one 413;
 * ``dry-run``: the same model in dry-run mode answering ``hold``: would-be aborts and promotes;
 * ``broken``: a model file that is not ONNX (``rollout_agent_model_loaded`` 0);
 
@@ -76,7 +76,7 @@ NON_ZERO = (
     "Decisions by outcome and guardrail",
     "Decisions in the time range by Rollout",
     "Dry run: would-be decision vs answered",
-    "Shield holds by the decision it blocked",
+    "Shield decisions by the policy's proposal",
     "Decision latency",
     "Prometheus errors by kind",
     "Refused requests",
@@ -84,7 +84,7 @@ NON_ZERO = (
 
 HEALTHY = demo_prometheus(Traffic(300, 1), Traffic(1200, 4))
 BREACH = demo_prometheus(Traffic(300, 150), Traffic(1200, 4))
-#: 1 % errors against stable's 0.33 %: the policy promotes, the shield holds.
+#: 1 % errors against stable's 0.33 %: the policy promotes, the shield requires an abort.
 LEANING = demo_prometheus(Traffic(300, 3), Traffic(1200, 4))
 
 
@@ -383,7 +383,7 @@ def test_the_service_processes_made_the_decisions_the_world_needs(world: World) 
     assert {
         (enforce, "abort", "hard_slo_breach"),
         (enforce, "promote", "none"),
-        (enforce, "hold", "shield"),
+        (enforce, "abort", "shield"),
     } <= seen
     assert all(math.isfinite(v) for v in _values(samples))
     with pytest.raises(urllib.error.HTTPError) as unready:
