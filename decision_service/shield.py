@@ -81,6 +81,14 @@ false aborts.
   three metrics together stay within ``α_abort``.
 * ``hold`` always.
 
+One abort is **required** (``enforce_abort``): where the abort is allowed and, for some metric,
+the same two anytime-valid tests (the life at ``α_L``, the ``j``-th step at its level) also
+reject the tolerance itself, over the canary's windows after its first ``warmup_windows``
+(pods that start cold), the answer is ``abort`` whatever the policy proposed. Each of those
+tests runs only once its windows outnumber the steps they span, so that their own variance is
+estimated: a single window, one clump of errors, never requires an abort. A required abort is
+an allowed one, so it adds no false-abort risk of its own.
+
 The evidence accumulates window by window (:class:`Evidence`): the simulator adds each interval
 as it happens, the service adds the windows Prometheus returns for the canary's life. Both then
 read the same :class:`EvidenceSummary` through :func:`verdict_at` (:func:`shield_verdict` at a
@@ -995,10 +1003,7 @@ class Grounds:
         warm = config.warmup_windows
         after = f", leaving out the canary's first {_windows_text(warm)}" if warm else ""
         level = life_alpha(config)
-        life = m.mean_beyond - radius(m.variance_beyond, m.unit_variance, level) / max(
-            m.beyond_weight, 1e-300
-        )
-        if m.beyond_weight > 0 and life > 0:
+        if _beyond_life_lower(m, level) > 0:
             where = f"over the canary's life{after}"
             ev = e_value(m.mean_beyond, m.beyond_weight, m.variance_beyond, m.unit_variance)
         else:
@@ -1210,14 +1215,19 @@ def _beyond_lower(m: MetricEvidence, config: ShieldConfig, life_level: float) ->
     the windows can estimate their own variance (a window more than the steps they span): a
     single window, one clump of errors in a service whose stable shows too few errors to
     estimate their dispersion, never requires an abort."""
-    lower = -math.inf
-    if m.beyond_free >= 1:
-        r = radius(m.variance_beyond, m.unit_variance, life_level)
-        lower = m.mean_beyond - r / m.beyond_weight
+    lower = _beyond_life_lower(m, life_level)
     if m.beyond_step_windows >= 2:
         r = radius(m.variance_beyond_step, m.unit_variance, step_alpha(config, m.step))
         lower = max(lower, m.mean_beyond_step - r / m.beyond_step_weight)
     return lower
+
+
+def _beyond_life_lower(m: MetricEvidence, life_level: float) -> float:
+    """:func:`_beyond_lower`'s test over the life (-inf until it may run)."""
+    if m.beyond_free < 1:
+        return -math.inf
+    r = radius(m.variance_beyond, m.unit_variance, life_level)
+    return m.mean_beyond - r / m.beyond_weight
 
 
 def _abort_reason(
