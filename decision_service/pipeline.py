@@ -171,8 +171,8 @@ def decide(
                 alternative = _shielded(_guarded(second, snapshot, config), verdict)
                 if alternative.decision == second:
                     guarded = _second_choice(alternative, proposed, verdict)
-        guarded = _what_promote_lacks(guarded, proposed, verdict)
         guarded = _enforced(guarded, verdict)
+        guarded = _what_promote_lacks(guarded, proposed, verdict)
     if guarded.decision == "promote":
         doubt = first_count_without_promote(policy, observation, measurements_at_step, allowed)
         if doubt is not None:

@@ -101,7 +101,7 @@ import bisect
 import copy
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 from statistics import NormalDist
@@ -870,9 +870,9 @@ class Evidence:
                     metric=metric,
                     windows=abort.windows,
                     weight=abort.weight,
-                    mean_abort=abort.total / abort.weight if abort.weight > 0 else -math.inf,
+                    mean_abort=_mean(abort),
                     variance_abort=abort.variance(k),
-                    mean_light=light.total / light.weight if light.weight > 0 else -math.inf,
+                    mean_light=_mean(light),
                     variance_light=light.variance(k),
                     proof_weight=proof.weight,
                     mean_promote=proof.total / proof.weight if proof.weight > 0 else math.inf,
@@ -883,7 +883,7 @@ class Evidence:
                     variance_recent=recent.variance(k),
                     step=self._step_index,
                     step_weight=step.weight,
-                    mean_step=step.total / step.weight if step.weight > 0 else -math.inf,
+                    mean_step=_mean(step),
                     variance_step=step.variance(k),
                     unit_variance=self._unit_var[metric],
                     trend_slope=slope,
@@ -950,6 +950,7 @@ class MetricVerdict:
     step_z: float = -math.inf  # this step's z-score against the abort null (the last look's)
     #: the larger lower bound of D̄ against the tolerance after the warm-up, over the life at
     #: 1 − life_alpha or this step at 1 − step_alpha: > 0 shows the canary beyond the tolerance
+    #: (set only where it requires the abort, on every metric's verdict; -inf elsewhere)
     beyond_lower: float = -math.inf
 
 
@@ -1001,7 +1002,7 @@ class Grounds:
         v = next(v for v in verdicts if v.beyond_lower > 0)
         m = next(m for m in self.evidence.metrics if m.metric == v.metric)
         warm = config.warmup_windows
-        after = f", leaving out the canary's first {_windows_text(warm)}" if warm else ""
+        after = f", leaving out the canary's first {_counted(warm, 'window')}" if warm else ""
         level = life_alpha(config)
         if _beyond_life_lower(m, level) > 0:
             where = f"over the canary's life{after}"
@@ -1162,9 +1163,6 @@ def shield_verdict(
             step_ev = e_value(m.mean_step, m.step_weight, m.variance_step, m.unit_variance)
             if m.variance_step > 0:
                 step_z = m.mean_step * m.step_weight / math.sqrt(m.variance_step)
-        beyond = -math.inf
-        if config.enforce_abort:
-            beyond = _beyond_lower(m, config, life_level)
         verdicts.append(
             MetricVerdict(
                 m.metric,
@@ -1180,7 +1178,6 @@ def shield_verdict(
                 drift_projected=projected,
                 drift_growth=growth if projected > -math.inf else 0.0,
                 step_z=step_z,
-                beyond_lower=beyond,
             )
         )
     complete = {v.metric for v in verdicts} == set(METRICS)
@@ -1199,13 +1196,20 @@ def shield_verdict(
         else None
     )
     abort_ok = rejecting or looked is not None
+    required = False
+    if abort_ok and config.enforce_abort:
+        # only here: most verdicts allow no abort, and then none can be required
+        beyond = [_beyond_lower(m, config, life_level) for m in evidence.metrics]
+        required = any(b > 0 for b in beyond)
+        if required:
+            verdicts = [replace(v, beyond_lower=b) for v, b in zip(verdicts, beyond, strict=True)]
     return ShieldVerdict(
         promote_ok,
         abort_ok,
         last_step,
         tuple(verdicts),
         Grounds(evidence, config, last_step, partial, looked, window_seconds, measurements_left),
-        abort_ok and any(v.beyond_lower > 0 for v in verdicts),
+        required,
     )
 
 
@@ -1435,7 +1439,7 @@ def _time_to(more: float, grounds: Grounds, remedy: str) -> str:
     if rate <= 0:
         return ""
     windows = math.ceil(more / rate)
-    text = f" ({windows} more window{'' if windows == 1 else 's'}"
+    text = f" ({_counted(windows, 'more window')}"
     if grounds.window_seconds is not None:
         text += f", about {_duration(windows * grounds.window_seconds)},"
     text += " at the current rate)"
@@ -1446,14 +1450,15 @@ def _time_to(more: float, grounds: Grounds, remedy: str) -> str:
         text += "; this is the step's last measurement: a hold now pauses the rollout"
     else:
         text += (
-            f"; this step has {left} more measurement{'' if left == 1 else 's'} before a hold "
-            "pauses it, so at this rate it pauses first"
+            f"; this step has {_counted(left, 'more measurement')} before a hold pauses it, so "
+            "at this rate it pauses first"
         )
     return text + f" ({remedy} gives the canary the traffic)"
 
 
-def _windows_text(windows: int) -> str:
-    return f"{windows} window{'' if windows == 1 else 's'}"
+def _counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is 1 ("3 more windows", "1 window")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _duration(seconds: float) -> str:
