@@ -77,8 +77,10 @@ false aborts.
   confidence sequence is anytime-valid on its own and their levels sum to ``α_L``
   (``Σ 6 / (π² j²) = 1``). At a step's **last measurement**, where a hold pauses the rollout
   and a promote is not allowed, the abort may also rest on a one-time fixed-sample test of the
-  step's windows (:func:`_last_look`) at ``α_abort s / 3 × 6 / (π² j²)``. The three tests on
-  three metrics together stay within ``α_abort``.
+  step's windows after the canary's warm-up (:func:`_last_look`) at ``α_abort s / 3 × 6 /
+  (π² j²)``, its variance estimated from the windows' successive differences (a regression
+  that starts within the step is a signal for it, not noise). The three tests on three
+  metrics together stay within ``α_abort``.
 * ``hold`` always.
 
 One abort is **required** (``enforce_abort``): where the abort is allowed and, for some metric,
@@ -233,9 +235,9 @@ class ShieldConfig(BaseModel):
         2,
         ge=0,
         le=100,
-        description="The canary's first analysis windows the enforced abort leaves out (pods "
-        "that start cold: empty caches, connection pools not yet filled), as Kayenta's "
-        "warm-up does. The other tests read them.",
+        description="The canary's first analysis windows the enforced abort and the last look "
+        "leave out (pods that start cold: empty caches, connection pools not yet filled), as "
+        "Kayenta's warm-up does. The anytime-valid tests read them.",
     )
 
 
@@ -360,6 +362,52 @@ class _Sums:
 
 
 @dataclass(slots=True)
+class _Look:
+    """Weighted sums of one metric's abort-side excess ``D`` over the current step's windows
+    after the canary's warm-up: the last look's test (:func:`_last_look`).
+
+    The windows' own variance is estimated from their **successive differences** (von
+    Neumann's mean square successive difference), not around the step's mean. For windows
+    whose noise is independent the two estimate the same variance; but a regression that
+    starts within the step (a late burst of errors, a drift, a load the canary only now
+    meets) moves the mean of the later windows, which the spread around the step's mean
+    counts as noise and a successive difference sees once. A window's ``D`` has variance
+    about ``σ² / w``, so ``(D_i − D_{i−1})² / (1/w_i + 1/w_{i−1})`` estimates ``σ²`` and
+    ``Σ w·D`` has variance ``σ² Σ w``."""
+
+    weight: float = 0.0  # Σ w
+    total: float = 0.0  # Σ w·D
+    binomial_var: float = 0.0  # Σ w²·var_k
+    dispersion_var: float = 0.0  # Σ w²·p(1 − p)(1 + f²): variance per unit of κ
+    last_w: float = 0.0  # the last window's w and D
+    last_d: float = 0.0
+    differences: float = 0.0  # Σ (D_i − D_{i−1})² / (1/w_i + 1/w_{i−1})
+    pairs: int = 0
+
+    def copy(self) -> _Look:
+        return _Look(*_LOOK_STATE(self))
+
+    def add(self, w: float, d: float, var: float, dispersion: float) -> None:
+        if self.weight > 0:
+            delta = d - self.last_d
+            self.differences += delta * delta / (1.0 / w + 1.0 / self.last_w)
+            self.pairs += 1
+        self.last_w, self.last_d = w, d
+        self.weight += w
+        self.total += w * d
+        self.binomial_var += w * w * var
+        self.dispersion_var += w * w * dispersion
+
+    def variance(self, kappa: float) -> float:
+        """Of Σ w·D: the model's (binomial and dispersion) or the windows' own from their
+        successive differences, the larger."""
+        model = self.binomial_var + kappa * self.dispersion_var
+        if self.pairs < 1:
+            return model
+        return max(model, self.differences / self.pairs * self.weight)
+
+
+@dataclass(slots=True)
 class _Trend:
     """Least-squares line of one metric's promote-side excess ``D`` against the canary window's
     index, over the calm windows at high weight (each window one point: at high weight they
@@ -408,6 +456,7 @@ class _Trend:
 #: class is copied too).
 _SUMS_STATE: Final = attrgetter(*(f.name for f in fields(_Sums)))
 _TREND_STATE: Final = attrgetter(*(f.name for f in fields(_Trend)))
+_LOOK_STATE: Final = attrgetter(*(f.name for f in fields(_Look)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +494,10 @@ class MetricEvidence:
     mean_beyond_step: float = -math.inf
     variance_beyond_step: float = 0.0
     beyond_step_windows: int = 0
+    # against the abort null, this step's windows after the warm-up (the last look)
+    look_weight: float = 0.0
+    mean_look: float = -math.inf
+    variance_look: float = 0.0  # from the windows' successive differences (:class:`_Look`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,7 +591,7 @@ def _copied(value: object) -> object:
     value; tuples, numbers and frozen models are shared."""
     if type(value) is list:
         return list(value)
-    if isinstance(value, _StableCounts | _Sums | _Trend):
+    if isinstance(value, _StableCounts | _Sums | _Trend | _Look):
         return value.copy()
     return value
 
@@ -564,6 +617,8 @@ class Evidence:
     # against the tolerance, the windows after the warm-up: over the life, and this step's
     _beyond: dict[Metric, _Sums] = field(default_factory=dict)
     _beyond_step: dict[Metric, _Sums] = field(default_factory=dict)
+    # the abort side over this step's windows after the warm-up (the last look)
+    _look: dict[Metric, _Look] = field(default_factory=dict)
     _trend: dict[Metric, _Trend] = field(default_factory=dict)  # promote side, at high weight
     _windows: int = 0  # canary windows so far (the trend's x)
     _step_index: int = 0  # the current step's number (1, 2, ...), 0 before any canary window
@@ -642,6 +697,7 @@ class Evidence:
         self._step_index += 1
         self._step.clear()
         self._beyond_step.clear()
+        self._look.clear()
         self._step_canary, self._step_total = canary, total
 
     def _record_stable(
@@ -842,6 +898,7 @@ class Evidence:
                     sums.setdefault(metric, _Sums(within_steps=True)).add(
                         w, d_light, var, dispersion, step
                     )
+                self._look.setdefault(metric, _Look()).add(w, d_abort, var, dispersion)
         if calm:
             self._proof.setdefault(metric, _Sums()).add(w, d_promote, var, dispersion, step)
             if self._share >= HIGH_SHARE:
@@ -861,6 +918,7 @@ class Evidence:
             light = self._light.get(metric) or _Sums()
             beyond = self._beyond.get(metric) or _Sums()
             beyond_step = self._beyond_step.get(metric) or _Sums()
+            look = self._look.get(metric) or _Look()
             if abort.weight <= 0 and proof.weight <= 0:
                 continue
             k = kappa if metric == "error_rate" else 0.0
@@ -897,6 +955,9 @@ class Evidence:
                     mean_beyond_step=_mean(beyond_step),
                     variance_beyond_step=beyond_step.variance(k),
                     beyond_step_windows=beyond_step.windows,
+                    look_weight=look.weight,
+                    mean_look=look.total / look.weight if look.weight > 0 else -math.inf,
+                    variance_look=look.variance(k),
                 )
             )
         return EvidenceSummary(
@@ -947,7 +1008,8 @@ class MetricVerdict:
     partial_upper: float = math.inf  # upper bound of D̄ (promote reference) at 1 − α_partial
     drift_projected: float = -math.inf  # D projected over the drift horizon (> 0: leaves the zone)
     drift_growth: float = 0.0  # the growth per window it is projected with (the slope's bound)
-    step_z: float = -math.inf  # this step's z-score against the abort null (the last look's)
+    # this step's z-score against the abort null after the warm-up (the last look's)
+    step_z: float = -math.inf
     #: the larger lower bound of D̄ against the tolerance after the warm-up, over the life at
     #: 1 − life_alpha or this step at 1 − step_alpha: > 0 shows the canary beyond the tolerance
     #: (set only where it requires the abort, on every metric's verdict; -inf elsewhere)
@@ -1161,8 +1223,8 @@ def shield_verdict(
                 m.mean_step - radius(m.variance_step, m.unit_variance, alpha_j) / m.step_weight
             )
             step_ev = e_value(m.mean_step, m.step_weight, m.variance_step, m.unit_variance)
-            if m.variance_step > 0:
-                step_z = m.mean_step * m.step_weight / math.sqrt(m.variance_step)
+        if m.look_weight > 0 and m.variance_look > 0:
+            step_z = m.mean_look * m.look_weight / math.sqrt(m.variance_look)
         verdicts.append(
             MetricVerdict(
                 m.metric,
@@ -1280,8 +1342,9 @@ def _last_look(verdicts: Sequence[MetricVerdict], config: ShieldConfig) -> Metri
     At a step's last measurement a hold pauses the rollout. If a promote is not allowed there,
     the one choice left is between that pause and an abort, and it is made once: the rollout
     ends either way. So the abort may rest on a fixed-sample test of the step's own windows
-    (the z-score of their request-weighted excess against the abort null) at the look's level
-    :func:`look_alpha`, far less evidence than an anytime-valid bound needs. The j-th step's
+    after the canary's warm-up (the z-score of their request-weighted excess against the abort
+    null, its variance from the windows' successive differences: :class:`_Look`) at the look's
+    level :func:`look_alpha`, far less evidence than an anytime-valid bound needs. The j-th step's
     looks sum, over the steps, to ``α_abort s / 3`` per metric, so with the life's and the
     steps' anytime-valid tests the three metrics together stay within ``α_abort``."""
     for v in verdicts:
