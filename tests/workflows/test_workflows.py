@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+from tests.support.tools import dev_tool
 
 GITHUB_DIR = REPO_ROOT / ".github"
 WORKFLOWS_DIR = GITHUB_DIR / "workflows"
@@ -57,7 +57,7 @@ def scripts(wf: dict[str, Any]) -> str:
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name)
+    found = dev_tool(name)
     if found is None:
         pytest.skip(f"{name} is not installed (it is in the dev extra)")
     return found
