@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from decision_service.shield import (
     ShieldConfig,
     VersionWindow,
     _Sums,
+    _z_upper,
     e_value,
     evidence_from,
     life_alpha,
@@ -621,15 +621,7 @@ def _one_step(
 ) -> Evidence:
     """Ten windows of a canary at 5 % with errors ``ratio`` x stable's (no latency measured, so
     the error rate is the one metric), after ten windows of stable alone."""
-    evidence = new_evidence(DEFAULT_TOLERANCE, ShieldConfig())  # the abort null: stable itself
-    for _ in range(10):
-        evidence.add_baseline(VersionWindow(float(total), float(rng.binomial(total, rate)), ()))
-    n_c = total // 20
-    for _ in range(10):
-        canary = VersionWindow(float(n_c), float(rng.binomial(n_c, rate * ratio)), ())
-        stable = VersionWindow(float(total - n_c), float(rng.binomial(total - n_c, rate)), ())
-        evidence.add(canary, stable)
-    return evidence
+    return _step_of(rng, [rate * ratio] * 10, ShieldConfig(), rate, total=total)
 
 
 def test_the_abort_levels_sum_to_alpha_abort() -> None:
@@ -717,13 +709,15 @@ def _step_of(
     config: ShieldConfig,
     rate: float = 0.01,
     clump: float = 0.0,
+    total: int = 3000,
 ) -> Evidence:
-    """One step of a canary at 5 % of 3,000 requests a window, after ten windows of stable
-    alone: the canary's error rate window by window (no latency measured). With ``clump`` the
-    canary's errors are over-dispersed (beta-binomial, that share of the windows' variance
-    shared within a window), stable's are not."""
+    """One step of a canary at 5 % of ``total`` requests a window, after ten windows of stable
+    alone (``config``'s evidence, the abort null by default stable itself): the canary's error
+    rate window by window (no latency measured). With ``clump`` the canary's errors are
+    over-dispersed (beta-binomial, that share of the windows' variance shared within a
+    window), stable's are not."""
     evidence = new_evidence(DEFAULT_TOLERANCE, config)
-    total, n_c = 3000, 150
+    n_c = total // 20
     for _ in range(10):
         evidence.add_baseline(VersionWindow(float(total), float(rng.binomial(total, rate)), ()))
     for p in canary_rates:
@@ -744,7 +738,7 @@ def _looks(evidence: Evidence, config: ShieldConfig) -> tuple[bool, bool]:
     (error,) = summary.metrics
     level = look_alpha(config, error.step)
     old_z = error.mean_step * error.step_weight / math.sqrt(error.variance_step)
-    return verdict.abort_allowed, old_z >= statistics.NormalDist().inv_cdf(1.0 - level)
+    return verdict.abort_allowed, old_z >= _z_upper(level)
 
 
 def test_the_last_look_sees_a_regression_that_starts_within_the_step() -> None:
