@@ -29,6 +29,13 @@ In order:
    shield and a promote would not be allowed, the reason also gives the shield's promote
    reason: what blocks a promote and how much more evidence, and time at the current rate, it
    needs (on a quiet service, whether the step has that long before a hold pauses it).
+   Where the shield allows an abort and the decision so far is not one, the policy's ensemble
+   must agree to decline it: unless more than
+   :attr:`~decision_service.shield.ShieldConfig.decline_share` of its members rank the
+   decision above the abort, the answer is ``abort`` (guardrail ``shield``; the guardrails
+   judge that abort as they would the policy's own). Members that disagree mark a state far
+   from what training showed them, where the shield's own rule (take the abort the evidence
+   allows) does better; a policy without members (:class:`FixedAction`) is not asked.
    Where the shield *requires* an abort (allowed, and the canary shown beyond the tolerance
    itself after its warm-up windows: :attr:`~decision_service.shield.ShieldConfig.enforce_abort`),
    the answer is ``abort`` whatever the policy and the guardrails proposed, with guardrail
@@ -44,6 +51,8 @@ In order:
 A policy is anything with ``q_values(observations) -> (batch, 3)``: the ONNX policy in the
 service, or :class:`FixedAction` when the action was chosen elsewhere (a learning agent, a
 baseline). A fixed action is the same at every count, so the step-count rule never changes it.
+A policy that also has ``ensemble_q_values(observation) -> (q, members)`` (the ONNX policy) is
+an ensemble whose members are asked before an allowed abort is declined.
 """
 
 from __future__ import annotations
@@ -155,13 +164,14 @@ def decide(
         observation, verdict = observed or observe(snapshot, measurements_at_step, config)
     except MissingMetricError as missing:
         return Evaluation(no_data(missing), None, None, None)
-    q = policy.q_values(observation)[0]
+    q, members = _q_and_members(policy, observation)
     shielded = config.shield is not None and config.shield.enabled
     allowed = allowed_actions(verdict) if shielded else _ALL_ALLOWED
     proposed = ACTION_NAMES[int(np.argmax(q))]
     q_values: dict[str, float] = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
     guarded = _guarded(proposed, snapshot, config)
     if shielded:
+        assert config.shield is not None
         guarded = _shielded(guarded, verdict)
         if guarded.guardrail == "shield":
             # the shield ruled out the policy's first choice: its best allowed one, if the
@@ -171,6 +181,8 @@ def decide(
                 alternative = _shielded(_guarded(second, snapshot, config), verdict)
                 if alternative.decision == second:
                     guarded = _second_choice(alternative, proposed, verdict)
+        if members is not None and allowed[ABORT] and guarded.decision != "abort":
+            guarded = _declined(guarded, members, verdict, snapshot, config)
         guarded = _enforced(guarded, verdict)
         guarded = _what_promote_lacks(guarded, proposed, verdict)
     if guarded.decision == "promote":
@@ -284,6 +296,45 @@ def _shielded(guarded: Guarded, verdict: ShieldVerdict | None) -> Guarded:
         )
     return Guarded(
         "hold", "shield", f"The decision was abort, but the shield holds: {verdict.abort_reason}."
+    )
+
+
+def _q_and_members(
+    policy: Policy, observation: npt.NDArray[np.float32]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+    """The policy's Q-values for one observation, and its members' (``(members, 3)``) when it
+    has them (:meth:`~decision_service.policy.OnnxPolicy.ensemble_q_values`); a policy
+    without (a :class:`FixedAction`) has no say over an allowed abort beyond its proposal."""
+    ensemble = getattr(policy, "ensemble_q_values", None)
+    if ensemble is None:
+        return policy.q_values(observation)[0], None
+    q, members = ensemble(observation)
+    return q, members
+
+
+def _declined(
+    guarded: Guarded,
+    members: npt.NDArray[np.float32],
+    verdict: ShieldVerdict | None,
+    snapshot: MetricsSnapshot,
+    config: DecisionConfig,
+) -> Guarded:
+    """Where the shield allows an abort and the decision so far is not one: the decline stands
+    only if more than :attr:`~decision_service.shield.ShieldConfig.decline_share` of the
+    policy's members rank the decision above the abort; otherwise the abort, if the guardrails
+    let it stand (as if the policy had proposed it)."""
+    assert verdict is not None and config.shield is not None
+    share = config.shield.decline_share
+    kept = ACTION_NAMES.index(guarded.decision)
+    declining = int(np.count_nonzero(members[:, kept] > members[:, ABORT]))
+    if declining > share * len(members) or _guarded("abort", snapshot, config).decision != "abort":
+        return guarded
+    return Guarded(
+        "abort",
+        "shield",
+        f"The decision was {guarded.decision}, but {declining} of the policy's {len(members)} "
+        f"members rank {guarded.decision} above the abort the shield allows, and declining it "
+        f"needs more than {share:.0%} of them: aborting. Shield: {verdict.abort_reason}.",
     )
 
 

@@ -4,6 +4,10 @@ The model file is the one ``python -m export`` writes. Its metadata must name th
 (:data:`decision_service.features.FEATURE_NAMES`, same order), the feature-spec version and the
 actions (:data:`decision_service.actions.ACTION_NAMES`); a model that does not match is refused
 with :class:`PolicyLoadError`, so a service never serves decisions from a misread observation.
+
+An ensemble's file also outputs each member's Q-values (``member_q_values``); the pipeline reads
+them where the shield allows an abort (:meth:`OnnxPolicy.ensemble_q_values`). A file without
+that output (exported before round 16) is served as one member.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ DEFAULT_MODEL_PATH: Final = Path(__file__).resolve().parent.parent / "models" / 
 
 INPUT_NAME: Final = "observation"
 OUTPUT_NAME: Final = "q_values"
+#: Each member's Q-values, ``[batch, members, 3]`` (the ``q_values`` output is their mean).
+MEMBERS_OUTPUT_NAME: Final = "member_q_values"
 
 # Metadata keys written by the exporter.
 META_FEATURE_NAMES: Final = "feature_names"
@@ -77,9 +83,9 @@ class _Bound:
     CPU memory without copying). ``benchmarks/bench_features.py`` measures both. A binding is
     not safe to share between threads, so each thread has its own."""
 
-    __slots__ = ("binding", "output", "row")
+    __slots__ = ("binding", "members", "output", "row")
 
-    def __init__(self, session: ort.InferenceSession) -> None:
+    def __init__(self, session: ort.InferenceSession, members: int | None) -> None:
         self.row = np.zeros((1, N_FEATURES), dtype=np.float32)
         self.output = np.zeros((1, len(ACTION_NAMES)), dtype=np.float32)
         self.binding = session.io_binding()
@@ -87,6 +93,12 @@ class _Bound:
         self.binding.bind_ortvalue_output(
             OUTPUT_NAME, ort.OrtValue.ortvalue_from_numpy(self.output)
         )
+        self.members = None
+        if members is not None:
+            self.members = np.zeros((1, members, len(ACTION_NAMES)), dtype=np.float32)
+            self.binding.bind_ortvalue_output(
+                MEMBERS_OUTPUT_NAME, ort.OrtValue.ortvalue_from_numpy(self.members)
+            )
 
 
 class OnnxPolicy:
@@ -127,11 +139,21 @@ class OnnxPolicy:
         if actions != ACTION_NAMES:
             raise PolicyLoadError(f"{model_path}: action names {actions} != {ACTION_NAMES}")
         inputs = {i.name: i for i in self._session.get_inputs()}
-        outputs = {o.name for o in self._session.get_outputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
         if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
             raise PolicyLoadError(
                 f"{model_path}: expected input '{INPUT_NAME}' and output '{OUTPUT_NAME}'"
             )
+        #: How many members the file's ``member_q_values`` output has (None: no such output).
+        self.members: int | None = None
+        if MEMBERS_OUTPUT_NAME in outputs:
+            shape = outputs[MEMBERS_OUTPUT_NAME].shape
+            if len(shape) != 3 or not isinstance(shape[1], int) or shape[1] < 1:
+                raise PolicyLoadError(
+                    f"{model_path}: output '{MEMBERS_OUTPUT_NAME}' must be [batch, members, "
+                    f"{len(ACTION_NAMES)}] with a fixed number of members, not {shape}"
+                )
+            self.members = shape[1]
         width = inputs[INPUT_NAME].shape[-1]
         if isinstance(width, int) and width != N_FEATURES:
             raise PolicyLoadError(f"{model_path}: input width {width} != {N_FEATURES} features")
@@ -152,12 +174,28 @@ class OnnxPolicy:
         if batch.shape[0] != 1:
             result = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
             return np.asarray(result, dtype=np.float32)
+        bound = self._run_one(batch)
+        return bound.output.copy()
+
+    def ensemble_q_values(
+        self, observation: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """For one observation: the Q-values (shape ``(3,)``, the members' mean) and each
+        member's (``(members, 3)``; a file without member outputs is one member), from one
+        inference."""
+        bound = self._run_one(np.asarray(observation, dtype=np.float32).reshape(1, N_FEATURES))
+        q = bound.output[0].copy()
+        if bound.members is None:
+            return q, q[np.newaxis, :]
+        return q, bound.members[0].copy()
+
+    def _run_one(self, row: npt.NDArray[np.float32]) -> _Bound:
         bound: _Bound | None = getattr(self._threads, "bound", None)
         if bound is None:
-            bound = self._threads.bound = _Bound(self._session)
-        bound.row[...] = batch
+            bound = self._threads.bound = _Bound(self._session, self.members)
+        bound.row[...] = row
         self._session.run_with_iobinding(bound.binding)
-        return bound.output.copy()
+        return bound
 
     def decide(self, observation: npt.NDArray[np.float32]) -> tuple[Action, dict[str, float]]:
         """The greedy action for one observation and its Q-values by action name."""

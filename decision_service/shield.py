@@ -231,6 +231,15 @@ class ShieldConfig(BaseModel):
         "their levels, against the tolerance, over the windows after the warm-up). The policy "
         "may wait out a canary shown only worse than stable; not one shown beyond the limit.",
     )
+    decline_share: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="The policy declines an abort the shield allows only if more than this "
+        "share of its ensemble's members rank the action it would take instead above the abort "
+        "(0.5: a majority; 0: the members' mean alone decides; 1: every allowed abort is "
+        "taken). A model file without member outputs counts as one member.",
+    )
     warmup_windows: int = Field(
         2,
         ge=0,

@@ -8,9 +8,13 @@ service can refuse a model that does not match its feature module and a report c
 training produced it.
 
 Several members (training seeds, checkpoints) export as one **ensemble**: the graph outputs the
-mean of their Q-values (:class:`QEnsemble`). Averaging independently trained networks cancels
-much of each one's approximation error, which matters here: between "hold one more interval"
-and "abort" a single network's Q-values often differ by less than its own error.
+mean of their Q-values (:class:`QEnsemble`), and every member's own Q-values as a second output,
+``member_q_values`` (float32, ``[batch, members, 3]``; one member: ``[batch, 1, 3]``;
+:class:`WithMembers`). Averaging independently trained networks cancels much of each one's
+approximation error, which matters here: between "hold one more interval" and "abort" a single
+network's Q-values often differ by less than its own error. Where the shield allows an abort the
+mean would decline, the pipeline lets the decline stand only if most members agree
+(:attr:`~decision_service.shield.ShieldConfig.decline_share`).
 
 Uses the TorchScript-based exporter (``dynamo=False``): it needs no ``onnxscript`` and writes
 the weights inside the file (the dynamo exporter writes ``.onnx.data`` beside it by default).
@@ -36,6 +40,7 @@ from decision_service.actions import ACTION_NAMES
 from decision_service.features import FEATURE_HIGH, FEATURE_LOW, FEATURE_NAMES, FEATURE_SPEC_VERSION
 from decision_service.policy import (
     INPUT_NAME,
+    MEMBERS_OUTPUT_NAME,
     META_ACTION_NAMES,
     META_FEATURE_NAMES,
     META_FEATURE_SPEC_VERSION,
@@ -74,6 +79,21 @@ class QEnsemble(torch.nn.Module):
             return only
         stacked = torch.stack([member(observation) for member in self.members])
         return stacked.mean(dim=0)
+
+
+class WithMembers(torch.nn.Module):
+    """What the ONNX file computes: the members' mean Q-values (the ``q_values`` output) and
+    each member's (``member_q_values``, ``[batch, members, 3]``), from one pass per member."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        members = list(network.members) if isinstance(network, QEnsemble) else [network]
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stacked = torch.stack([member(observation) for member in self.members])
+        # the mean as QEnsemble takes it (over the first axis), so q_values is that graph's
+        return stacked.mean(dim=0), stacked.transpose(0, 1)
 
 
 def load_q_network(model_zip: str | Path) -> QNetwork:
@@ -142,12 +162,16 @@ def export_onnx(network: torch.nn.Module, out: Path, model_name: str, config_sha
     dummy = torch.zeros((1, len(FEATURE_NAMES)), dtype=torch.float32)
     buffer = io.BytesIO()
     torch.onnx.export(
-        network,
+        WithMembers(network).eval(),
         (dummy,),
         buffer,  # type: ignore[arg-type]  # a file-like object is accepted at run time
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        output_names=[OUTPUT_NAME, MEMBERS_OUTPUT_NAME],
+        dynamic_axes={
+            INPUT_NAME: {0: "batch"},
+            OUTPUT_NAME: {0: "batch"},
+            MEMBERS_OUTPUT_NAME: {0: "batch"},
+        },
         opset_version=OPSET,
         dynamo=False,
     )
@@ -164,7 +188,8 @@ def export_onnx(network: torch.nn.Module, out: Path, model_name: str, config_sha
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = (
-        "k8s-rollout-agent canary policy: observation -> Q-values (hold, promote, abort)"
+        "k8s-rollout-agent canary policy: observation -> Q-values (hold, promote, abort), "
+        "the members' mean and each member's"
     )
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -365,3 +365,75 @@ def test_a_quiet_canarys_hold_says_its_step_will_pause_before_the_evidence_is_in
     assert "this is the step's last measurement: a hold now pauses the rollout" in last.reason
     unknown = decide(state, 9, hold, replace(config, count=None, window_seconds=None)).guarded
     assert " min," not in unknown.reason and "pauses" not in unknown.reason
+
+
+class _Members(_Ranked):
+    """An ensemble: its members' Q-values (rows), their mean as the policy's."""
+
+    def __init__(self, *members: tuple[float, float, float]) -> None:
+        self.members = np.array(members, dtype=np.float32)
+        super().__init__(*(float(v) for v in self.members.mean(axis=0)))
+
+    def ensemble_q_values(
+        self, observation: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        return self.q[0].copy(), self.members.copy()
+
+
+def _with_share(policy: _Ranked, verdict: ShieldVerdict, share: float, **kw: object) -> Guarded:
+    config = DecisionConfig(200.0, CONFIG, shield=ShieldConfig(decline_share=share))
+    observation = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    found = snapshot(**kw)  # type: ignore[arg-type]
+    return decide(found, 0, policy, config, observed=(observation, verdict)).guarded
+
+
+# the mean ranks hold first (hold, promote, abort); members that rank abort above hold
+_SURE = (1.0, 0.0, 0.0)
+_DOUBT = (0.0, 0.0, 0.2)
+
+
+def test_an_allowed_abort_is_declined_only_when_most_members_agree() -> None:
+    """The mean of four members prefers hold. With the abort allowed, the hold stands only if
+    more than ``decline_share`` of the members rank hold above the abort; otherwise the answer
+    is abort, with guardrail ``shield`` and a reason that counts the members."""
+    three = _Members(_SURE, _SURE, _SURE, _DOUBT)
+    two = _Members(_SURE, _SURE, _DOUBT, _DOUBT)
+    assert three.q[0].argmax() == two.q[0].argmax() == 0  # both means propose hold
+    assert _with_share(three, _verdict(False, True), 0.5).decision == "hold"
+    aborted = _with_share(two, _verdict(False, True), 0.5)
+    assert (aborted.decision, aborted.guardrail) == ("abort", "shield")
+    assert "but 2 of the policy's 4 members rank hold above the abort" in aborted.reason
+    assert "more than 50% of them" in aborted.reason
+    assert "Shield: rejected." in aborted.reason
+    # the share is the setting's: 0 lets the mean decide, 1 takes every allowed abort
+    assert _with_share(two, _verdict(False, True), 0.0).decision == "hold"
+    unanimous = _Members(_SURE, _SURE, _SURE, _SURE)
+    assert _with_share(unanimous, _verdict(False, True), 0.75).decision == "hold"
+    assert _with_share(unanimous, _verdict(False, True), 1.0).decision == "abort"
+    # an abort the shield does not allow is never taken this way
+    assert _with_share(two, _verdict(False, False), 0.5).decision == "hold"
+
+
+def test_the_members_judge_the_decision_the_abort_would_replace() -> None:
+    """An allowed promote the mean prefers is weighed against the abort, not a hold: members
+    that rank promote above abort keep it (even if they rank hold above both)."""
+    promote_first = (0.0, 1.0, 0.5)
+    hold_first = (1.0, 0.6, 0.5)
+    policy = _Members(promote_first, promote_first, hold_first, hold_first)
+    assert policy.q[0].argmax() == PROMOTE
+    assert _with_share(policy, _verdict(True, True), 0.5).decision == "promote"
+    leaning = _Members(promote_first, promote_first, (0.0, 0.4, 0.5), (0.0, 0.4, 0.5))
+    assert leaning.q[0].argmax() == PROMOTE
+    aborted = _with_share(leaning, _verdict(True, True), 0.5)
+    assert aborted.decision == "abort"
+    assert "2 of the policy's 4 members rank promote above the abort" in aborted.reason
+
+
+def test_the_guardrails_still_judge_the_members_abort() -> None:
+    """Too few canary requests to act on: the hold stands, as it would for the policy's own
+    abort."""
+    few = VersionMetrics(requests=5, errors=0, latency_p50_ms=30, latency_p95_ms=60)
+    two = _Members(_SURE, _SURE, _DOUBT, _DOUBT)
+    held = _with_share(two, _verdict(False, True), 0.5, canary=few, canary_cumulative=few)
+    assert held.decision == "hold"
+    assert "abort" not in held.reason.split(".")[0]

@@ -70,6 +70,50 @@ def test_shipped_onnx_is_the_export_of_the_shipped_model(exported) -> None:
     obs = obs.astype(np.float32)
     shipped = OnnxPolicy(DEFAULT_MODEL_PATH)
     assert np.allclose(shipped.q_values(obs), OnnxPolicy(path).q_values(obs), atol=1e-6)
+    assert shipped.members == len(SB3_MEMBERS)  # the pipeline asks them before a declined abort
+
+
+def test_the_file_outputs_every_members_q_values_and_their_mean(exported) -> None:
+    """``member_q_values`` holds each member's Q-values, in the order of the members; the
+    ``q_values`` output is their mean, and the service reads both from one inference."""
+    import torch
+
+    from export.onnx_export import load_q_network
+
+    _, path = exported
+    policy = OnnxPolicy(path)
+    assert policy.members == len(SB3_MEMBERS)
+    obs = np.random.default_rng(5).uniform(FEATURE_LOW, FEATURE_HIGH, size=(32, len(FEATURE_NAMES)))
+    obs = obs.astype(np.float32)
+    with torch.no_grad():
+        expected = np.stack(
+            [load_q_network(m)(torch.as_tensor(obs)).numpy() for m in SB3_MEMBERS], axis=1
+        )
+    for row, members in zip(obs, expected, strict=True):
+        q, got = policy.ensemble_q_values(row)
+        assert np.allclose(got, members, atol=1e-5)
+        assert np.allclose(q, got.mean(axis=0), atol=1e-6)
+        assert np.array_equal(q, policy.q_values(row)[0])
+
+
+def test_a_file_without_member_outputs_is_served_as_one_member(exported, tmp_path: Path) -> None:
+    """A model exported before the members were an output (or by another tool) still loads:
+    its Q-values are its only member's."""
+    from decision_service.policy import MEMBERS_OUTPUT_NAME
+
+    _, path = exported
+    proto = onnx.load(str(path))
+    kept = [o for o in proto.graph.output if o.name != MEMBERS_OUTPUT_NAME]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    old = tmp_path / "old.onnx"
+    onnx.save_model(proto, str(old))
+    policy = OnnxPolicy(old)
+    assert policy.members is None
+    row = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+    q, members = policy.ensemble_q_values(row)
+    assert members.shape == (1, 3)
+    assert np.array_equal(members[0], q)
 
 
 def test_shipped_metadata_names_its_training_config() -> None:

@@ -54,9 +54,9 @@ HEALTHY_SEED = 5
 
 #: Why a healthy canary may pause live: the measured shortfall, reported, not hidden.
 KNOWN_PAUSE = (
-    "the shipped policy (v12, canary-dqn@f0e7db186812) pauses a healthy canary at a step where "
+    "the shipped policy (v12, canary-dqn@11e755803d41) pauses a healthy canary at a step where "
     "the shield cannot yet show it within the zone: it completes this draw in 69.8 % of 400 "
-    "simulated runs and pauses 75 of 100 of the library's good releases (README, 'Where it "
+    "simulated runs and pauses 74 of 100 of the library's good releases (README, 'Where it "
     "stands'; models/evaluation/NOTES.md, 'Why the policy pauses')"
 )
 
