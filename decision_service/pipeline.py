@@ -334,7 +334,7 @@ def _declined(
         "shield",
         f"The decision was {guarded.decision}, but {declining} of the policy's {len(members)} "
         f"members rank {guarded.decision} above the abort the shield allows, and declining it "
-        f"needs more than {share:.0%} of them: aborting. Shield: {verdict.abort_reason}.",
+        f"needs more than {100 * share:g} % of them: aborting. Shield: {verdict.abort_reason}.",
     )
 
 

@@ -403,7 +403,7 @@ def test_an_allowed_abort_is_declined_only_when_most_members_agree() -> None:
     aborted = _with_share(two, _verdict(False, True), 0.5)
     assert (aborted.decision, aborted.guardrail) == ("abort", "shield")
     assert "but 2 of the policy's 4 members rank hold above the abort" in aborted.reason
-    assert "more than 50% of them" in aborted.reason
+    assert "more than 50 % of them" in aborted.reason
     assert "Shield: rejected." in aborted.reason
     # the share is the setting's: 0 lets the mean decide, 1 takes every allowed abort
     assert _with_share(two, _verdict(False, True), 0.0).decision == "hold"
