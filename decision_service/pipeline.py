@@ -171,7 +171,6 @@ def decide(
     q_values: dict[str, float] = {name: float(v) for name, v in zip(ACTION_NAMES, q, strict=True)}
     guarded = _guarded(proposed, snapshot, config)
     if shielded:
-        assert config.shield is not None
         guarded = _shielded(guarded, verdict)
         if guarded.guardrail == "shield":
             # the shield ruled out the policy's first choice: its best allowed one, if the
