@@ -35,7 +35,11 @@ In order:
    decision above the abort, the answer is ``abort`` (guardrail ``shield``; the guardrails
    judge that abort as they would the policy's own). Members that disagree mark a state far
    from what training showed them, where the shield's own rule (take the abort the evidence
-   allows) does better; a policy without members (:class:`FixedAction`) is not asked.
+   allows) does better; a policy without members (:class:`FixedAction`) is not asked. For a
+   canary whose excess over its life after the warm-up is *estimated* beyond the tolerance
+   itself, the share is :attr:`~decision_service.shield.ShieldConfig.decline_share_beyond`
+   (default 1: such an allowed abort is never declined; the policy's discretion is for
+   canaries estimated within what the user accepts).
    Where the shield *requires* an abort (allowed, and the canary shown beyond the tolerance
    itself after its warm-up windows: :attr:`~decision_service.shield.ShieldConfig.enforce_abort`),
    the answer is ``abort`` whatever the policy and the guardrails proposed, with guardrail
@@ -71,7 +75,7 @@ from decision_service.features import (
     named,
 )
 from decision_service.guardrails import Guarded, GuardrailConfig, apply_guardrails, no_data
-from decision_service.shield import ShieldConfig, ShieldVerdict, verdict_at
+from decision_service.shield import ShieldConfig, ShieldVerdict, beyond_estimate_text, verdict_at
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError
 from decision_service.tolerance import DEFAULT_TOLERANCE, Metric, Tolerance, explain, judge
 
@@ -180,7 +184,9 @@ def decide(
                 alternative = _shielded(_guarded(second, snapshot, config), verdict)
                 if alternative.decision == second:
                     guarded = _second_choice(alternative, proposed, verdict)
-        if members is not None and allowed[ABORT] and guarded.decision != "abort":
+        required = verdict is not None and verdict.abort_required
+        if members is not None and allowed[ABORT] and guarded.decision != "abort" and not required:
+            # (a required abort is _enforced's, with its own reason)
             guarded = _declined(guarded, members, verdict, snapshot, config)
         guarded = _enforced(guarded, verdict)
         guarded = _what_promote_lacks(guarded, proposed, verdict)
@@ -320,20 +326,38 @@ def _declined(
 ) -> Guarded:
     """Where the shield allows an abort and the decision so far is not one: the decline stands
     only if more than :attr:`~decision_service.shield.ShieldConfig.decline_share` of the
-    policy's members rank the decision above the abort; otherwise the abort, if the guardrails
-    let it stand (as if the policy had proposed it)."""
+    policy's members rank the decision above the abort (``decline_share_beyond`` when the
+    canary's life excess is estimated beyond the tolerance itself); otherwise the abort, if
+    the guardrails let it stand (as if the policy had proposed it)."""
     assert verdict is not None and config.shield is not None
-    share = config.shield.decline_share
+    beyond = next((v for v in verdict.metrics if v.beyond_estimate > 0), None)
+    share = config.shield.decline_share if beyond is None else config.shield.decline_share_beyond
     kept = ACTION_NAMES.index(guarded.decision)
     declining = int(np.count_nonzero(members[:, kept] > members[:, ABORT]))
     if declining > share * len(members) or _guarded("abort", snapshot, config).decision != "abort":
         return guarded
+    if beyond is None:
+        why = (
+            f"{declining} of the policy's {len(members)} members rank {guarded.decision} above "
+            f"the abort the shield allows, and declining it needs more than {100 * share:g} % "
+            "of them"
+        )
+    elif share >= 1.0:
+        why = (
+            f"the canary's {beyond_estimate_text(beyond)}, and an abort the shield allows is "
+            "not declined for such a canary"
+        )
+    else:
+        why = (
+            f"the canary's {beyond_estimate_text(beyond)}, where declining the abort the shield "
+            f"allows needs more than {100 * share:g} % of the policy's members, and "
+            f"{declining} of {len(members)} rank {guarded.decision} above it"
+        )
     return Guarded(
         "abort",
         "shield",
-        f"The decision was {guarded.decision}, but {declining} of the policy's {len(members)} "
-        f"members rank {guarded.decision} above the abort the shield allows, and declining it "
-        f"needs more than {100 * share:g} % of them: aborting. Shield: {verdict.abort_reason}.",
+        f"The decision was {guarded.decision}, but {why}: aborting. Shield: "
+        f"{verdict.abort_reason}.",
     )
 
 

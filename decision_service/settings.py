@@ -152,6 +152,7 @@ class Settings(BaseSettings):
     shield_last_look_share: float = _shield("last_look_share")
     shield_enforce_abort: bool = _shield("enforce_abort")
     shield_decline_share: float = _shield("decline_share")
+    shield_decline_share_beyond: float = _shield("decline_share_beyond")
     shield_warmup_windows: int = _shield("warmup_windows")
     log_level: LogLevel = Field(default="INFO", description="Level of the JSON logs.")
 

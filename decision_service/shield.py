@@ -240,6 +240,16 @@ class ShieldConfig(BaseModel):
         "(0.5: a majority; 0: the members' mean alone decides; 1: every allowed abort is "
         "taken). A model file without member outputs counts as one member.",
     )
+    decline_share_beyond: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="decline_share for a canary whose excess over its life, after the "
+        "warm-up, is estimated beyond the tolerance itself (a point estimate, not yet shown at "
+        "the enforced abort's level): the share of members that must rank another action above "
+        "the allowed abort to decline it. 1 (the default): such an abort is never declined; "
+        "the policy's discretion is for canaries estimated within the tolerance.",
+    )
     warmup_windows: int = Field(
         2,
         ge=0,
@@ -1019,6 +1029,10 @@ class MetricVerdict:
     drift_growth: float = 0.0  # the growth per window it is projected with (the slope's bound)
     # this step's z-score against the abort null after the warm-up (the last look's)
     step_z: float = -math.inf
+    #: D̄ against the tolerance itself over the life after the warm-up (the point estimate the
+    #: enforced abort's life test bounds; -inf before any window): > 0 estimates the canary
+    #: beyond the tolerance (:attr:`ShieldConfig.decline_share_beyond`)
+    beyond_estimate: float = -math.inf
     #: the larger lower bound of D̄ against the tolerance after the warm-up, over the life at
     #: 1 − life_alpha or this step at 1 − step_alpha: > 0 shows the canary beyond the tolerance
     #: (set only where it requires the abort, on every metric's verdict; -inf elsewhere)
@@ -1249,6 +1263,7 @@ def shield_verdict(
                 drift_projected=projected,
                 drift_growth=growth if projected > -math.inf else 0.0,
                 step_z=step_z,
+                beyond_estimate=m.mean_beyond,
             )
         )
     complete = {v.metric for v in verdicts} == set(METRICS)
@@ -1380,6 +1395,19 @@ def _null_text(config: ShieldConfig) -> str:
 
 def _label(metric: Metric) -> str:
     return _LABEL[metric]
+
+
+def beyond_estimate_text(v: MetricVerdict) -> str:
+    """``v``'s life estimate against the tolerance itself, in words (its metric, how far)."""
+    how_far = (
+        f"{100 * v.beyond_estimate:+.2f} pp"
+        if v.metric == "error_rate"
+        else f"{100 * v.beyond_estimate:+.1f} pp of requests"
+    )
+    return (
+        f"{_label(v.metric)} over its life after its warm-up is estimated {how_far} beyond "
+        "the tolerance itself"
+    )
 
 
 def _fmt_e(value: float) -> str:

@@ -169,15 +169,25 @@ def test_the_overrides_smallest_values_are_accepted(client_for: ClientFactory) -
 
 def test_error_rate_override_reaches_the_guardrail(client_for: ClientFactory) -> None:
     handler = demo_prometheus(Traffic(300, 30, 0.035), Traffic(1200, 4, 0.03))
-    # 10 % < 25 %: no hard breach. With the shield's enforced abort off, the policy's promote
+    # 10 % < 25 %: no hard breach. With the shield's enforced abort off and the policy free to
+    # decline an allowed abort of a canary estimated beyond the tolerance, the policy's promote
     # of 10x stable's errors is held by the guardrail (a clear regression is never promoted)
-    client = client_for(handler=handler, shield_enforce_abort=False)
+    client = client_for(
+        handler=handler, shield_enforce_abort=False, shield_decline_share_beyond=0.5
+    )
     default = client.post("/v1/decide", json=BODY).json()
     assert (default["decision"], default["guardrail"]) == ("hold", "regression_veto")
     q = default["policy"]["q_values"]
     assert max(q, key=q.get) == "promote" and "proposed promote" in default["reason"]
     strict = client.post("/v1/decide", json=BODY | {"hard_error_rate": "0.05"}).json()
     assert (strict["decision"], strict["guardrail"]) == ("abort", "hard_slo_breach")
+    # with the enforced abort off, the default SHIELD_DECLINE_SHARE_BEYOND (1) takes the abort
+    # the shield allows: the canary's life estimate is beyond the tolerance itself
+    estimated = client_for(handler=handler, shield_enforce_abort=False)
+    answer = estimated.post("/v1/decide", json=BODY).json()
+    assert (answer["decision"], answer["guardrail"]) == ("abort", "shield")
+    assert "error rate over its life after its warm-up is estimated +" in answer["reason"]
+    assert "an abort the shield allows is not declined for such a canary" in answer["reason"]
     # by default the shield shows the canary beyond the tolerance and requires the abort
     enforced = client_for(handler=handler).post("/v1/decide", json=BODY).json()
     assert (enforced["decision"], enforced["guardrail"]) == ("abort", "shield")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from decision_service.actions import ABORT, PROMOTE
+from decision_service.actions import ABORT, HOLD, PROMOTE
 from decision_service.features import FEATURE_NAMES
 from decision_service.guardrails import Guarded, GuardrailConfig
 from decision_service.pipeline import DecisionConfig, Evaluation, FixedAction, answer, decide
 from decision_service.policy import OnnxPolicy
-from decision_service.shield import ShieldConfig, ShieldVerdict
+from decision_service.shield import MetricVerdict, ShieldConfig, ShieldVerdict
 from decision_service.snapshot import MetricsSnapshot, MissingMetricError, VersionMetrics
 
 HEALTHY = VersionMetrics(requests=500, errors=2, latency_p50_ms=30, latency_p95_ms=60)
@@ -298,7 +299,6 @@ def test_the_step_count_tells_the_shield_its_last_look(policies: dict[str, OnnxP
     """With the template's ``count``, the measurement before the last hold is the shield's last
     look: an abort the anytime bounds do not allow yet stands there, and only there; without a
     count (an older template) the look never happens."""
-    from dataclasses import replace
 
     from decision_service.pipeline import is_last_look, observe
     from tests.decision_service.test_shield import _one_step
@@ -348,7 +348,6 @@ def test_a_quiet_canarys_hold_says_its_step_will_pause_before_the_evidence_is_in
     """The service's path: the template's count and the window's length reach the shield's
     reason, so a quiet canary at 5 % is told how long the evidence takes and that this step has
     no time for it (at its last measurement, that a hold now pauses the rollout)."""
-    from dataclasses import replace
 
     from tests.decision_service.test_shield import _evidence
 
@@ -437,3 +436,57 @@ def test_the_guardrails_still_judge_the_members_abort() -> None:
     held = _with_share(two, _verdict(False, True), 0.5, canary=few, canary_cumulative=few)
     assert held.decision == "hold"
     assert "abort" not in held.reason.split(".")[0]
+
+
+def _estimated(beyond: float) -> ShieldVerdict:
+    """An allowed abort whose error-rate life estimate is ``beyond`` the tolerance itself."""
+    metric = MetricVerdict("error_rate", 1.0, 0.001, -1.0, 1e4, beyond_estimate=beyond)
+    return replace(_verdict(False, True), metrics=(metric,))
+
+
+def test_an_allowed_abort_of_a_canary_estimated_beyond_the_tolerance_is_not_declined() -> None:
+    """Estimated beyond the tolerance itself (not yet shown there): with the default
+    ``decline_share_beyond`` of 1 even four members of four ranking hold first do not decline
+    the allowed abort, and the reason says how far the estimate is. Estimated within it, the
+    members' majority decides as before; the share for such canaries is a setting of its own."""
+    unanimous = _Members(_SURE, _SURE, _SURE, _SURE)
+    config = DecisionConfig(200.0, CONFIG, shield=ShieldConfig())
+    observation = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
+
+    def decided(verdict: ShieldVerdict, shield: ShieldConfig | None = None) -> Guarded:
+        chosen = replace(config, shield=shield or ShieldConfig())
+        return decide(snapshot(), 0, unanimous, chosen, observed=(observation, verdict)).guarded
+
+    aborted = decided(_estimated(0.0031))
+    assert (aborted.decision, aborted.guardrail) == ("abort", "shield")
+    assert aborted.reason.startswith(
+        "The decision was hold, but the canary's error rate over its life after its warm-up "
+        "is estimated +0.31 pp beyond the tolerance itself, and an abort the shield allows is "
+        "not declined for such a canary: aborting. Shield: rejected."
+    ), aborted.reason
+    assert decided(_estimated(-0.0005)).decision == "hold"
+    lenient = ShieldConfig(decline_share_beyond=0.75)
+    assert decided(_estimated(0.0031), lenient).decision == "hold"
+    three = _Members(_SURE, _SURE, _SURE, _DOUBT)
+    chosen = replace(config, shield=lenient)
+    split = decide(snapshot(), 0, three, chosen, observed=(observation, _estimated(0.0031)))
+    assert split.guarded.decision == "abort"
+    assert "needs more than 75 % of the policy's members, and 3 of 4 rank hold above it" in (
+        split.guarded.reason
+    )
+    # a policy without members (an agent's own action) is not asked, as before
+    assert decided(_estimated(0.0031)).decision == "abort"
+    fixed = decide(
+        snapshot(), 0, FixedAction(HOLD), config, observed=(observation, _estimated(0.0031))
+    )
+    assert fixed.guarded.decision == "hold"
+
+
+def test_a_required_abort_keeps_its_own_reason_whatever_the_members_say() -> None:
+    """Where the shield requires the abort, the answer says so, not how many members would
+    have declined it (the abort stands either way)."""
+    two = _Members(_SURE, _SURE, _DOUBT, _DOUBT)
+    required = replace(_estimated(0.0031), abort_required=True, why=("rejected", "required"))
+    answer = _with_share(two, required, 0.5)
+    assert (answer.decision, answer.guardrail) == ("abort", "shield")
+    assert answer.reason.startswith("The decision was hold, but the shield requires an abort")

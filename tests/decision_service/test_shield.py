@@ -16,6 +16,7 @@ from decision_service.shield import (
     VersionWindow,
     _Sums,
     _z_upper,
+    beyond_estimate_text,
     e_value,
     evidence_from,
     life_alpha,
@@ -819,3 +820,26 @@ def test_the_reasons_say_what_the_verdict_allows() -> None:
                             seen["promote"].add(v.promote_allowed)
                             seen["abort"].add(v.abort_allowed)
     assert seen == {"promote": {False, True}, "abort": {False, True}}
+
+
+def test_every_verdict_carries_the_life_estimate_against_the_tolerance_itself() -> None:
+    """``beyond_estimate`` is the life's mean excess over the tolerance after the warm-up (what
+    the enforced abort's life test bounds): below 0 for a canary at 2.45 % (limit 2.5 % of
+    stable's 2 %), above 0 for ten windows at 3 %, before that test shows it beyond (the abort
+    allowed, not required), and -inf while every window is a warm-up one."""
+    config = ShieldConfig()
+    inside = shield_verdict(
+        _margin_evidence(config, [0.0245] * 30).summary(), config, last_step=False
+    )
+    assert next(v for v in inside.metrics if v.metric == "error_rate").beyond_estimate < 0
+    early = _margin_evidence(config, [0.03] * 10).summary()
+    verdict = shield_verdict(early, config, last_step=False)
+    error = next(v for v in verdict.metrics if v.metric == "error_rate")
+    assert verdict.abort_allowed and not verdict.abort_required, verdict.abort_reason
+    summary = next(m for m in early.metrics if m.metric == "error_rate")
+    assert error.beyond_estimate == summary.mean_beyond > 0
+    assert "error rate over its life after its warm-up is estimated +0." in (
+        beyond_estimate_text(error)
+    )
+    warm = shield_verdict(_margin_evidence(config, [0.04] * 2).summary(), config, False)
+    assert all(v.beyond_estimate == -math.inf for v in warm.metrics)

@@ -78,6 +78,7 @@ SERVICE_ENV_VARS = {
     "SHIELD_LAST_LOOK_SHARE",
     "SHIELD_ENFORCE_ABORT",
     "SHIELD_DECLINE_SHARE",
+    "SHIELD_DECLINE_SHARE_BEYOND",
     "SHIELD_WARMUP_WINDOWS",
     "LOG_LEVEL",
 }
@@ -510,6 +511,7 @@ def test_settings_follow_the_values() -> None:
     assert env["SHIELD_LAST_LOOK_SHARE"] == "0.5"
     assert env["SHIELD_ENFORCE_ABORT"] == "false"
     assert env["SHIELD_DECLINE_SHARE"] == "0.75"
+    assert env["SHIELD_DECLINE_SHARE_BEYOND"] == "0.9"
     assert env["SHIELD_WARMUP_WINDOWS"] == "4"
     assert "SHIELD_ENABLED" not in env  # unset keys keep the service's defaults
     assert env["LOG_LEVEL"] == "debug"
