@@ -163,22 +163,25 @@ RATIO_PRIOR_ERRORS: Final = 2.0
 _RATE_FLOOR: Final = 1e-4
 
 
-def _finite(value: float | None, metric: str) -> float:
+def _finite(value: float | None, metric: str, field: str = "") -> float:
+    """``value`` as a float; MissingMetricError naming ``metric.field`` (written only then)
+    when it is None, NaN or infinite."""
     if value is None or not math.isfinite(value):
-        raise MissingMetricError(metric, "no value (no requests in the span, or NaN)")
+        name = f"{metric}.{field}" if field else metric
+        raise MissingMetricError(name, "no value (no requests in the span, or NaN)")
     return float(value)
 
 
 def _counted(version: VersionMetrics, metric: str) -> tuple[float, float, float, float]:
     """Requests, errors, p50, p95 of a span that must hold at least one request."""
-    requests = _finite(version.requests, f"{metric}.requests")
-    errors = _finite(version.errors, f"{metric}.errors")
+    requests = _finite(version.requests, metric, "requests")
+    errors = _finite(version.errors, metric, "errors")
     if requests <= 0:
         raise MissingMetricError(f"{metric}.requests", "no requests in the span")
     if errors < 0 or errors > requests:
         raise MissingMetricError(f"{metric}.errors", f"{errors} errors for {requests} requests")
-    p50 = _finite(version.latency_p50_ms, f"{metric}.latency_p50_ms")
-    p95 = _finite(version.latency_p95_ms, f"{metric}.latency_p95_ms")
+    p50 = _finite(version.latency_p50_ms, metric, "latency_p50_ms")
+    p95 = _finite(version.latency_p95_ms, metric, "latency_p95_ms")
     if p50 <= 0 or p95 <= 0:
         raise MissingMetricError(f"{metric}.latency", "latency quantiles must be positive")
     return requests, errors, p50, p95

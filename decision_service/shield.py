@@ -103,7 +103,7 @@ import bisect
 import copy
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 from statistics import NormalDist
@@ -121,6 +121,7 @@ QUANTILES: Final[tuple[tuple[Metric, float], ...]] = (
     ("latency_p50_ms", 0.50),
 )
 METRICS: Final[tuple[Metric, ...]] = ("error_rate", "latency_p95_ms", "latency_p50_ms")
+_ALL_METRICS: Final = frozenset(METRICS)
 #: Canary requests at which the normal-mixture boundary is tightest (its mixing scale).
 MIXTURE_REQUESTS: Final = 2000.0
 #: The canary's share of requests from which a window counts as "at high weight": the final
@@ -1039,6 +1040,13 @@ class MetricVerdict:
     beyond_lower: float = -math.inf
 
 
+#: A :class:`MetricVerdict`'s fields in order, but ``beyond_lower`` (set only where the abort is
+#: required).
+_VerdictFields = tuple[
+    Metric, float, float, float, float, float, int, float, float, float, float, float, float, float
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Grounds:
     """What a verdict's reasons are written from (:meth:`ShieldVerdict.promote_reason`)."""
@@ -1216,57 +1224,85 @@ def shield_verdict(
     """The actions the evidence allows (see the module docstring). ``last_step``: a promote
     now needs the full proof; ``partial``: below it, the partial proof; ``last_look``: the
     step's last measurement, where a hold pauses the rollout. ``window_seconds`` and
-    ``measurements_left`` only word the reasons (:class:`Grounds`)."""
-    verdicts = []
+    ``measurements_left`` only word the reasons (:class:`Grounds`).
+
+    A verdict is computed at every decision, so its bounds are :func:`radius` and
+    :func:`e_value` written out in the loop, with each metric's mixture scale ``ρ`` computed
+    once: the same expressions in the same order, so the same numbers bit for bit
+    (``tests/decision_service/test_shield.py`` holds them to the functions)."""
+    sqrt, log, exp, inf = math.sqrt, math.log, math.exp, math.inf
     life_level = life_alpha(config)
+    alpha_promote, alpha_partial = config.alpha_promote, config.partial_proof_alpha
+    proof_windows, horizon = config.proof_windows, config.drift_horizon_windows
+    # step_alpha's numerator (its denominator depends on the step)
+    step_level = config.alpha_abort * (1.0 - config.last_look_share)
+    rows: list[_VerdictFields] = []
     for m in evidence.metrics:
+        rho = max(m.unit_variance, 1e-9) * MIXTURE_REQUESTS
         w, wp = m.weight, m.proof_weight
-        upper = partial_upper = math.inf
+        upper = partial_upper = inf
         if wp > 0:
-            a = config.partial_proof_alpha
-            partial_upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, a) / wp
-            alpha = config.alpha_promote
-            upper = m.mean_promote + radius(m.variance_promote, m.unit_variance, alpha) / wp
-            # the proof must also hold on the windows at high weight alone: a canary that
-            # drifts, or only fails under load, shows there first
-            upper = max(upper, _recent_upper(m, alpha, config.proof_windows))
-        growth = m.trend_slope - TREND_Z * m.trend_se
-        projected = -math.inf
-        if config.drift_horizon_windows > 0 and growth > 0:
-            projected = m.trend_last + growth * config.drift_horizon_windows
-        lower = light = -math.inf
-        if w > 0:
-            lower = m.mean_abort - radius(m.variance_abort, m.unit_variance, life_level) / w
-            light = m.mean_light - radius(m.variance_light, m.unit_variance, ALPHA_LIGHT) / w
-        ev = e_value(m.mean_abort, w, m.variance_abort, m.unit_variance)
-        step_lower, step_ev, step_z = -math.inf, 1.0, -math.inf
-        if m.step_weight > 0:
-            alpha_j = step_alpha(config, m.step)
-            step_lower = (
-                m.mean_step - radius(m.variance_step, m.unit_variance, alpha_j) / m.step_weight
+            total = m.variance_promote + rho
+            partial_upper = (
+                m.mean_promote + sqrt(2.0 * total * log(sqrt(total / rho) / alpha_partial)) / wp
             )
-            step_ev = e_value(m.mean_step, m.step_weight, m.variance_step, m.unit_variance)
+            upper = m.mean_promote + sqrt(2.0 * total * log(sqrt(total / rho) / alpha_promote)) / wp
+            # the proof must also hold on the windows at high weight alone: a canary that
+            # drifts, or only fails under load, shows there first (_recent_upper)
+            recent = inf
+            if m.recent_windows >= proof_windows and m.recent_weight > 0:
+                total = m.variance_recent + rho
+                recent = (
+                    m.mean_recent
+                    + sqrt(2.0 * total * log(sqrt(total / rho) / alpha_promote)) / m.recent_weight
+                )
+            upper = max(upper, recent)
+        growth = m.trend_slope - TREND_Z * m.trend_se
+        projected = -inf
+        if horizon > 0 and growth > 0:
+            projected = m.trend_last + growth * horizon
+        lower = light = -inf
+        mean = m.mean_abort
+        total_abort = m.variance_abort + rho
+        if w > 0:
+            lower = mean - sqrt(2.0 * total_abort * log(sqrt(total_abort / rho) / life_level)) / w
+            total = m.variance_light + rho
+            light = m.mean_light - sqrt(2.0 * total * log(sqrt(total / rho) / ALPHA_LIGHT)) / w
+        ev = 1.0
+        if mean > 0:
+            s = mean * w
+            ev = sqrt(rho / total_abort) * exp(min(700.0, s * s / (2.0 * total_abort)))
+        step_lower, step_ev, step_z = -inf, 1.0, -inf
+        if m.step_weight > 0:
+            alpha_j = step_level / (math.pi**2 * max(m.step, 1) ** 2)
+            total = m.variance_step + rho
+            mean = m.mean_step
+            step_lower = mean - sqrt(2.0 * total * log(sqrt(total / rho) / alpha_j)) / m.step_weight
+            if mean > 0:
+                s = mean * m.step_weight
+                step_ev = sqrt(rho / total) * exp(min(700.0, s * s / (2.0 * total)))
         if m.look_weight > 0 and m.variance_look > 0:
-            step_z = m.mean_look * m.look_weight / math.sqrt(m.variance_look)
-        verdicts.append(
-            MetricVerdict(
+            step_z = m.mean_look * m.look_weight / sqrt(m.variance_look)
+        rows.append(
+            (
                 m.metric,
                 upper,
                 max(lower, step_lower),
                 light,
                 ev,
-                life_lower=lower,
-                step=m.step,
-                step_lower=step_lower,
-                step_e_value=step_ev,
-                partial_upper=partial_upper,
-                drift_projected=projected,
-                drift_growth=growth if projected > -math.inf else 0.0,
-                step_z=step_z,
-                beyond_estimate=m.mean_beyond,
+                lower,
+                m.step,
+                step_lower,
+                step_ev,
+                partial_upper,
+                projected,
+                growth if projected > -inf else 0.0,
+                step_z,
+                m.mean_beyond,
             )
         )
-    complete = {v.metric for v in verdicts} == set(METRICS)
+    verdicts = [MetricVerdict(*row) for row in rows]
+    complete = len(verdicts) == len(METRICS) and {v.metric for v in verdicts} == _ALL_METRICS
     if last_step:
         promote_ok = (
             complete
@@ -1288,7 +1324,9 @@ def shield_verdict(
         beyond = [_beyond_lower(m, config, life_level) for m in evidence.metrics]
         required = any(b > 0 for b in beyond)
         if required:
-            verdicts = [replace(v, beyond_lower=b) for v, b in zip(verdicts, beyond, strict=True)]
+            verdicts = [
+                MetricVerdict(*row, beyond_lower=b) for row, b in zip(rows, beyond, strict=True)
+            ]
     return ShieldVerdict(
         promote_ok,
         abort_ok,

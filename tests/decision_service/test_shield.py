@@ -12,6 +12,7 @@ from decision_service.histogram import LATENCY_BUCKETS_SECONDS
 from decision_service.shield import (
     STABLE_HISTORY_WINDOWS,
     Evidence,
+    MetricEvidence,
     ShieldConfig,
     VersionWindow,
     _Sums,
@@ -843,3 +844,69 @@ def test_every_verdict_carries_the_life_estimate_against_the_tolerance_itself() 
     )
     warm = shield_verdict(_margin_evidence(config, [0.04] * 2).summary(), config, False)
     assert all(v.beyond_estimate == -math.inf for v in warm.metrics)
+
+
+def _reference_bounds(m: MetricEvidence, config: ShieldConfig) -> tuple[float, ...]:
+    """A metric's bounds as :func:`radius` and :func:`e_value` give them (the verdict writes
+    them out in its loop for speed)."""
+    inf, uv = math.inf, m.unit_variance
+    upper = partial = inf
+    if m.proof_weight > 0:
+        partial = m.mean_promote + radius(m.variance_promote, uv, config.partial_proof_alpha) / (
+            m.proof_weight
+        )
+        upper = m.mean_promote + radius(m.variance_promote, uv, config.alpha_promote) / (
+            m.proof_weight
+        )
+        recent = inf  # too few windows at high weight: not proven there
+        if m.recent_windows >= config.proof_windows and m.recent_weight > 0:
+            r = radius(m.variance_recent, uv, config.alpha_promote)
+            recent = m.mean_recent + r / m.recent_weight
+        upper = max(upper, recent)
+    lower = light = -inf
+    if m.weight > 0:
+        lower = m.mean_abort - radius(m.variance_abort, uv, life_alpha(config)) / m.weight
+        light = m.mean_light - radius(m.variance_light, uv, 0.2) / m.weight
+    step_lower, step_e = -inf, 1.0
+    if m.step_weight > 0:
+        r = radius(m.variance_step, uv, step_alpha(config, m.step))
+        step_lower = m.mean_step - r / m.step_weight
+        step_e = e_value(m.mean_step, m.step_weight, m.variance_step, uv)
+    e = e_value(m.mean_abort, m.weight, m.variance_abort, uv)
+    return upper, partial, lower, light, e, step_lower, step_e
+
+
+def test_the_verdicts_bounds_are_the_bound_functions_bit_for_bit() -> None:
+    """The verdict's confidence bounds and e-values, written out in its loop with each
+    metric's mixture scale computed once, equal :func:`radius`'s and :func:`e_value`'s exactly,
+    on canaries good and bad, quiet and busy, at several steps."""
+    rng = np.random.default_rng(41)
+    config = ShieldConfig()
+    checked = soaked = 0
+    for rate in (0.002, 0.005, 0.02, 0.08):
+        for rps in (5.0, 100.0, 2000.0):
+            total = int(rps * 30)
+            evidence = new_evidence(DEFAULT_TOLERANCE, config)
+            for _ in range(10):
+                evidence.add_baseline(_window(rng, total, 0.005))
+            for share, most in ((0.05, 6), (0.2, 6), (0.8, 14)):  # three steps, the last high
+                for _ in range(int(rng.integers(1, most))):
+                    canary = max(1, int(total * share))
+                    evidence.add(_window(rng, canary, rate), _window(rng, total - canary, 0.005))
+            summary = evidence.summary()
+            assert all(m.step == 3 for m in summary.metrics)
+            verdict = shield_verdict(summary, config, last_step=False, partial=True)
+            for m, v in zip(summary.metrics, verdict.metrics, strict=True):
+                got = (
+                    v.upper_promote,
+                    v.partial_upper,
+                    v.life_lower,
+                    v.lower_light,
+                    v.e_value,
+                    v.step_lower,
+                    v.step_e_value,
+                )
+                assert got == _reference_bounds(m, config), (rate, rps, m.metric)
+                checked += 1
+                soaked += m.recent_windows >= config.proof_windows
+    assert checked >= 30 and soaked >= 5  # the soak's bound too
