@@ -1173,12 +1173,6 @@ def _z_upper(alpha: float) -> float:
     return NormalDist().inv_cdf(1.0 - alpha)
 
 
-def _recent_upper(m: MetricEvidence, alpha: float, windows: int) -> float:
-    if m.recent_windows < windows or m.recent_weight <= 0:
-        return math.inf
-    return m.mean_recent + radius(m.variance_recent, m.unit_variance, alpha) / m.recent_weight
-
-
 def verdict_at(
     evidence: EvidenceSummary,
     config: ShieldConfig,
@@ -1248,7 +1242,7 @@ def shield_verdict(
             )
             upper = m.mean_promote + sqrt(2.0 * total * log(sqrt(total / rho) / alpha_promote)) / wp
             # the proof must also hold on the windows at high weight alone: a canary that
-            # drifts, or only fails under load, shows there first (_recent_upper)
+            # drifts, or only fails under load, shows there first (inf: too few windows there)
             recent = inf
             if m.recent_windows >= proof_windows and m.recent_weight > 0:
                 total = m.variance_recent + rho
