@@ -313,8 +313,8 @@ def _q_and_members(
     ensemble = getattr(policy, "ensemble_q_values", None)
     if ensemble is None:
         return policy.q_values(observation)[0], None
-    q, members = ensemble(observation)
-    return q, members
+    q_and_members: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] = ensemble(observation)
+    return q_and_members
 
 
 def _declined(
