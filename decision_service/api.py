@@ -158,8 +158,14 @@ async def decide(body: DecideRequestV1, ready: ReadyDep) -> DecisionV1:
     guardrails = state.guardrails
     if body.hard_error_rate is not None:
         guardrails = guardrails.model_copy(update={"hard_error_rate": body.hard_error_rate})
-    tolerance = state.tolerance.model_copy(update=body.tolerance_overrides())
-    shield = state.shield.model_copy(update=body.shield_overrides())
+    # the service's settings as they are unless the request overrides some (most do not)
+    tolerance_overrides, shield_overrides = body.tolerance_overrides(), body.shield_overrides()
+    tolerance = state.tolerance
+    if tolerance_overrides:
+        tolerance = tolerance.model_copy(update=tolerance_overrides)
+    shield = state.shield
+    if shield_overrides:
+        shield = shield.model_copy(update=shield_overrides)
     config = DecisionConfig(
         slo_latency_ms=slo,
         guardrails=guardrails,

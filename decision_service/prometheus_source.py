@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import socket
 import threading
@@ -39,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import orjson
 import requests
@@ -59,6 +60,7 @@ from decision_service.prometheus_answers import (
     parse_matrix,
     parse_start,
 )
+from decision_service.prometheus_http import PlainHttp
 from decision_service.queries import (
     QueryTemplates,
     RenderedQueries,
@@ -135,10 +137,22 @@ def _current_deadline() -> _Deadline | None:
     return deadline
 
 
-def _watch_response_socket(connection: HTTPConnection) -> None:
+def _watch_socket(sock: socket.socket | None) -> None:
+    """Register ``sock`` with the job's deadline, if the caller is a job of the pool."""
     deadline = _current_deadline()
     if deadline is not None:
-        deadline.watch(connection.sock)
+        deadline.watch(sock)
+
+
+def _watch_response_socket(connection: HTTPConnection) -> None:
+    _watch_socket(connection.sock)
+
+
+@functools.lru_cache(maxsize=1024)
+def _form_value(value: str) -> str:
+    """``value`` form-encoded as ``urlencode`` does (a target's query is the same at every
+    decision, so it is encoded once)."""
+    return quote_plus(value)
 
 
 class _DeadlineHTTPConnection(HTTPConnection):
@@ -246,13 +260,18 @@ class PrometheusSource:
             raise TypeError(f"{type(adapter).__name__}: not the session prometheus_client made")
         self._adapter, self._session = adapter, session
         self._pool = adapter.poolmanager.connection_from_url(client.url)
-        self._https = client.url.lower().startswith("https:")
         self._range_path = urlsplit(client.url).path.rstrip("/") + "/api/v1/query_range"
         self._headers = {
             **session.headers,
             **(client.headers or {}),
             "Content-Type": "application/x-www-form-urlencoded",
         }
+        # an http:// Prometheus: the range query on this module's own keep-alive connections
+        self._plain = (
+            PlainHttp(client.url, self._headers, threads)
+            if urlsplit(client.url).scheme.lower() == "http"
+            else None
+        )
         self.templates = templates
         self._window = window
         self._window_seconds = window_seconds
@@ -266,6 +285,8 @@ class PrometheusSource:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._plain is not None:
+            self._plain.close()
         self._client.close()
 
     # -- running blocking work
@@ -312,40 +333,42 @@ class PrometheusSource:
         """One range query's ``data.result`` (a matrix; raises PrometheusUnavailable).
 
         The query of every decision, so it skips the client library and requests' request
-        preparation: a form-encoded POST straight on the session's urllib3 pool (the same
-        pooled keep-alive connections, registering their sockets with the job's deadline),
-        the answer parsed with orjson. Those layers cost a quarter of a decision's measuring
-        (0.25 of 1.0 ms of CPU, ``docs/queries.md``, "What it costs").
+        preparation: a form-encoded POST on pooled keep-alive connections that register their
+        sockets with the job's deadline (:mod:`decision_service.prometheus_http` for an
+        ``http://`` Prometheus, the session's urllib3 pool for ``https://``), the answer
+        parsed with orjson. Those layers cost a quarter of a decision's measuring through
+        requests (``docs/queries.md``, "What it costs").
         """
-        body = urlencode(
-            {
-                "query": promql,
-                "start": f"{start:.3f}",
-                "end": f"{end:.3f}",
-                "step": f"{step:g}s",
-                "timeout": f"{self._timeout:g}s",
-            }
+        body = (
+            f"query={_form_value(promql)}&start={start:.3f}&end={end:.3f}"
+            f"&step={step:g}s&timeout={self._timeout:g}s"
         )
         with self._asking() as left:
-            if self._https:  # the session's verify and client certificate, as requests applies them
+            if self._plain is not None:
+                status, data = self._plain.post(
+                    self._range_path, body.encode(), left, _watch_socket
+                )
+            else:
+                # the session's verify and client certificate, as requests applies them
                 self._adapter.cert_verify(
                     self._pool, self._client.url, self._session.verify, self._session.cert
                 )
-            response = self._pool.urlopen(
-                "POST",
-                self._range_path,
-                body=body,
-                headers=self._headers,
-                timeout=urllib3.Timeout(connect=left, read=left),
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=True,
-            )
-            if response.status != 200:
-                text = response.data[:200].decode("utf-8", "replace")
-                raise PrometheusUnavailable("http_error", f"HTTP {response.status}: {text}")
-            answer = orjson.loads(response.data)
+                response = self._pool.urlopen(
+                    "POST",
+                    self._range_path,
+                    body=body,
+                    headers=self._headers,
+                    timeout=urllib3.Timeout(connect=left, read=left),
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    preload_content=True,
+                )
+                status, data = response.status, response.data
+            if status != 200:
+                text = data[:200].decode("utf-8", "replace")
+                raise PrometheusUnavailable("http_error", f"HTTP {status}: {text}")
+            answer = orjson.loads(data)
             if not isinstance(answer, dict) or answer.get("status") != "success":
                 error = answer.get("error", answer) if isinstance(answer, dict) else answer
                 raise PrometheusUnavailable("http_error", str(error)[:200])
@@ -380,6 +403,12 @@ class PrometheusSource:
                     and not isinstance(exc, urllib3.exceptions.NewConnectionError)
                 )
             ):
+                raise PrometheusUnavailable(
+                    "timeout", f"no answer within {self._timeout:g}s"
+                ) from exc
+            raise PrometheusUnavailable("unreachable", _short(exc)) from exc
+        except OSError as exc:  # the range query on plain HTTP (prometheus_http)
+            if deadline.cancelled or deadline.remaining() <= 0 or isinstance(exc, TimeoutError):
                 raise PrometheusUnavailable(
                     "timeout", f"no answer within {self._timeout:g}s"
                 ) from exc
