@@ -89,6 +89,7 @@ demo: install-demo prometheus
 bench: install prometheus
 	$(PYTHON) benchmarks/bench_features.py
 	$(PYTHON) benchmarks/bench_service.py
+	$(PYTHON) benchmarks/bench_prometheus_http.py
 	$(PYTHON) benchmarks/bench_canary_age.py
 	$(PYTHON) benchmarks/bench_aged_canary.py
 	$(PYTHON) benchmarks/bench_loadgen.py
