@@ -30,6 +30,7 @@ deadline (plus a few milliseconds) however slow Prometheus is and however busy t
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import math
@@ -40,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus, unquote, urlsplit
 
 import orjson
 import requests
@@ -266,10 +267,17 @@ class PrometheusSource:
             **(client.headers or {}),
             "Content-Type": "application/x-www-form-urlencoded",
         }
+        parts = urlsplit(client.url)
+        if parts.username is not None:
+            # credentials in the URL: requests sends them on the instant queries, so the range
+            # query sends them too (until round 18 it did not, and every decision was a 401)
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
         # an http:// Prometheus: the range query on this module's own keep-alive connections
         self._plain = (
             PlainHttp(client.url, self._headers, threads)
-            if urlsplit(client.url).scheme.lower() == "http"
+            if parts.scheme.lower() == "http"
             else None
         )
         self.templates = templates

@@ -4,6 +4,7 @@ Prometheus, and a loopback proxy that slows it)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import math
 import shutil
@@ -610,3 +611,19 @@ def test_the_deadline_also_ends_a_dripping_https_answer(
             source.close()
     assert answer == [{"metric": {"x": "y" * 2000}, "value": answer[0]["value"]}]  # type: ignore[index]
     assert failed_after < 0.5 + 0.2 and free_after < 0.2
+
+
+def test_credentials_in_the_url_go_with_every_query(fake_prometheus: FakePrometheus) -> None:
+    """``http://user:password@host``: requests sends them on the instant queries, and the
+    range query of every decision sends the same (percent-escapes decoded)."""
+    fake_prometheus.handler = lambda query: Reply(body=vector(({"x": "y"}, 1.0)))
+    url = fake_prometheus.url.replace("http://", "http://ops:p%40ss@")
+    source = _one_worker_source(url, 2.0)
+    try:
+        source.query_blocking("vector(1)")
+        source.query_range_blocking("vector(1)", 0.0, 30.0, 30)
+    finally:
+        source.close()
+    expected = "Basic " + base64.b64encode(b"ops:p@ss").decode()
+    assert fake_prometheus.authorizations == [expected, expected]
+    assert [method for method, _, _ in fake_prometheus.requests] == ["POST", "POST"]

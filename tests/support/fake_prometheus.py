@@ -77,6 +77,7 @@ class FakePrometheus:
         self.handler: Callable[[str], Reply] = handler or (lambda query: Reply())
         self.queries: list[str] = []
         self.requests: list[tuple[str, str, bytes]] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -102,12 +103,14 @@ class FakePrometheus:
                     pass  # the client gave up first (a timeout test)
 
             def do_GET(self) -> None:
+                fake.authorizations.append(self.headers.get("Authorization"))
                 parsed = urllib.parse.urlparse(self.path)
                 fake.requests.append(("GET", self.path, b""))
                 params = urllib.parse.parse_qs(parsed.query)
                 self._answer(params.get("query", [""])[0], params)
 
             def do_POST(self) -> None:
+                fake.authorizations.append(self.headers.get("Authorization"))
                 length = int(self.headers.get("Content-Length", "0"))
                 data = self.rfile.read(length)
                 fake.requests.append(("POST", self.path, data))
