@@ -18,8 +18,9 @@ never reused.
 
 **A stale keep-alive connection is not an outage.** A pooled connection the server closed while
 it was idle (a restarted Prometheus, an idle timeout) reads as end-of-file before it is reused
-and is dropped; one that closes before the first byte of its answer is retried once on a new
-connection. The query only reads, so sending it twice is harmless.
+and is dropped; on one the server closes before the first byte of its answer, or resets, the
+request is sent once more on a new connection (a new connection is never retried). The query
+only reads, so sending it twice is harmless.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ MAX_HEADERS: Final = 100
 
 class ConnectionClosed(ConnectionError):
     """The server closed the connection before its answer was complete."""
+
+
+class ClosedBeforeAnswer(ConnectionClosed):
+    """The server closed the connection before the first byte of its answer."""
 
 
 class MalformedAnswer(ValueError):
@@ -124,10 +129,7 @@ class PlainHttp:
         if connection is not None:
             try:
                 return self._exchange(connection, request, timeout, watch)
-            except ConnectionClosed as exc:
-                if exc.args != ("before the answer",):
-                    raise
-            except (BrokenPipeError, ConnectionResetError):
+            except (ClosedBeforeAnswer, BrokenPipeError, ConnectionResetError):
                 pass  # closed by the server while idle: once more, on a new connection
         sock = socket.create_connection(self._address, timeout=timeout)
         try:
@@ -185,7 +187,7 @@ def _read_answer(reader: BufferedIOBase) -> tuple[int, bytes, bool]:
     while True:
         first = reader.readline(MAX_LINE_BYTES + 1)
         if not first:
-            raise ConnectionClosed("before the answer")
+            raise ClosedBeforeAnswer("before the answer")
         if not first.endswith(b"\n"):
             raise MalformedAnswer("the status line is cut or too long")
         version, _, rest = first.partition(b" ")
