@@ -123,13 +123,12 @@ def main() -> int:
                     f"round {round_ + 1} {name:<21} client CPU {mine:6.0f} µs/query   "
                     f"Prometheus CPU {theirs:6.0f} µs   wall {wall:6.0f} µs"
                 )
-        ratios = [u / p for u, p in zip(cpu["urllib3"], cpu["plain"], strict=True)]
+        pairs = list(zip(cpu["urllib3"], cpu["plain"], strict=True))
+        saved = [u - p for u, p in pairs]
         print(
             "client CPU urllib3 / plain, per round: "
-            + ", ".join(f"{r:.1f}x" for r in ratios)
-            + f"; saved {min(u - p for u, p in zip(cpu['urllib3'], cpu['plain'], strict=True)):.0f}"
-            f"–{max(u - p for u, p in zip(cpu['urllib3'], cpu['plain'], strict=True)):.0f}"
-            " µs per query"
+            + ", ".join(f"{u / p:.1f}x" for u, p in pairs)
+            + f"; saved {min(saved):.0f}–{max(saved):.0f} µs per query"
         )
         plain.close()
         source.close()

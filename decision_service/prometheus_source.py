@@ -30,7 +30,6 @@ deadline (plus a few milliseconds) however slow Prometheus is and however busy t
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import math
@@ -261,19 +260,20 @@ class PrometheusSource:
             raise TypeError(f"{type(adapter).__name__}: not the session prometheus_client made")
         self._adapter, self._session = adapter, session
         self._pool = adapter.poolmanager.connection_from_url(client.url)
-        self._range_path = urlsplit(client.url).path.rstrip("/") + "/api/v1/query_range"
+        parts = urlsplit(client.url)
+        self._range_path = parts.path.rstrip("/") + "/api/v1/query_range"
         self._headers = {
             **session.headers,
             **(client.headers or {}),
             "Content-Type": "application/x-www-form-urlencoded",
         }
-        parts = urlsplit(client.url)
         if parts.username is not None:
             # credentials in the URL: requests sends them on the instant queries, so the range
             # query sends them too (until round 18 it did not, and every decision was a 401)
             user, password = unquote(parts.username), unquote(parts.password or "")
-            token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
-            self._headers["Authorization"] = f"Basic {token}"
+            self._headers["Authorization"] = urllib3.util.make_headers(
+                basic_auth=f"{user}:{password}"
+            )["authorization"]
         # an http:// Prometheus: the range query on this module's own keep-alive connections
         self._plain = (
             PlainHttp(client.url, self._headers, threads)
